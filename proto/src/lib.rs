@@ -1,0 +1,31 @@
+//! The Rotunda wire protocol, free of any I/O.
+//!
+//! - [`message`]: control messages, [`ToRelay`] from a client and [`FromRelay`] from the relay,
+//!   serialized with postcard and sent length-prefixed on one bidirectional stream ([`framing`]).
+//! - [`media`]: the fixed binary header in front of every media payload. The payload is opaque to
+//!   the relay (it may be end-to-end encrypted); audio travels in datagrams, each video frame on a
+//!   unidirectional stream of its own.
+//! - [`limits`]: the size limit of every field; decoders reject anything larger.
+//! - [`room`]: the relay's sans-IO room logic: membership, presence, chat, and selective
+//!   forwarding through bounded per-subscriber queues that skip to the next keyframe when a
+//!   subscriber falls behind. Callers pass `now` in and pull results out with `poll_*`.
+//!
+//! Every decoder returns a typed [`Error`]; none panics on any input.
+
+pub mod framing;
+pub mod limits;
+pub mod media;
+pub mod message;
+pub mod room;
+
+mod error;
+
+pub use error::{Error, ErrorCode, Result};
+pub use media::{MediaFrame, MediaHeader};
+pub use message::{
+    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, TrackId, TrackInfo, TrackKind,
+    TrackSource, ToRelay,
+};
+
+/// The protocol version a client announces in its hello; the relay refuses any other.
+pub const PROTOCOL_VERSION: u16 = 1;

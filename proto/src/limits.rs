@@ -1,0 +1,47 @@
+//! Size limits of every field. Decoders reject anything over them with [`Error::TooLarge`].
+//!
+//! [`Error::TooLarge`]: crate::Error::TooLarge
+
+use crate::{Error, Result};
+
+/// Longest room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 64;
+/// Longest display name, in bytes.
+pub const MAX_DISPLAY_NAME: usize = 64;
+/// Longest join token, in bytes.
+pub const MAX_TOKEN: usize = 1024;
+/// Longest client agent string in the hello, in bytes.
+pub const MAX_AGENT: usize = 128;
+/// Longest chat message, in bytes.
+pub const MAX_CHAT: usize = 2000;
+/// Longest codec string (e.g. `avc1.42E01F`), in bytes.
+pub const MAX_CODEC: usize = 32;
+/// Most tracks one participant may publish.
+pub const MAX_TRACKS_PER_PARTICIPANT: usize = 8;
+/// Most participants in one room.
+pub const MAX_PARTICIPANTS: usize = 64;
+/// Largest encoded control message, in bytes (a full roster fits).
+pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
+/// Largest video frame payload, in bytes.
+pub const MAX_VIDEO_PAYLOAD: usize = 2 * 1024 * 1024;
+/// Largest audio payload, in bytes: an Opus packet plus the header fits in the 1211-byte datagram
+/// Chromium allows.
+pub const MAX_AUDIO_PAYLOAD: usize = 1024;
+/// Largest video dimension, in pixels.
+pub const MAX_DIMENSION: u16 = 8192;
+
+/// Checks a string field against its limit; `allow_empty` says whether "" is acceptable.
+pub fn check_str(field: &'static str, value: &str, max: usize, allow_empty: bool) -> Result<()> {
+    if !allow_empty && value.trim().is_empty() {
+        return Err(Error::Empty(field));
+    }
+    check_len(field, value.len(), max)
+}
+
+/// Checks a length against its limit.
+pub fn check_len(field: &'static str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::TooLarge { field, len, max });
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! Control messages, by direction: [`ToRelay`] from a client, [`FromRelay`] from the relay.
+//!
+//! They travel on the session's one bidirectional stream, framed by [`crate::framing`]. Every
+//! message is checked against [`crate::limits`] by `validate`, which the framing decoder calls.
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::*;
+use crate::{Error, ErrorCode, Result};
+
+/// A participant, unique within its room for the life of the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ParticipantId(pub u32);
+
+impl std::fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+/// A published track: its owner and the owner's own index for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TrackId {
+    /// Who publishes it.
+    pub participant: ParticipantId,
+    /// The publisher's index for it (below [`MAX_TRACKS_PER_PARTICIPANT`]).
+    pub index: u8,
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TrackKind {
+    /// Opus in datagrams.
+    Audio,
+    /// H.264 Annex-B, one frame per unidirectional stream.
+    Video,
+}
+
+/// Where a track's media comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TrackSource {
+    /// A camera (or the synthetic pattern standing in for one).
+    Camera,
+    /// A microphone (or the synthetic tone standing in for one).
+    Microphone,
+    /// A shared screen.
+    Screen,
+}
+
+/// What a track carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Codec string, e.g. `avc1.42E01F` or `opus`.
+    pub codec: String,
+    /// Where it comes from.
+    pub source: TrackSource,
+    /// Video width in pixels (0 for audio).
+    pub width: u16,
+    /// Video height in pixels (0 for audio).
+    pub height: u16,
+}
+
+impl TrackInfo {
+    fn validate(&self) -> Result<()> {
+        check_str("codec", &self.codec, MAX_CODEC, false)?;
+        if self.width > MAX_DIMENSION || self.height > MAX_DIMENSION {
+            return Err(Error::TooLarge {
+                field: "resolution",
+                len: usize::from(self.width.max(self.height)),
+                max: usize::from(MAX_DIMENSION),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A position and orientation in the room (metres; orientation as a unit quaternion x, y, z, w).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Pose {
+    /// Position.
+    pub position: [f32; 3],
+    /// Orientation quaternion.
+    pub orientation: [f32; 4],
+}
+
+impl Pose {
+    fn validate(&self) -> Result<()> {
+        let finite = self.position.iter().chain(&self.orientation).all(|v| v.is_finite());
+        if !finite {
+            return Err(Error::Malformed("pose is not finite"));
+        }
+        Ok(())
+    }
+}
+
+/// A participant as the roster shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Its id.
+    pub id: ParticipantId,
+    /// Its display name.
+    pub name: String,
+    /// What it publishes.
+    pub tracks: Vec<(u8, TrackInfo)>,
+    /// Its microphone is muted.
+    pub audio_muted: bool,
+    /// Its camera is off.
+    pub video_muted: bool,
+    /// Where it stands.
+    pub pose: Pose,
+}
+
+impl ParticipantInfo {
+    fn validate(&self) -> Result<()> {
+        check_str("name", &self.name, MAX_DISPLAY_NAME, false)?;
+        check_len("tracks", self.tracks.len(), MAX_TRACKS_PER_PARTICIPANT)?;
+        for (index, track) in &self.tracks {
+            check_track_index(*index)?;
+            track.validate()?;
+        }
+        self.pose.validate()
+    }
+}
+
+/// Why a participant left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaveReason {
+    /// It said goodbye.
+    Left,
+    /// Its connection dropped.
+    Disconnected,
+    /// The relay removed it for breaking the protocol.
+    Removed(ErrorCode),
+}
+
+/// A message from a client to the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToRelay {
+    /// First message of a session.
+    Hello {
+        /// [`crate::PROTOCOL_VERSION`] of the client.
+        version: u16,
+        /// Free text naming the client software.
+        agent: String,
+    },
+    /// Enter a room (second message of a session).
+    Join {
+        /// Room name; the room appears on first join.
+        room: String,
+        /// Display name.
+        name: String,
+        /// Access token, when the relay asks for one.
+        token: Option<String>,
+    },
+    /// Start publishing a track under the client's own index.
+    Publish {
+        /// The client's index for it.
+        index: u8,
+        /// What it carries.
+        info: TrackInfo,
+    },
+    /// Stop publishing a track.
+    Unpublish {
+        /// The client's index for it.
+        index: u8,
+    },
+    /// Receive a track's media.
+    Subscribe {
+        /// Which track.
+        track: TrackId,
+    },
+    /// Stop receiving a track's media.
+    Unsubscribe {
+        /// Which track.
+        track: TrackId,
+    },
+    /// Ask the publisher of a subscribed video track for a keyframe.
+    KeyframeRequest {
+        /// Which track.
+        track: TrackId,
+    },
+    /// Say something to the room.
+    Chat {
+        /// The text.
+        text: String,
+    },
+    /// Where the client now stands.
+    Pose(Pose),
+    /// Microphone and camera state.
+    Mute {
+        /// Microphone muted.
+        audio: bool,
+        /// Camera off.
+        video: bool,
+    },
+    /// Round-trip probe; answered by [`FromRelay::Pong`].
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Goodbye.
+    Leave,
+}
+
+/// A message from the relay to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromRelay {
+    /// Answer to a successful join.
+    Welcome {
+        /// [`crate::PROTOCOL_VERSION`] of the relay.
+        version: u16,
+        /// The client's own id.
+        you: ParticipantId,
+        /// Everyone else already in the room.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// Someone entered the room.
+    ParticipantJoined(ParticipantInfo),
+    /// Someone left the room.
+    ParticipantLeft {
+        /// Who.
+        id: ParticipantId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// Someone published a track.
+    TrackPublished {
+        /// The track.
+        track: TrackId,
+        /// What it carries.
+        info: TrackInfo,
+    },
+    /// Someone stopped publishing a track.
+    TrackUnpublished {
+        /// The track.
+        track: TrackId,
+    },
+    /// A subscriber needs a keyframe of one of your tracks.
+    KeyframeRequest {
+        /// Your index of the track.
+        index: u8,
+    },
+    /// A chat line, in the room's order.
+    Chat {
+        /// Position in the room's chat history.
+        seq: u64,
+        /// Who said it.
+        from: ParticipantId,
+        /// The text.
+        text: String,
+    },
+    /// Someone moved.
+    Pose {
+        /// Who.
+        id: ParticipantId,
+        /// Where to.
+        pose: Pose,
+    },
+    /// Someone muted or unmuted.
+    Mute {
+        /// Who.
+        id: ParticipantId,
+        /// Microphone muted.
+        audio: bool,
+        /// Camera off.
+        video: bool,
+    },
+    /// Answer to [`ToRelay::Ping`].
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// Something failed; the relay closes the session after fatal codes.
+    Error {
+        /// What failed.
+        code: ErrorCode,
+    },
+}
+
+fn check_track_index(index: u8) -> Result<()> {
+    check_len("track index", usize::from(index), MAX_TRACKS_PER_PARTICIPANT - 1)
+}
+
+impl ToRelay {
+    /// Checks every field against [`crate::limits`].
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ToRelay::Hello { agent, .. } => check_str("agent", agent, MAX_AGENT, true),
+            ToRelay::Join { room, name, token } => {
+                check_str("room", room, MAX_ROOM_NAME, false)?;
+                check_str("name", name, MAX_DISPLAY_NAME, false)?;
+                match token {
+                    Some(token) => check_str("token", token, MAX_TOKEN, true),
+                    None => Ok(()),
+                }
+            }
+            ToRelay::Publish { index, info } => {
+                check_track_index(*index)?;
+                info.validate()
+            }
+            ToRelay::Unpublish { index } => check_track_index(*index),
+            ToRelay::Subscribe { track }
+            | ToRelay::Unsubscribe { track }
+            | ToRelay::KeyframeRequest { track } => check_track_index(track.index),
+            ToRelay::Chat { text } => check_str("chat", text, MAX_CHAT, false),
+            ToRelay::Pose(pose) => pose.validate(),
+            ToRelay::Mute { .. } | ToRelay::Ping { .. } | ToRelay::Leave => Ok(()),
+        }
+    }
+}
+
+impl FromRelay {
+    /// Checks every field against [`crate::limits`].
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            FromRelay::Welcome { participants, .. } => {
+                check_len("participants", participants.len(), MAX_PARTICIPANTS)?;
+                participants.iter().try_for_each(ParticipantInfo::validate)
+            }
+            FromRelay::ParticipantJoined(info) => info.validate(),
+            FromRelay::TrackPublished { track, info } => {
+                check_track_index(track.index)?;
+                info.validate()
+            }
+            FromRelay::TrackUnpublished { track } => check_track_index(track.index),
+            FromRelay::KeyframeRequest { index } => check_track_index(*index),
+            FromRelay::Chat { text, .. } => check_str("chat", text, MAX_CHAT, false),
+            FromRelay::Pose { pose, .. } => pose.validate(),
+            FromRelay::ParticipantLeft { .. }
+            | FromRelay::Mute { .. }
+            | FromRelay::Pong { .. }
+            | FromRelay::Error { .. } => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The relay's room logic, sans-IO: membership, presence, chat and selective forwarding.
+//!
+//! The relay drives a [`Room`] from its connection tasks: `handle_*` with what a participant sent
+//! (and `now`), then `poll_control` for the control messages to send to whom, `poll_woken` for the
+//! participants with new media queued, and `poll_audio` / `poll_video` to take that media out.
+//!
+//! Forwarding shares each frame's bytes between subscribers. Every subscriber has a bounded
+//! queue per video track: when it overflows (the subscriber reads too slowly) the queued frames of
+//! that track are dropped, later frames are skipped until the next keyframe, and the publisher is
+//! asked for one. A slow subscriber therefore never holds up the publisher or anyone else.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::limits::MAX_PARTICIPANTS;
+use crate::media::MediaFrame;
+use crate::message::{
+    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, ToRelay, TrackId, TrackKind,
+};
+use crate::{Error, PROTOCOL_VERSION, Result};
+
+/// Tunables of a [`Room`].
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// Most participants at once.
+    pub max_participants: usize,
+    /// Video frames queued per subscriber and track before it skips to the next keyframe.
+    pub video_queue_frames: usize,
+    /// Audio frames queued per subscriber before the oldest is dropped.
+    pub audio_queue_frames: usize,
+    /// Least time between two keyframe requests to the same track's publisher.
+    pub keyframe_request_interval: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            max_participants: MAX_PARTICIPANTS,
+            video_queue_frames: 15,
+            audio_queue_frames: 25,
+            keyframe_request_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Counters of a room's forwarding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardStats {
+    /// Media frames received from publishers.
+    pub frames_in: u64,
+    /// Frame copies queued for subscribers.
+    pub frames_queued: u64,
+    /// Frame copies dropped because a subscriber fell behind.
+    pub frames_dropped: u64,
+    /// Keyframe requests sent to publishers.
+    pub keyframe_requests: u64,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    kind: TrackKind,
+    /// Video frames of this track now queued.
+    queued: usize,
+    /// Skipping until a keyframe arrives.
+    waiting_for_keyframe: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    info: ParticipantInfo,
+    subscriptions: HashMap<TrackId, Subscription>,
+    audio: VecDeque<MediaFrame>,
+    video: VecDeque<MediaFrame>,
+}
+
+/// One room's state.
+#[derive(Debug)]
+pub struct Room {
+    config: RoomConfig,
+    members: BTreeMap<ParticipantId, Member>,
+    next_id: u32,
+    chat_seq: u64,
+    outbox: VecDeque<(ParticipantId, FromRelay)>,
+    woken: BTreeSet<ParticipantId>,
+    keyframe_asked: HashMap<TrackId, Instant>,
+    stats: ForwardStats,
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new(config: RoomConfig) -> Self {
+        Self {
+            config,
+            members: BTreeMap::new(),
+            next_id: 1,
+            chat_seq: 0,
+            outbox: VecDeque::new(),
+            woken: BTreeSet::new(),
+            keyframe_asked: HashMap::new(),
+            stats: ForwardStats::default(),
+        }
+    }
+
+    /// No one is in the room.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// How many are in the room.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Forwarding counters so far.
+    pub fn stats(&self) -> ForwardStats {
+        self.stats
+    }
+
+    /// The roster entry of a participant.
+    pub fn participant(&self, id: ParticipantId) -> Option<&ParticipantInfo> {
+        self.members.get(&id).map(|m| &m.info)
+    }
+
+    /// The kind of a published track, if it is published.
+    pub fn track_kind(&self, track: TrackId) -> Option<TrackKind> {
+        let member = self.members.get(&track.participant)?;
+        member
+            .info
+            .tracks
+            .iter()
+            .find(|(index, _)| *index == track.index)
+            .map(|(_, info)| info.kind)
+    }
+
+    /// Someone joins: they get a welcome with the roster, the others hear of them.
+    pub fn handle_join(&mut self, name: &str) -> Result<ParticipantId> {
+        if self.members.len() >= self.config.max_participants {
+            return Err(Error::RoomFull);
+        }
+        let id = ParticipantId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let info = ParticipantInfo {
+            id,
+            name: name.to_owned(),
+            tracks: Vec::new(),
+            audio_muted: false,
+            video_muted: false,
+            pose: Pose::default(),
+        };
+        let roster = self.members.values().map(|m| m.info.clone()).collect();
+        self.broadcast(id, FromRelay::ParticipantJoined(info.clone()));
+        self.outbox.push_back((
+            id,
+            FromRelay::Welcome {
+                version: PROTOCOL_VERSION,
+                you: id,
+                participants: roster,
+            },
+        ));
+        self.members.insert(
+            id,
+            Member {
+                info,
+                subscriptions: HashMap::new(),
+                audio: VecDeque::new(),
+                video: VecDeque::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Someone leaves (or is removed): their tracks end and everyone else is told.
+    pub fn handle_leave(&mut self, id: ParticipantId, reason: LeaveReason) {
+        let Some(member) = self.members.remove(&id) else {
+            return;
+        };
+        self.woken.remove(&id);
+        self.outbox.retain(|(to, _)| *to != id);
+        for (index, _) in &member.info.tracks {
+            self.end_track(TrackId {
+                participant: id,
+                index: *index,
+            });
+        }
+        self.broadcast(id, FromRelay::ParticipantLeft { id, reason });
+    }
+
+    /// A control message from a joined participant.
+    pub fn handle_message(&mut self, from: ParticipantId, message: ToRelay, now: Instant) -> Result<()> {
+        if !self.members.contains_key(&from) {
+            return Err(Error::Violation("not in the room"));
+        }
+        match message {
+            ToRelay::Hello { .. } | ToRelay::Join { .. } => {
+                return Err(Error::Violation("already joined"));
+            }
+            ToRelay::Leave => self.handle_leave(from, LeaveReason::Left),
+            ToRelay::Publish { index, info } => {
+                let member = self.member_mut(from)?;
+                if member.info.tracks.iter().any(|(i, _)| *i == index) {
+                    return Err(Error::Violation("track index already published"));
+                }
+                member.info.tracks.push((index, info.clone()));
+                let track = TrackId {
+                    participant: from,
+                    index,
+                };
+                self.broadcast(from, FromRelay::TrackPublished { track, info });
+            }
+            ToRelay::Unpublish { index } => {
+                let member = self.member_mut(from)?;
+                let before = member.info.tracks.len();
+                member.info.tracks.retain(|(i, _)| *i != index);
+                if member.info.tracks.len() != before {
+                    let track = TrackId {
+                        participant: from,
+                        index,
+                    };
+                    self.end_track(track);
+                    self.broadcast(from, FromRelay::TrackUnpublished { track });
+                }
+            }
+            ToRelay::Subscribe { track } => {
+                let kind = self.track_kind(track).filter(|_| track.participant != from);
+                let Some(kind) = kind else {
+                    self.outbox.push_back((from, FromRelay::TrackUnpublished { track }));
+                    return Ok(());
+                };
+                let member = self.member_mut(from)?;
+                if member.subscriptions.contains_key(&track) {
+                    return Ok(());
+                }
+                member.subscriptions.insert(
+                    track,
+                    Subscription {
+                        kind,
+                        queued: 0,
+                        waiting_for_keyframe: kind == TrackKind::Video,
+                    },
+                );
+                if kind == TrackKind::Video {
+                    self.request_keyframe(track, now);
+                }
+            }
+            ToRelay::Unsubscribe { track } => {
+                let member = self.member_mut(from)?;
+                if member.subscriptions.remove(&track).is_some() {
+                    member.audio.retain(|f| f.header.track != track);
+                    member.video.retain(|f| f.header.track != track);
+                }
+            }
+            ToRelay::KeyframeRequest { track } => {
+                let subscribed = self.member_mut(from)?.subscriptions.contains_key(&track);
+                if subscribed {
+                    self.request_keyframe(track, now);
+                }
+            }
+            ToRelay::Chat { text } => {
+                self.chat_seq += 1;
+                let seq = self.chat_seq;
+                let ids: Vec<_> = self.members.keys().copied().collect();
+                for id in ids {
+                    let text = text.clone();
+                    self.outbox.push_back((id, FromRelay::Chat { seq, from, text }));
+                }
+            }
+            ToRelay::Pose(pose) => {
+                self.member_mut(from)?.info.pose = pose;
+                self.broadcast(from, FromRelay::Pose { id: from, pose });
+            }
+            ToRelay::Mute { audio, video } => {
+                let member = self.member_mut(from)?;
+                member.info.audio_muted = audio;
+                member.info.video_muted = video;
+                self.broadcast(
+                    from,
+                    FromRelay::Mute {
+                        id: from,
+                        audio,
+                        video,
+                    },
+                );
+            }
+            ToRelay::Ping { nonce } => self.outbox.push_back((from, FromRelay::Pong { nonce })),
+        }
+        Ok(())
+    }
+
+    /// A media frame from a publisher, arrived as `kind` (datagram: audio, stream: video).
+    ///
+    /// The frame is stamped with its publisher and queued for every subscriber of its track.
+    pub fn handle_media(
+        &mut self,
+        from: ParticipantId,
+        frame: MediaFrame,
+        kind: TrackKind,
+        now: Instant,
+    ) -> Result<()> {
+        let track = TrackId {
+            participant: from,
+            index: frame.header.track.index,
+        };
+        match self.track_kind(track) {
+            Some(published) if published == kind => {}
+            Some(_) => return Err(Error::Violation("media of the wrong kind")),
+            None => return Err(Error::Violation("media for an unpublished track")),
+        }
+        self.stats.frames_in += 1;
+        let frame = frame.stamp(from);
+        let keyframe = frame.header.keyframe;
+        let mut overflowed = false;
+        for (id, member) in &mut self.members {
+            let Some(sub) = member.subscriptions.get_mut(&track) else {
+                continue;
+            };
+            match sub.kind {
+                TrackKind::Audio => {
+                    if member.audio.len() >= self.config.audio_queue_frames {
+                        member.audio.pop_front();
+                        self.stats.frames_dropped += 1;
+                    }
+                    member.audio.push_back(frame.clone());
+                }
+                TrackKind::Video => {
+                    if sub.waiting_for_keyframe && !keyframe {
+                        self.stats.frames_dropped += 1;
+                        continue;
+                    }
+                    sub.waiting_for_keyframe = false;
+                    if sub.queued >= self.config.video_queue_frames {
+                        // Too far behind: drop what is queued and start again at a keyframe.
+                        let before = member.video.len();
+                        member.video.retain(|f| f.header.track != track);
+                        self.stats.frames_dropped += (before - member.video.len()) as u64 + 1;
+                        sub.queued = 0;
+                        if !keyframe {
+                            sub.waiting_for_keyframe = true;
+                            overflowed = true;
+                            continue;
+                        }
+                    }
+                    sub.queued += 1;
+                    member.video.push_back(frame.clone());
+                }
+            }
+            self.stats.frames_queued += 1;
+            self.woken.insert(*id);
+        }
+        if overflowed {
+            self.request_keyframe(track, now);
+        }
+        Ok(())
+    }
+
+    /// The next control message to send, and to whom.
+    pub fn poll_control(&mut self) -> Option<(ParticipantId, FromRelay)> {
+        self.outbox.pop_front()
+    }
+
+    /// A participant that has new media queued since it was last returned.
+    pub fn poll_woken(&mut self) -> Option<ParticipantId> {
+        self.woken.pop_first()
+    }
+
+    /// The next audio frame to send to `to`.
+    pub fn poll_audio(&mut self, to: ParticipantId) -> Option<MediaFrame> {
+        self.members.get_mut(&to)?.audio.pop_front()
+    }
+
+    /// The next video frame to send to `to`.
+    pub fn poll_video(&mut self, to: ParticipantId) -> Option<MediaFrame> {
+        let member = self.members.get_mut(&to)?;
+        let frame = member.video.pop_front()?;
+        if let Some(sub) = member.subscriptions.get_mut(&frame.header.track) {
+            sub.queued = sub.queued.saturating_sub(1);
+        }
+        Some(frame)
+    }
+
+    fn member_mut(&mut self, id: ParticipantId) -> Result<&mut Member> {
+        self.members
+            .get_mut(&id)
+            .ok_or(Error::Violation("not in the room"))
+    }
+
+    fn broadcast(&mut self, except: ParticipantId, message: FromRelay) {
+        for id in self.members.keys().filter(|id| **id != except) {
+            self.outbox.push_back((*id, message.clone()));
+        }
+    }
+
+    fn end_track(&mut self, track: TrackId) {
+        self.keyframe_asked.remove(&track);
+        for member in self.members.values_mut() {
+            if member.subscriptions.remove(&track).is_some() {
+                member.audio.retain(|f| f.header.track != track);
+                member.video.retain(|f| f.header.track != track);
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self, track: TrackId, now: Instant) {
+        if let Some(last) = self.keyframe_asked.get(&track)
+            && now.saturating_duration_since(*last) < self.config.keyframe_request_interval
+        {
+            return;
+        }
+        self.keyframe_asked.insert(track, now);
+        self.stats.keyframe_requests += 1;
+        self.outbox.push_back((
+            track.participant,
+            FromRelay::KeyframeRequest { index: track.index },
+        ));
+    }
+}
