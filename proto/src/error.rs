@@ -62,6 +62,8 @@ pub enum ErrorCode {
     Internal = 8,
     /// The client did not complete its join in time.
     Timeout = 9,
+    /// The client did not read its control messages fast enough.
+    TooSlow = 10,
 }
 
 impl ErrorCode {
@@ -84,6 +86,7 @@ impl ErrorCode {
             ShuttingDown,
             Internal,
             Timeout,
+            TooSlow,
         ]
         .into_iter()
         .find(|c| c.as_u32() == code)

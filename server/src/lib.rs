@@ -1,1 +1,149 @@
-//! x
+//! The Rotunda relay: rooms, presence, chat and selective forwarding of opaque media.
+//!
+//! Browsers and native clients reach the same WebTransport endpoint (QUIC, through `wtransport`
+//! on quinn). Each session carries:
+//! - its control messages on one bidirectional stream (see [`rotunda_proto::framing`]);
+//! - audio in datagrams;
+//! - every video frame on a unidirectional stream of its own, so a late frame never blocks a
+//!   fresh one or any audio.
+//!
+//! The room logic itself is the sans-IO [`rotunda_proto::room::Room`]; this crate only drives it:
+//! [`session`] runs one task group per connection, [`rooms`] holds the rooms and hands queued
+//! control messages and media to the sessions. Beside the UDP endpoint, a small HTTP server on the
+//! same TCP port serves `/certificate.sha256` (the pinned fingerprint of the dev certificate) and
+//! `/healthz`.
+//!
+//! [`Relay::bind`] builds the relay from a [`Config`], so tests bind port 0.
+
+mod cert;
+mod config;
+mod http;
+pub mod rooms;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, info_span, warn};
+use wtransport::Endpoint;
+use wtransport::endpoint::endpoint_side::Server;
+
+pub use cert::CertificateHash;
+pub use config::Config;
+
+/// A bound relay, ready to [`run`](Relay::run).
+pub struct Relay {
+    endpoint: Arc<Endpoint<Server>>,
+    http: tokio::net::TcpListener,
+    addr: SocketAddr,
+    certificate: cert::CertificateStore,
+    rooms: Arc<rooms::Rooms>,
+    config: Config,
+}
+
+impl Relay {
+    /// Binds UDP (WebTransport) and TCP (HTTP) on the same port, loading or generating the
+    /// certificate.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let (udp, http) = bind_pair(config.listen)?;
+        let addr = udp.local_addr()?;
+        let certificate = cert::CertificateStore::new(&config, addr).await?;
+        let endpoint = Endpoint::server(certificate.server_config(udp)?)
+            .context("starting the WebTransport endpoint")?;
+        let endpoint = Arc::new(endpoint);
+        let rooms = Arc::new(rooms::Rooms::new(config.room_config()));
+        Ok(Self {
+            endpoint,
+            http,
+            addr,
+            certificate,
+            rooms,
+            config,
+        })
+    }
+
+    /// The address the relay listens on (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebTransport URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// SHA-256 of the certificate now in use.
+    pub fn certificate_hash(&self) -> CertificateHash {
+        self.certificate.hash()
+    }
+
+    /// Serves until `shutdown` completes, then tells every client and closes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let http = tokio::spawn(http::serve(self.http, self.certificate.clone(), stop_rx.clone()));
+        let renew = tokio::spawn(
+            self.certificate
+                .clone()
+                .renew_forever(self.endpoint.clone(), self.addr),
+        );
+        let mut sessions = JoinSet::new();
+        let context = Arc::new(session::Context {
+            rooms: self.rooms.clone(),
+            token: self.config.token.clone(),
+            stop: stop_rx,
+        });
+        tokio::pin!(shutdown);
+        let mut next_id: u64 = 0;
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    next_id += 1;
+                    let span = info_span!("session", id = next_id, remote = %incoming.remote_address());
+                    sessions.spawn(session::run(incoming, context.clone()).instrument(span));
+                }
+                () = &mut shutdown => break,
+            }
+            while sessions.try_join_next().is_some() {}
+        }
+        info!(sessions = sessions.len(), "shutting down");
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(Duration::from_secs(3), async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!("sessions did not end in time; closing them");
+        }
+        self.endpoint.close(
+            wtransport::VarInt::from_u32(rotunda_proto::ErrorCode::ShuttingDown.as_u32()),
+            b"shutting down",
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        renew.abort();
+        let _ = http.await;
+        Ok(())
+    }
+}
+
+/// Binds a UDP socket and a TCP listener on the same port; port 0 picks one free for both.
+fn bind_pair(addr: SocketAddr) -> anyhow::Result<(std::net::UdpSocket, tokio::net::TcpListener)> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let udp = std::net::UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}"))?;
+        let port = udp.local_addr()?.port();
+        match std::net::TcpListener::bind(SocketAddr::new(addr.ip(), port)) {
+            Ok(tcp) => {
+                tcp.set_nonblocking(true)?;
+                return Ok((udp, tokio::net::TcpListener::from_std(tcp)?));
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    let error = last_error.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("no port"));
+    Err(error.context(format!("binding TCP {addr} beside UDP")))
+}

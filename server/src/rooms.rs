@@ -1,0 +1,161 @@
+//! The relay's rooms: each a sans-IO [`Room`] behind a mutex, plus the channels to its sessions.
+//!
+//! After every change, [`SharedRoom::with`] hands the room's queued control messages to the
+//! sessions' bounded channels and wakes the sessions that have media to send. A session whose
+//! control channel is full is not keeping up: it is closed rather than allowed to hold anyone up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use rotunda_proto::room::{ForwardStats, Room, RoomConfig};
+use rotunda_proto::{ErrorCode, FromRelay, LeaveReason, ParticipantId, Result};
+use tokio::sync::{Notify, mpsc};
+use tracing::{info, warn};
+use wtransport::{Connection, VarInt};
+
+/// A session as its room sees it.
+pub struct Peer {
+    /// Control messages to send to it.
+    pub control: mpsc::Sender<FromRelay>,
+    /// Woken when media is queued for it.
+    pub media: Arc<Notify>,
+    /// Its connection, closed if it stops keeping up.
+    pub connection: Connection,
+}
+
+struct RoomState {
+    room: Room,
+    peers: HashMap<ParticipantId, Peer>,
+}
+
+/// One room, shared by its sessions.
+pub struct SharedRoom {
+    name: String,
+    state: Mutex<RoomState>,
+}
+
+impl SharedRoom {
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `f` on the room, then delivers what it queued.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Room, Instant) -> R) -> R {
+        let mut state = self.lock();
+        let result = f(&mut state.room, Instant::now());
+        state.flush();
+        result
+    }
+
+    /// Forwarding counters so far.
+    pub fn stats(&self) -> ForwardStats {
+        self.lock().room.stats()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RoomState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RoomState {
+    fn flush(&mut self) {
+        while let Some((to, message)) = self.room.poll_control() {
+            let Some(peer) = self.peers.get(&to) else {
+                continue;
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = peer.control.try_send(message) {
+                warn!(participant = %to, "control queue full; closing the session");
+                peer.connection.close(VarInt::from_u32(ErrorCode::TooSlow.as_u32()), b"too slow");
+            }
+        }
+        while let Some(to) = self.room.poll_woken() {
+            if let Some(peer) = self.peers.get(&to) {
+                peer.media.notify_one();
+            }
+        }
+    }
+}
+
+/// All rooms of the relay: a room appears on first join and vanishes when empty.
+pub struct Rooms {
+    config: RoomConfig,
+    rooms: Mutex<HashMap<String, Arc<SharedRoom>>>,
+}
+
+impl Rooms {
+    /// No rooms yet.
+    pub fn new(config: RoomConfig) -> Self {
+        Self {
+            config,
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How many rooms exist.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// No rooms exist.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a participant to a room, creating the room if needed.
+    pub fn join(&self, room: &str, name: &str, peer: Peer) -> Result<(Arc<SharedRoom>, ParticipantId)> {
+        let mut rooms = self.lock();
+        let shared = rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| {
+                info!(room, "room opened");
+                Arc::new(SharedRoom {
+                    name: room.to_owned(),
+                    state: Mutex::new(RoomState {
+                        room: Room::new(self.config.clone()),
+                        peers: HashMap::new(),
+                    }),
+                })
+            })
+            .clone();
+        let mut state = shared.lock();
+        let joined = state.room.handle_join(name);
+        match joined {
+            Ok(id) => {
+                state.peers.insert(id, peer);
+                state.flush();
+                drop(state);
+                Ok((shared, id))
+            }
+            Err(error) => {
+                let empty = state.room.is_empty();
+                drop(state);
+                if empty {
+                    rooms.remove(room);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Removes a participant; the room closes when it was the last.
+    pub fn leave(&self, room: &Arc<SharedRoom>, id: ParticipantId, reason: LeaveReason) {
+        let mut rooms = self.lock();
+        let mut state = room.lock();
+        state.room.handle_leave(id, reason);
+        state.peers.remove(&id);
+        state.flush();
+        if state.room.is_empty() {
+            drop(state);
+            if rooms.get(room.name()).is_some_and(|r| Arc::ptr_eq(r, room)) {
+                rooms.remove(room.name());
+                info!(room = room.name(), "room closed");
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SharedRoom>>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

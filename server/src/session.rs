@@ -1,0 +1,346 @@
+//! One client session: handshake, then a group of tasks until it ends.
+//!
+//! - the control reader decodes [`ToRelay`] messages and applies them to the room;
+//! - the datagram reader forwards audio, the stream acceptor forwards video (a task per stream);
+//! - the media sender sends queued audio as datagrams and each queued video frame on a stream of
+//!   its own, with a bounded number in flight so a slow subscriber's queue fills up and the room
+//!   skips it to the next keyframe;
+//! - the session task itself writes control messages from the room to the client.
+//!
+//! A misbehaving client gets a [`FromRelay::Error`] with a code and is closed with that code;
+//! internal details go to the log only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use rotunda_proto::framing::{self, FrameDecoder};
+use rotunda_proto::{
+    Error, ErrorCode, FromRelay, LeaveReason, MediaFrame, MediaHeader, PROTOCOL_VERSION,
+    ParticipantId, ToRelay, TrackKind,
+};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+use wtransport::endpoint::IncomingSession;
+use wtransport::{Connection, RecvStream, SendStream, VarInt};
+
+use crate::rooms::{Peer, Rooms, SharedRoom};
+
+/// Time a client has to open its control stream and join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control messages queued for one client before it counts as too slow.
+const CONTROL_QUEUE: usize = 1024;
+/// Video frames being written to one subscriber at once.
+const VIDEO_IN_FLIGHT: usize = 8;
+/// A video frame not delivered by then is abandoned (its stream reset).
+const STALE_VIDEO: Duration = Duration::from_secs(1);
+/// Time given to a failing client to receive its error message.
+const ERROR_GRACE: Duration = Duration::from_secs(1);
+
+/// What every session shares.
+pub struct Context {
+    /// The relay's rooms.
+    pub rooms: Arc<Rooms>,
+    /// The token joins must carry, if any.
+    pub token: Option<String>,
+    /// Turns true when the relay shuts down.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Left,
+    Disconnected,
+    Failed(ErrorCode),
+}
+
+impl From<Error> for End {
+    fn from(error: Error) -> Self {
+        End::Failed(error.code())
+    }
+}
+
+/// Runs one session to its end.
+pub async fn run(incoming: IncomingSession, context: Arc<Context>) {
+    let request = match incoming.await {
+        Ok(request) => request,
+        Err(error) => return debug!(%error, "handshake failed"),
+    };
+    debug!(path = request.path(), "session request");
+    let connection = match request.accept().await {
+        Ok(connection) => connection,
+        Err(error) => return debug!(%error, "accept failed"),
+    };
+    let Ok(Ok((mut send, recv))) =
+        tokio::time::timeout(JOIN_TIMEOUT, connection.accept_bi()).await
+    else {
+        return close(&connection, ErrorCode::Timeout);
+    };
+    let end = serve(&connection, &mut send, recv, &context).await;
+    match end {
+        End::Left => {
+            info!("left");
+            close(&connection, ErrorCode::Normal);
+        }
+        End::Disconnected => info!("disconnected"),
+        End::Failed(code) => {
+            info!(?code, "closing session with an error");
+            fail(&connection, &mut send, code).await;
+        }
+    }
+}
+
+async fn serve(
+    connection: &Connection,
+    send: &mut SendStream,
+    mut recv: RecvStream,
+    context: &Context,
+) -> End {
+    let mut decoder = FrameDecoder::new();
+    let joined = tokio::time::timeout(JOIN_TIMEOUT, handshake(&mut recv, &mut decoder, context)).await;
+    let (room_name, name) = match joined {
+        Err(_) => return End::Failed(ErrorCode::Timeout),
+        Ok(Err(end)) => return end,
+        Ok(Ok(join)) => join,
+    };
+    let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let media = Arc::new(Notify::new());
+    let peer = Peer {
+        control: control_tx,
+        media: media.clone(),
+        connection: connection.clone(),
+    };
+    let (room, id) = match context.rooms.join(&room_name, &name, peer) {
+        Ok(joined) => joined,
+        Err(error) => return error.into(),
+    };
+    info!(room = room_name, name, participant = %id, "joined");
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(read_control(recv, decoder, room.clone(), id));
+    tasks.spawn(read_audio(connection.clone(), room.clone(), id));
+    tasks.spawn(read_video(connection.clone(), room.clone(), id));
+    tasks.spawn(send_media(connection.clone(), room.clone(), id, media));
+    let mut stop = context.stop.clone();
+    let mut out = Vec::new();
+    let end = loop {
+        tokio::select! {
+            message = control_rx.recv() => {
+                let Some(message) = message else { break End::Disconnected };
+                out.clear();
+                if framing::encode_into(&message, &mut out).is_err() {
+                    warn!(?message, "dropping an unencodable message");
+                    continue;
+                }
+                if send.write_all(&out).await.is_err() {
+                    break End::Disconnected;
+                }
+            }
+            Some(done) = tasks.join_next() => {
+                break done.unwrap_or(End::Failed(ErrorCode::Internal));
+            }
+            () = stopped(&mut stop) => break End::Failed(ErrorCode::ShuttingDown),
+        }
+    };
+    tasks.abort_all();
+    let reason = match end {
+        End::Left => LeaveReason::Left,
+        End::Disconnected => LeaveReason::Disconnected,
+        End::Failed(code) => LeaveReason::Removed(code),
+    };
+    context.rooms.leave(&room, id, reason);
+    end
+}
+
+/// Reads the hello and the join.
+async fn handshake(
+    recv: &mut RecvStream,
+    decoder: &mut FrameDecoder,
+    context: &Context,
+) -> Result<(String, String), End> {
+    match next_message(recv, decoder).await? {
+        ToRelay::Hello { version, agent } => {
+            if version != PROTOCOL_VERSION {
+                return Err(Error::UnsupportedVersion(version).into());
+            }
+            debug!(agent, "hello");
+        }
+        _ => return Err(Error::Violation("expected hello").into()),
+    }
+    match next_message(recv, decoder).await? {
+        ToRelay::Join { room, name, token } => {
+            if context.token.is_some() && context.token != token {
+                return Err(Error::Unauthorized.into());
+            }
+            Ok((room, name))
+        }
+        _ => Err(Error::Violation("expected join").into()),
+    }
+}
+
+async fn next_message(recv: &mut RecvStream, decoder: &mut FrameDecoder) -> Result<ToRelay, End> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(message) = decoder.poll_message()? {
+            return Ok(message);
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => decoder.push(&buf[..n]),
+            Ok(None) | Err(_) => return Err(End::Disconnected),
+        }
+    }
+}
+
+async fn read_control(
+    mut recv: RecvStream,
+    mut decoder: FrameDecoder,
+    room: Arc<SharedRoom>,
+    id: ParticipantId,
+) -> End {
+    loop {
+        let message = match next_message(&mut recv, &mut decoder).await {
+            Ok(message) => message,
+            Err(end) => return end,
+        };
+        if message == ToRelay::Leave {
+            return End::Left;
+        }
+        if let Err(error) = room.with(|room, now| room.handle_message(id, message, now)) {
+            return error.into();
+        }
+    }
+}
+
+async fn read_audio(connection: Connection, room: Arc<SharedRoom>, id: ParticipantId) -> End {
+    loop {
+        let Ok(datagram) = connection.receive_datagram().await else {
+            return End::Disconnected;
+        };
+        let result = MediaFrame::decode(datagram.payload(), TrackKind::Audio).and_then(|frame| {
+            room.with(|room, now| room.handle_media(id, frame, TrackKind::Audio, now))
+        });
+        if let Err(error) = result {
+            return error.into();
+        }
+    }
+}
+
+async fn read_video(connection: Connection, room: Arc<SharedRoom>, id: ParticipantId) -> End {
+    let mut streams = JoinSet::new();
+    loop {
+        tokio::select! {
+            stream = connection.accept_uni() => {
+                let Ok(stream) = stream else { return End::Disconnected };
+                streams.spawn(read_video_frame(stream, room.clone(), id));
+            }
+            Some(done) = streams.join_next() => {
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return error.into(),
+                    Err(_) => return End::Failed(ErrorCode::Internal),
+                }
+            }
+        }
+    }
+}
+
+/// Reads one video frame from its stream and forwards it. A stream the peer abandoned (reset,
+/// or cut by the connection ending) is no error; a malformed or oversized one is.
+async fn read_video_frame(mut stream: RecvStream, room: Arc<SharedRoom>, id: ParticipantId) -> Result<(), Error> {
+    use wtransport::error::StreamReadExactError;
+    let mut header = [0u8; MediaHeader::LEN];
+    match stream.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(StreamReadExactError::FinishedEarly(_)) => return Err(Error::Malformed("short video frame")),
+        Err(StreamReadExactError::Read(_)) => return Ok(()),
+    }
+    let parsed = MediaHeader::decode(&header, TrackKind::Video)?;
+    let len = parsed.payload_len as usize;
+    let payload = match stream.quic_stream_mut().read_to_end(len).await {
+        Ok(payload) => payload,
+        Err(wtransport::quinn::ReadToEndError::TooLong) => {
+            return Err(Error::Malformed("video frame longer than its header says"));
+        }
+        Err(wtransport::quinn::ReadToEndError::Read(_)) => return Ok(()),
+    };
+    if payload.len() != len {
+        return Err(Error::Malformed("video frame shorter than its header says"));
+    }
+    let mut wire = BytesMut::with_capacity(MediaHeader::LEN + len);
+    wire.put_slice(&header);
+    wire.put_slice(&payload);
+    let frame = MediaFrame::decode(wire.freeze(), TrackKind::Video)?;
+    room.with(|room, now| room.handle_media(id, frame, TrackKind::Video, now))
+}
+
+async fn send_media(
+    connection: Connection,
+    room: Arc<SharedRoom>,
+    id: ParticipantId,
+    media: Arc<Notify>,
+) -> End {
+    let permits = Arc::new(Semaphore::new(VIDEO_IN_FLIGHT));
+    let mut writers = JoinSet::new();
+    loop {
+        while let Some(frame) = room.with(|room, _| room.poll_audio(id)) {
+            match connection.send_datagram(&frame.wire) {
+                Ok(()) => {}
+                Err(wtransport::error::SendDatagramError::NotConnected) => return End::Disconnected,
+                Err(error) => debug!(%error, "audio datagram not sent"),
+            }
+        }
+        while let Ok(permit) = permits.clone().try_acquire_owned() {
+            let Some(frame) = room.with(|room, _| room.poll_video(id)) else {
+                break;
+            };
+            writers.spawn(write_video(connection.clone(), frame, permit));
+        }
+        tokio::select! {
+            () = media.notified() => {}
+            Some(_) = writers.join_next(), if !writers.is_empty() => {}
+        }
+    }
+}
+
+async fn write_video(connection: Connection, frame: MediaFrame, _permit: OwnedSemaphorePermit) {
+    let opened = tokio::time::timeout(STALE_VIDEO, async {
+        match connection.open_uni().await {
+            Ok(opening) => opening.await.ok(),
+            Err(_) => None,
+        }
+    })
+    .await;
+    let Ok(Some(mut stream)) = opened else {
+        return;
+    };
+    let delivered = tokio::time::timeout(STALE_VIDEO, async {
+        stream.write_all(&frame.wire).await?;
+        stream.finish().await
+    })
+    .await;
+    if delivered.is_err() {
+        let _ = stream.reset(VarInt::from_u32(0));
+    }
+}
+
+/// Tells the client why it is being closed, gives it a moment to read that, then closes.
+async fn fail(connection: &Connection, send: &mut SendStream, code: ErrorCode) {
+    let _ = tokio::time::timeout(ERROR_GRACE, async {
+        if let Ok(bytes) = framing::encode(&FromRelay::Error { code }) {
+            send.write_all(&bytes).await?;
+        }
+        send.finish().await
+    })
+    .await;
+    close(connection, code);
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+fn close(connection: &Connection, code: ErrorCode) {
+    connection.close(VarInt::from_u32(code.as_u32()), b"");
+}
