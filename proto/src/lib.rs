@@ -23,8 +23,8 @@ mod error;
 pub use error::{Error, ErrorCode, Result};
 pub use media::{MediaFrame, MediaHeader};
 pub use message::{
-    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, TrackId, TrackInfo, TrackKind,
-    TrackSource, ToRelay,
+    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, ToRelay, TrackId, TrackInfo,
+    TrackKind, TrackSource,
 };
 
 /// The protocol version a client announces in its hello; the relay refuses any other.

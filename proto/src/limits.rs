@@ -14,6 +14,8 @@ pub const MAX_TOKEN: usize = 1024;
 pub const MAX_AGENT: usize = 128;
 /// Longest chat message, in bytes.
 pub const MAX_CHAT: usize = 2000;
+/// Chat lines a room keeps to replay to joiners.
+pub const CHAT_HISTORY: usize = 100;
 /// Longest codec string (e.g. `avc1.42E01F`), in bytes.
 pub const MAX_CODEC: usize = 32;
 /// Most tracks one participant may publish.

@@ -87,7 +87,11 @@ pub struct Pose {
 
 impl Pose {
     fn validate(&self) -> Result<()> {
-        let finite = self.position.iter().chain(&self.orientation).all(|v| v.is_finite());
+        let finite = self
+            .position
+            .iter()
+            .chain(&self.orientation)
+            .all(|v| v.is_finite());
         if !finite {
             return Err(Error::Malformed("pose is not finite"));
         }
@@ -242,12 +246,14 @@ pub enum FromRelay {
         /// Your index of the track.
         index: u8,
     },
-    /// A chat line, in the room's order.
+    /// A chat line, in the room's order. A joiner first receives the room's recent history.
     Chat {
         /// Position in the room's chat history.
         seq: u64,
         /// Who said it.
         from: ParticipantId,
+        /// Their display name when they said it (they may have left since).
+        name: String,
         /// The text.
         text: String,
     },
@@ -280,7 +286,11 @@ pub enum FromRelay {
 }
 
 fn check_track_index(index: u8) -> Result<()> {
-    check_len("track index", usize::from(index), MAX_TRACKS_PER_PARTICIPANT - 1)
+    check_len(
+        "track index",
+        usize::from(index),
+        MAX_TRACKS_PER_PARTICIPANT - 1,
+    )
 }
 
 impl ToRelay {
@@ -326,7 +336,10 @@ impl FromRelay {
             }
             FromRelay::TrackUnpublished { track } => check_track_index(track.index),
             FromRelay::KeyframeRequest { index } => check_track_index(*index),
-            FromRelay::Chat { text, .. } => check_str("chat", text, MAX_CHAT, false),
+            FromRelay::Chat { name, text, .. } => {
+                check_str("name", name, MAX_DISPLAY_NAME, false)?;
+                check_str("chat", text, MAX_CHAT, false)
+            }
             FromRelay::Pose { pose, .. } => pose.validate(),
             FromRelay::ParticipantLeft { .. }
             | FromRelay::Mute { .. }

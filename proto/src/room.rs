@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::limits::MAX_PARTICIPANTS;
+use crate::limits::{CHAT_HISTORY, MAX_PARTICIPANTS};
 use crate::media::MediaFrame;
 use crate::message::{
     FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, ToRelay, TrackId, TrackKind,
@@ -80,6 +80,7 @@ pub struct Room {
     members: BTreeMap<ParticipantId, Member>,
     next_id: u32,
     chat_seq: u64,
+    chat_history: VecDeque<FromRelay>,
     outbox: VecDeque<(ParticipantId, FromRelay)>,
     woken: BTreeSet<ParticipantId>,
     keyframe_asked: HashMap<TrackId, Instant>,
@@ -94,6 +95,7 @@ impl Room {
             members: BTreeMap::new(),
             next_id: 1,
             chat_seq: 0,
+            chat_history: VecDeque::new(),
             outbox: VecDeque::new(),
             woken: BTreeSet::new(),
             keyframe_asked: HashMap::new(),
@@ -157,6 +159,9 @@ impl Room {
                 participants: roster,
             },
         ));
+        for line in &self.chat_history {
+            self.outbox.push_back((id, line.clone()));
+        }
         self.members.insert(
             id,
             Member {
@@ -186,7 +191,12 @@ impl Room {
     }
 
     /// A control message from a joined participant.
-    pub fn handle_message(&mut self, from: ParticipantId, message: ToRelay, now: Instant) -> Result<()> {
+    pub fn handle_message(
+        &mut self,
+        from: ParticipantId,
+        message: ToRelay,
+        now: Instant,
+    ) -> Result<()> {
         if !self.members.contains_key(&from) {
             return Err(Error::Violation("not in the room"));
         }
@@ -223,7 +233,8 @@ impl Room {
             ToRelay::Subscribe { track } => {
                 let kind = self.track_kind(track).filter(|_| track.participant != from);
                 let Some(kind) = kind else {
-                    self.outbox.push_back((from, FromRelay::TrackUnpublished { track }));
+                    self.outbox
+                        .push_back((from, FromRelay::TrackUnpublished { track }));
                     return Ok(());
                 };
                 let member = self.member_mut(from)?;
@@ -257,12 +268,20 @@ impl Room {
             }
             ToRelay::Chat { text } => {
                 self.chat_seq += 1;
-                let seq = self.chat_seq;
-                let ids: Vec<_> = self.members.keys().copied().collect();
-                for id in ids {
-                    let text = text.clone();
-                    self.outbox.push_back((id, FromRelay::Chat { seq, from, text }));
+                let name = self.member_mut(from)?.info.name.clone();
+                let line = FromRelay::Chat {
+                    seq: self.chat_seq,
+                    from,
+                    name,
+                    text,
+                };
+                for id in self.members.keys() {
+                    self.outbox.push_back((*id, line.clone()));
                 }
+                if self.chat_history.len() == CHAT_HISTORY {
+                    self.chat_history.pop_front();
+                }
+                self.chat_history.push_back(line);
             }
             ToRelay::Pose(pose) => {
                 self.member_mut(from)?.info.pose = pose;

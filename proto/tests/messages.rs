@@ -119,6 +119,7 @@ fn every_from_relay_message_round_trips() {
         FromRelay::Chat {
             seq: 12,
             from: ParticipantId(3),
+            name: "Ada".into(),
             text: "hi".into(),
         },
         FromRelay::Pose {
@@ -160,13 +161,19 @@ fn oversized_fields_are_refused_on_both_sides() {
     let chat = ToRelay::Chat {
         text: "x".repeat(MAX_CHAT + 1),
     };
-    assert!(matches!(chat.validate(), Err(Error::TooLarge { field: "chat", .. })));
+    assert!(matches!(
+        chat.validate(),
+        Err(Error::TooLarge { field: "chat", .. })
+    ));
     let join = ToRelay::Join {
         room: "r".into(),
         name: "n".repeat(MAX_DISPLAY_NAME + 1),
         token: None,
     };
-    assert_eq!(join.validate().map_err(|e| e.code()), Err(ErrorCode::TooLarge));
+    assert_eq!(
+        join.validate().map_err(|e| e.code()),
+        Err(ErrorCode::TooLarge)
+    );
     // The encoder refuses it; a hand-made frame with it is refused by the decoder.
     assert!(framing::encode(&chat).is_err());
     let body = postcard_body(&chat);
@@ -202,7 +209,11 @@ fn empty_names_and_non_finite_poses_are_refused() {
 fn a_huge_length_prefix_is_refused_before_buffering_the_body() {
     let mut decoder = FrameDecoder::new();
     let len = (MAX_CONTROL_MESSAGE + 1) as u32;
-    decoder.push(&[(len & 0x7f) as u8 | 0x80, ((len >> 7) & 0x7f) as u8 | 0x80, (len >> 14) as u8]);
+    decoder.push(&[
+        (len & 0x7f) as u8 | 0x80,
+        ((len >> 7) & 0x7f) as u8 | 0x80,
+        (len >> 14) as u8,
+    ]);
     assert!(matches!(
         decoder.poll_message::<ToRelay>(),
         Err(Error::TooLarge { .. })

@@ -15,7 +15,8 @@ use wtransport::{Endpoint, Identity, ServerConfig};
 use crate::Config;
 
 const DEV_VALIDITY_DAYS: u32 = 13;
-const DEV_RENEW_AFTER: Duration = Duration::from_secs(60 * 60 * 24 * (DEV_VALIDITY_DAYS as u64 - 1));
+const DEV_RENEW_AFTER: Duration =
+    Duration::from_secs(60 * 60 * 24 * (DEV_VALIDITY_DAYS as u64 - 1));
 
 /// SHA-256 of a DER certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +71,11 @@ impl CertificateStore {
         &self,
         builder: wtransport::config::ServerConfigBuilder<wtransport::config::states::WantsIdentity>,
     ) -> ServerConfig {
-        let identity = self.identity.read().unwrap_or_else(|e| e.into_inner()).clone_identity();
+        let identity = self
+            .identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone_identity();
         builder
             .with_identity(identity)
             .keep_alive_interval(Some(Duration::from_secs(3)))
@@ -89,7 +94,8 @@ impl CertificateStore {
             match dev_identity(addr) {
                 Ok(identity) => {
                     *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity;
-                    let config = self.config_builder(ServerConfig::builder().with_bind_address(addr));
+                    let config =
+                        self.config_builder(ServerConfig::builder().with_bind_address(addr));
                     match endpoint.reload_config(config, false) {
                         Ok(()) => info!(sha256 = %self.hash(), "renewed the dev certificate"),
                         Err(error) => warn!(%error, "could not load the renewed certificate"),
@@ -102,7 +108,11 @@ impl CertificateStore {
 }
 
 fn dev_identity(addr: SocketAddr) -> anyhow::Result<Identity> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     if !addr.ip().is_unspecified() {
         names.push(addr.ip().to_string());
     }

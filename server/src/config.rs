@@ -6,7 +6,11 @@ use rotunda_proto::room::RoomConfig;
 
 /// How the relay runs; every flag has an environment fallback.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rotunda-relay", version, about = "Rotunda relay: rooms and media forwarding over WebTransport")]
+#[command(
+    name = "rotunda-relay",
+    version,
+    about = "Rotunda relay: rooms and media forwarding over WebTransport"
+)]
 pub struct Config {
     /// Address for WebTransport (UDP) and HTTP (TCP, same port). Port 0 picks a free one.
     #[arg(long, env = "ROTUNDA_LISTEN", default_value = "127.0.0.1:4443")]
@@ -45,7 +49,9 @@ impl Config {
 
     pub(crate) fn room_config(&self) -> RoomConfig {
         RoomConfig {
-            max_participants: self.max_participants.min(rotunda_proto::limits::MAX_PARTICIPANTS),
+            max_participants: self
+                .max_participants
+                .min(rotunda_proto::limits::MAX_PARTICIPANTS),
             video_queue_frames: self.video_queue_frames.max(1),
             audio_queue_frames: 25,
             keyframe_request_interval: Duration::from_millis(250),

@@ -84,7 +84,11 @@ impl Relay {
     /// Serves until `shutdown` completes, then tells every client and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let http = tokio::spawn(http::serve(self.http, self.certificate.clone(), stop_rx.clone()));
+        let http = tokio::spawn(http::serve(
+            self.http,
+            self.certificate.clone(),
+            stop_rx.clone(),
+        ));
         let renew = tokio::spawn(
             self.certificate
                 .clone()
@@ -144,6 +148,8 @@ fn bind_pair(addr: SocketAddr) -> anyhow::Result<(std::net::UdpSocket, tokio::ne
             Err(error) => last_error = Some(error),
         }
     }
-    let error = last_error.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("no port"));
+    let error = last_error
+        .map(anyhow::Error::from)
+        .unwrap_or_else(|| anyhow::anyhow!("no port"));
     Err(error.context(format!("binding TCP {addr} beside UDP")))
 }

@@ -67,7 +67,8 @@ impl RoomState {
             };
             if let Err(mpsc::error::TrySendError::Full(_)) = peer.control.try_send(message) {
                 warn!(participant = %to, "control queue full; closing the session");
-                peer.connection.close(VarInt::from_u32(ErrorCode::TooSlow.as_u32()), b"too slow");
+                peer.connection
+                    .close(VarInt::from_u32(ErrorCode::TooSlow.as_u32()), b"too slow");
             }
         }
         while let Some(to) = self.room.poll_woken() {
@@ -104,7 +105,12 @@ impl Rooms {
     }
 
     /// Adds a participant to a room, creating the room if needed.
-    pub fn join(&self, room: &str, name: &str, peer: Peer) -> Result<(Arc<SharedRoom>, ParticipantId)> {
+    pub fn join(
+        &self,
+        room: &str,
+        name: &str,
+        peer: Peer,
+    ) -> Result<(Arc<SharedRoom>, ParticipantId)> {
         let mut rooms = self.lock();
         let shared = rooms
             .entry(room.to_owned())

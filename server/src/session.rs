@@ -73,8 +73,7 @@ pub async fn run(incoming: IncomingSession, context: Arc<Context>) {
         Ok(connection) => connection,
         Err(error) => return debug!(%error, "accept failed"),
     };
-    let Ok(Ok((mut send, recv))) =
-        tokio::time::timeout(JOIN_TIMEOUT, connection.accept_bi()).await
+    let Ok(Ok((mut send, recv))) = tokio::time::timeout(JOIN_TIMEOUT, connection.accept_bi()).await
     else {
         return close(&connection, ErrorCode::Timeout);
     };
@@ -99,7 +98,8 @@ async fn serve(
     context: &Context,
 ) -> End {
     let mut decoder = FrameDecoder::new();
-    let joined = tokio::time::timeout(JOIN_TIMEOUT, handshake(&mut recv, &mut decoder, context)).await;
+    let joined =
+        tokio::time::timeout(JOIN_TIMEOUT, handshake(&mut recv, &mut decoder, context)).await;
     let (room_name, name) = match joined {
         Err(_) => return End::Failed(ErrorCode::Timeout),
         Ok(Err(end)) => return end,
@@ -248,12 +248,18 @@ async fn read_video(connection: Connection, room: Arc<SharedRoom>, id: Participa
 
 /// Reads one video frame from its stream and forwards it. A stream the peer abandoned (reset,
 /// or cut by the connection ending) is no error; a malformed or oversized one is.
-async fn read_video_frame(mut stream: RecvStream, room: Arc<SharedRoom>, id: ParticipantId) -> Result<(), Error> {
+async fn read_video_frame(
+    mut stream: RecvStream,
+    room: Arc<SharedRoom>,
+    id: ParticipantId,
+) -> Result<(), Error> {
     use wtransport::error::StreamReadExactError;
     let mut header = [0u8; MediaHeader::LEN];
     match stream.read_exact(&mut header).await {
         Ok(()) => {}
-        Err(StreamReadExactError::FinishedEarly(_)) => return Err(Error::Malformed("short video frame")),
+        Err(StreamReadExactError::FinishedEarly(_)) => {
+            return Err(Error::Malformed("short video frame"));
+        }
         Err(StreamReadExactError::Read(_)) => return Ok(()),
     }
     let parsed = MediaHeader::decode(&header, TrackKind::Video)?;
@@ -287,7 +293,9 @@ async fn send_media(
         while let Some(frame) = room.with(|room, _| room.poll_audio(id)) {
             match connection.send_datagram(&frame.wire) {
                 Ok(()) => {}
-                Err(wtransport::error::SendDatagramError::NotConnected) => return End::Disconnected,
+                Err(wtransport::error::SendDatagramError::NotConnected) => {
+                    return End::Disconnected;
+                }
                 Err(error) => debug!(%error, "audio datagram not sent"),
             }
         }

@@ -1,0 +1,180 @@
+//! An audio jitter buffer: packets arrive unevenly, out of order or not at all; playout takes one
+//! every 20 ms.
+//!
+//! It starts playing once `target` packets are buffered, then yields, per tick, the next packet in
+//! sequence, or [`Playout::Conceal`] when that one is missing but later ones are here (the decoder
+//! then conceals the loss). When it runs dry it rebuffers. Packets older than the playout point
+//! are dropped as late; a jump far ahead (the sender restarted) resynchronizes.
+
+use std::collections::BTreeMap;
+
+/// What to play for one 20 ms tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout<T> {
+    /// The next packet.
+    Packet(T),
+    /// The next packet is lost: conceal it.
+    Conceal,
+    /// Nothing buffered: play silence (rebuffering).
+    Silence,
+}
+
+/// Counters of a jitter buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Packets that arrived after their playout time.
+    pub late: u64,
+    /// Packets concealed.
+    pub concealed: u64,
+    /// Packets dropped because the buffer was full.
+    pub overflow: u64,
+    /// Times playout ran dry.
+    pub underruns: u64,
+}
+
+/// Reorders packets by sequence number and paces them out.
+#[derive(Debug)]
+pub struct JitterBuffer<T> {
+    target: usize,
+    capacity: usize,
+    packets: BTreeMap<u32, T>,
+    next: Option<u32>,
+    stats: JitterStats,
+}
+
+/// A gap this large means the sender restarted rather than lost packets.
+const RESYNC_GAP: u32 = 50;
+
+impl<T> JitterBuffer<T> {
+    /// Plays once `target` packets wait; holds at most `capacity`.
+    pub fn new(target: usize, capacity: usize) -> Self {
+        Self {
+            target: target.max(1),
+            capacity: capacity.max(target.max(1)),
+            packets: BTreeMap::new(),
+            next: None,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// Packets waiting.
+    pub fn depth(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// A packet arrived.
+    pub fn push(&mut self, sequence: u32, packet: T) {
+        if let Some(next) = self.next
+            && sequence < next
+            && next - sequence < RESYNC_GAP
+        {
+            self.stats.late += 1;
+            return;
+        }
+        self.packets.insert(sequence, packet);
+        while self.packets.len() > self.capacity {
+            self.packets.pop_first();
+            self.stats.overflow += 1;
+        }
+    }
+
+    /// What to play now (call every 20 ms).
+    pub fn pop(&mut self) -> Playout<T> {
+        let Some(next) = self.next else {
+            if self.packets.len() < self.target {
+                return Playout::Silence;
+            }
+            let Some((sequence, packet)) = self.packets.pop_first() else {
+                return Playout::Silence;
+            };
+            self.next = Some(sequence.wrapping_add(1));
+            return Playout::Packet(packet);
+        };
+        if let Some(packet) = self.packets.remove(&next) {
+            self.next = Some(next.wrapping_add(1));
+            return Playout::Packet(packet);
+        }
+        match self.packets.first_key_value().map(|(s, _)| *s) {
+            None => {
+                self.next = None;
+                self.stats.underruns += 1;
+                Playout::Silence
+            }
+            Some(first) if first.wrapping_sub(next) >= RESYNC_GAP => {
+                // Far ahead (or far behind): start over from what is here.
+                self.next = None;
+                self.pop()
+            }
+            Some(_) => {
+                self.next = Some(next.wrapping_add(1));
+                self.stats.concealed += 1;
+                Playout::Conceal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_the_target_depth_then_plays_in_order() {
+        let mut buffer = JitterBuffer::new(2, 10);
+        buffer.push(11, 'b');
+        assert_eq!(buffer.pop(), Playout::Silence);
+        buffer.push(10, 'a');
+        assert_eq!(buffer.pop(), Playout::Packet('a'));
+        assert_eq!(buffer.pop(), Playout::Packet('b'));
+    }
+
+    #[test]
+    fn reorders_and_conceals_a_lost_packet() {
+        let mut buffer = JitterBuffer::new(1, 10);
+        buffer.push(1, 1);
+        assert_eq!(buffer.pop(), Playout::Packet(1));
+        buffer.push(4, 4);
+        buffer.push(3, 3);
+        assert_eq!(buffer.pop(), Playout::Conceal); // 2 never came
+        assert_eq!(buffer.pop(), Playout::Packet(3));
+        buffer.push(2, 2); // too late now
+        assert_eq!(buffer.pop(), Playout::Packet(4));
+        assert_eq!(buffer.stats().late, 1);
+        assert_eq!(buffer.stats().concealed, 1);
+    }
+
+    #[test]
+    fn rebuffers_after_running_dry() {
+        let mut buffer = JitterBuffer::new(2, 10);
+        buffer.push(1, 1);
+        buffer.push(2, 2);
+        assert_eq!(buffer.pop(), Playout::Packet(1));
+        assert_eq!(buffer.pop(), Playout::Packet(2));
+        assert_eq!(buffer.pop(), Playout::Silence);
+        assert_eq!(buffer.stats().underruns, 1);
+        buffer.push(3, 3);
+        assert_eq!(buffer.pop(), Playout::Silence);
+        buffer.push(4, 4);
+        assert_eq!(buffer.pop(), Playout::Packet(3));
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest_and_a_restart_resyncs() {
+        let mut buffer = JitterBuffer::new(1, 3);
+        for s in 0..5 {
+            buffer.push(s, s);
+        }
+        assert_eq!(buffer.depth(), 3);
+        assert_eq!(buffer.stats().overflow, 2);
+        assert_eq!(buffer.pop(), Playout::Packet(2));
+        buffer.push(1000, 1000);
+        assert_eq!(buffer.pop(), Playout::Packet(3));
+        assert_eq!(buffer.pop(), Playout::Packet(4));
+        assert_eq!(buffer.pop(), Playout::Packet(1000));
+    }
+}

@@ -1,0 +1,757 @@
+//! `rotunda bot`: a participant without a window.
+//!
+//! It joins a room, publishes the synthetic test pattern (H.264) and tone (Opus), subscribes to
+//! everyone, decodes everything, checks that each decoded picture carries the id of the
+//! participant it came from, prints a status line a second and returns a [`BotReport`].
+//!
+//! Video is encoded and decoded on threads of their own; audio is encoded, played out through a
+//! jitter buffer and decoded on the 20 ms tick of the async task.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rotunda_proto::{
+    FromRelay, MediaFrame, MediaHeader, ParticipantId, ToRelay, TrackId, TrackInfo, TrackKind,
+    TrackSource,
+};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::audio::{JitterBuffer, Playout};
+use crate::media::pattern::{TestPattern, read_marks};
+use crate::media::reorder::Reorder;
+use crate::media::tone::Tone;
+use crate::media::{
+    AUDIO_CODEC, AUDIO_FRAME_SAMPLES, AudioDecoder, AudioEncoder, AudioSource, VIDEO_CODEC,
+    VideoDecoder, VideoEncoder, VideoFrame, VideoSource,
+};
+use crate::net::{self, Event, JoinOptions, Session};
+
+const VIDEO_INDEX: u8 = 0;
+const AUDIO_INDEX: u8 = 1;
+/// Audio packets buffered before playout starts (2 x 20 ms).
+const JITTER_TARGET: usize = 2;
+const JITTER_CAPACITY: usize = 25;
+const AUDIO_BITRATE: i32 = 32_000;
+
+/// Resolution and frame rate, written `640x480@30`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoSpec {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Frames per second.
+    pub fps: u32,
+}
+
+impl Default for VideoSpec {
+    fn default() -> Self {
+        Self {
+            width: 640,
+            height: 480,
+            fps: 30,
+        }
+    }
+}
+
+impl VideoSpec {
+    /// The encoder's target: 800 kb/s at 640x480@30, scaled by pixel rate.
+    pub fn bitrate(&self) -> u32 {
+        let scale =
+            (self.width * self.height) as f64 / (640.0 * 480.0) * f64::from(self.fps) / 30.0;
+        ((800_000.0 * scale) as u32).max(100_000)
+    }
+}
+
+impl FromStr for VideoSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not WIDTHxHEIGHT@FPS, e.g. 640x480@30");
+        let (size, fps) = s.split_once('@').unwrap_or((s, "30"));
+        let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        let spec = VideoSpec {
+            width: w.parse().map_err(|_| bad())?,
+            height: h.parse().map_err(|_| bad())?,
+            fps: fps.parse().map_err(|_| bad())?,
+        };
+        let ok = (64..=3840).contains(&spec.width)
+            && (64..=2160).contains(&spec.height)
+            && spec.width % 2 == 0
+            && spec.height % 2 == 0
+            && (1..=60).contains(&spec.fps);
+        if !ok {
+            return Err(format!(
+                "{s:?}: even sizes from 64x64 to 3840x2160, 1 to 60 fps"
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+/// What a bot does.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    /// Where and as whom.
+    pub join: JoinOptions,
+    /// How long it stays.
+    pub duration: Duration,
+    /// Video to publish, if any.
+    pub video: Option<VideoSpec>,
+    /// Publish audio.
+    pub audio: bool,
+    /// Chat lines to send once, right after joining.
+    pub chat: Vec<String>,
+    /// Print a status line every second.
+    pub status: bool,
+}
+
+/// One chat line as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatLine {
+    /// Sender's display name.
+    pub from: String,
+    /// The text.
+    pub text: String,
+}
+
+/// What a bot saw of one other participant.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerReport {
+    /// The participant's id.
+    pub id: u32,
+    /// Video frames received from the relay.
+    pub video_frames_received: u64,
+    /// Video frames decoded.
+    pub video_frames_decoded: u64,
+    /// Decoded pictures whose marks named someone else (or were unreadable).
+    pub video_frames_wrong_sender: u64,
+    /// Audio packets received.
+    pub audio_frames_received: u64,
+    /// Audio packets decoded.
+    pub audio_frames_decoded: u64,
+    /// Audio packets lost and concealed.
+    pub audio_frames_concealed: u64,
+    /// Capture to decoded picture, median.
+    pub video_latency_ms_p50: f64,
+    /// Capture to decoded picture, 95th percentile.
+    pub video_latency_ms_p95: f64,
+    /// Capture to decoded audio at playout, median.
+    pub audio_latency_ms_p50: f64,
+    /// Capture to decoded audio at playout, 95th percentile.
+    pub audio_latency_ms_p95: f64,
+}
+
+/// What a bot saw, written by `--stats-json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BotReport {
+    /// The bot's display name.
+    pub name: String,
+    /// The room.
+    pub room: String,
+    /// The bot's participant id.
+    pub id: u32,
+    /// Per other participant, by display name.
+    pub peers: BTreeMap<String, PeerReport>,
+    /// Video and audio packets that failed to decode.
+    pub decode_errors: u64,
+    /// Chat lines received, in the room's order (own lines included).
+    pub chat_received: Vec<ChatLine>,
+    /// Names of participants whose leaving was announced.
+    pub left: Vec<String>,
+    /// Video frames sent.
+    pub video_frames_sent: u64,
+    /// Audio frames sent.
+    pub audio_frames_sent: u64,
+    /// Encoded video bytes sent.
+    pub video_bytes_sent: u64,
+    /// Encoded audio bytes sent.
+    pub audio_bytes_sent: u64,
+    /// Seconds the bot was in the room.
+    pub seconds: f64,
+    /// Keyframe requests received from the relay.
+    pub keyframe_requests_received: u64,
+    /// Round-trip time to the relay at the end, in ms.
+    pub rtt_ms: f64,
+    /// Why the session ended early, if it did.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct PeerStats {
+    video_received: u64,
+    video_decoded: u64,
+    wrong_sender: u64,
+    audio_received: u64,
+    audio_decoded: u64,
+    audio_concealed: u64,
+    video_latency_ms: Vec<f64>,
+    audio_latency_ms: Vec<f64>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    peers: HashMap<ParticipantId, PeerStats>,
+    decode_errors: u64,
+}
+
+type SharedStats = Arc<Mutex<Stats>>;
+
+fn lock(stats: &SharedStats) -> std::sync::MutexGuard<'_, Stats> {
+    stats.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Microseconds since the Unix epoch: the capture clock shared by everyone on one machine.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+fn latency_ms(capture_us: u64) -> f64 {
+    now_us().saturating_sub(capture_us) as f64 / 1000.0
+}
+
+struct AudioTrack {
+    jitter: JitterBuffer<MediaFrame>,
+    decoder: AudioDecoder,
+}
+
+/// Runs a bot to the end of its duration and reports what it saw.
+pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
+    let (session, mut events) = net::connect(config.join.clone()).await.with_context(|| {
+        format!(
+            "joining room {:?} at {}",
+            config.join.room, config.join.relay
+        )
+    })?;
+    let me = session.id();
+    let mut report = BotReport {
+        name: config.join.name.clone(),
+        room: config.join.room.clone(),
+        id: me.0,
+        ..BotReport::default()
+    };
+    let stats = SharedStats::default();
+    let mut names: HashMap<ParticipantId, String> = HashMap::new();
+    let mut audio_tracks: HashMap<TrackId, AudioTrack> = HashMap::new();
+    for peer in session.roster() {
+        names.insert(peer.id, peer.name.clone());
+        for (index, info) in &peer.tracks {
+            let track = TrackId {
+                participant: peer.id,
+                index: *index,
+            };
+            subscribe(&session, track, info, &mut audio_tracks)?;
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let keyframe_wanted = Arc::new(AtomicBool::new(false));
+    let (video_out_tx, mut video_out) = mpsc::channel::<MediaFrame>(4);
+    let mut encoder_thread = None;
+    if let Some(spec) = config.video {
+        session.send(ToRelay::Publish {
+            index: VIDEO_INDEX,
+            info: TrackInfo {
+                kind: TrackKind::Video,
+                codec: VIDEO_CODEC.into(),
+                source: TrackSource::Camera,
+                width: spec.width as u16,
+                height: spec.height as u16,
+            },
+        })?;
+        let source = TestPattern::new(me.0 as u16, spec.width, spec.height);
+        let (stop, wanted) = (stop.clone(), keyframe_wanted.clone());
+        encoder_thread = Some(
+            std::thread::Builder::new()
+                .name("video-encode".into())
+                .spawn(move || encode_video(source, spec, video_out_tx, stop, wanted))?,
+        );
+    }
+    let mut audio_encoder = None;
+    if config.audio {
+        session.send(ToRelay::Publish {
+            index: AUDIO_INDEX,
+            info: TrackInfo {
+                kind: TrackKind::Audio,
+                codec: AUDIO_CODEC.into(),
+                source: TrackSource::Microphone,
+                width: 0,
+                height: 0,
+            },
+        })?;
+        audio_encoder = Some((AudioEncoder::new(AUDIO_BITRATE)?, Tone::new(me.0 as u16)));
+    }
+    for text in &config.chat {
+        session.send(ToRelay::Chat { text: text.clone() })?;
+    }
+
+    let (decode_tx, decode_rx) = mpsc::channel::<(TrackId, MediaFrame)>(64);
+    let (keyframe_tx, mut keyframe_requests) = mpsc::channel::<TrackId>(64);
+    let decoder_thread = {
+        let stats = stats.clone();
+        std::thread::Builder::new()
+            .name("video-decode".into())
+            .spawn(move || decode_video(decode_rx, stats, keyframe_tx))?
+    };
+
+    let mut reorders: HashMap<TrackId, Reorder<MediaFrame>> = HashMap::new();
+    let mut audio_sequence = 0u32;
+    let mut video_sequence = 0u32;
+    let mut samples = [0i16; AUDIO_FRAME_SAMPLES];
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut status = tokio::time::interval(Duration::from_secs(1));
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_status = StatusSnapshot::default();
+    let started = Instant::now();
+    let deadline = tokio::time::sleep(config.duration);
+    tokio::pin!(deadline);
+
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            _ = tick.tick() => {
+                if let Some((encoder, tone)) = &mut audio_encoder {
+                    tone.next_samples(&mut samples);
+                    let capture_us = now_us();
+                    match encoder.encode(&samples) {
+                        Ok(packet) => {
+                            let frame = MediaFrame::new(media_header(AUDIO_INDEX, audio_sequence, capture_us, true), packet);
+                            audio_sequence = audio_sequence.wrapping_add(1);
+                            session.send_audio(&frame)?;
+                            report.audio_frames_sent += 1;
+                            report.audio_bytes_sent += frame.payload().len() as u64;
+                        }
+                        Err(error) => tracing::warn!(%error, "audio encode failed"),
+                    }
+                }
+                play_audio(&mut audio_tracks, &stats, &mut samples);
+            }
+            Some(mut frame) = video_out.recv() => {
+                let header = MediaHeader { sequence: video_sequence, ..frame.header };
+                frame = MediaFrame::new(header, frame.payload());
+                let bytes = frame.payload().len() as u64;
+                if session.send_video(frame) {
+                    report.video_bytes_sent += bytes;
+                    video_sequence = video_sequence.wrapping_add(1);
+                    report.video_frames_sent += 1;
+                } else {
+                    keyframe_wanted.store(true, Ordering::Relaxed);
+                }
+            }
+            Some(track) = keyframe_requests.recv() => {
+                session.send(ToRelay::KeyframeRequest { track })?;
+            }
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                match event {
+                    Event::Media(frame, TrackKind::Video) => {
+                        let track = frame.header.track;
+                        lock(&stats).peers.entry(track.participant).or_default().video_received += 1;
+                        let released = reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame);
+                        if released.need_keyframe {
+                            session.send(ToRelay::KeyframeRequest { track })?;
+                        }
+                        for frame in released.frames {
+                            if decode_tx.try_send((track, frame)).is_err() {
+                                // The decoder fell behind: start again at a keyframe.
+                                reorders.remove(&track);
+                                session.send(ToRelay::KeyframeRequest { track })?;
+                                break;
+                            }
+                        }
+                    }
+                    Event::Media(frame, TrackKind::Audio) => {
+                        let track = frame.header.track;
+                        lock(&stats).peers.entry(track.participant).or_default().audio_received += 1;
+                        if let Some(audio) = audio_tracks.get_mut(&track) {
+                            audio.jitter.push(frame.header.sequence, frame);
+                        }
+                    }
+                    Event::Control(message) => {
+                        if let Some(error) = handle_control(message, &session, &mut names, &mut report, &keyframe_wanted, &mut audio_tracks, &mut reorders)? {
+                            report.error = Some(error);
+                            break;
+                        }
+                    }
+                    Event::Closed(code) => {
+                        report.error = Some(format!("the relay closed the session ({code:?})"));
+                        break;
+                    }
+                }
+            }
+            _ = status.tick(), if config.status => {
+                let now = StatusSnapshot::take(&stats);
+                println!("{}", status_line(&config.join.name, started.elapsed(), &names, &now, &last_status, &session));
+                last_status = now;
+            }
+        }
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    drop(decode_tx);
+    report.seconds = started.elapsed().as_secs_f64();
+    report.rtt_ms = session.rtt().as_secs_f64() * 1000.0;
+    if report.error.is_none() {
+        session.leave().await;
+    }
+    if let Some(thread) = encoder_thread {
+        let _ = thread.join();
+    }
+    let _ = decoder_thread.join();
+    finish_report(&mut report, &stats, &names);
+    Ok(report)
+}
+
+fn media_header(index: u8, sequence: u32, capture_us: u64, keyframe: bool) -> MediaHeader {
+    MediaHeader {
+        track: TrackId {
+            participant: ParticipantId(0),
+            index,
+        },
+        sequence,
+        capture_us,
+        keyframe,
+        payload_len: 0,
+    }
+}
+
+/// Subscribes to a track we can decode, readying its audio playout.
+fn subscribe(
+    session: &Session,
+    track: TrackId,
+    info: &TrackInfo,
+    audio_tracks: &mut HashMap<TrackId, AudioTrack>,
+) -> anyhow::Result<()> {
+    match info.kind {
+        TrackKind::Video if info.codec == VIDEO_CODEC => {}
+        TrackKind::Audio if info.codec == AUDIO_CODEC => {
+            audio_tracks.insert(
+                track,
+                AudioTrack {
+                    jitter: JitterBuffer::new(JITTER_TARGET, JITTER_CAPACITY),
+                    decoder: AudioDecoder::new()?,
+                },
+            );
+        }
+        _ => return Ok(()),
+    }
+    session.send(ToRelay::Subscribe { track })?;
+    Ok(())
+}
+
+/// Applies one control message; returns an error text when the session must end.
+fn handle_control(
+    message: FromRelay,
+    session: &Session,
+    names: &mut HashMap<ParticipantId, String>,
+    report: &mut BotReport,
+    keyframe_wanted: &AtomicBool,
+    audio_tracks: &mut HashMap<TrackId, AudioTrack>,
+    reorders: &mut HashMap<TrackId, Reorder<MediaFrame>>,
+) -> anyhow::Result<Option<String>> {
+    match message {
+        FromRelay::ParticipantJoined(info) => {
+            names.insert(info.id, info.name.clone());
+            for (index, track) in &info.tracks {
+                subscribe(
+                    session,
+                    TrackId {
+                        participant: info.id,
+                        index: *index,
+                    },
+                    track,
+                    audio_tracks,
+                )?;
+            }
+        }
+        FromRelay::ParticipantLeft { id, .. } => {
+            let name = names.get(&id).cloned().unwrap_or_else(|| id.to_string());
+            report.left.push(name);
+            audio_tracks.retain(|track, _| track.participant != id);
+            reorders.retain(|track, _| track.participant != id);
+        }
+        FromRelay::TrackPublished { track, info } => {
+            subscribe(session, track, &info, audio_tracks)?;
+        }
+        FromRelay::TrackUnpublished { track } => {
+            audio_tracks.remove(&track);
+            reorders.remove(&track);
+        }
+        FromRelay::KeyframeRequest { index } => {
+            if index == VIDEO_INDEX {
+                report.keyframe_requests_received += 1;
+                keyframe_wanted.store(true, Ordering::Relaxed);
+            }
+        }
+        FromRelay::Chat { name, text, .. } => {
+            report.chat_received.push(ChatLine { from: name, text });
+        }
+        FromRelay::Error { code } => return Ok(Some(format!("relay error {code:?}"))),
+        FromRelay::Welcome { .. }
+        | FromRelay::Pose { .. }
+        | FromRelay::Mute { .. }
+        | FromRelay::Pong { .. } => {}
+    }
+    Ok(None)
+}
+
+fn play_audio(
+    tracks: &mut HashMap<TrackId, AudioTrack>,
+    stats: &SharedStats,
+    out: &mut [i16; AUDIO_FRAME_SAMPLES],
+) {
+    for (track, audio) in tracks.iter_mut() {
+        match audio.jitter.pop() {
+            Playout::Packet(frame) => {
+                let decoded = audio.decoder.decode(frame.payload(), out);
+                let mut stats = lock(stats);
+                match decoded {
+                    Ok(_) => {
+                        let peer = stats.peers.entry(track.participant).or_default();
+                        peer.audio_decoded += 1;
+                        peer.audio_latency_ms
+                            .push(latency_ms(frame.header.capture_us));
+                    }
+                    Err(_) => stats.decode_errors += 1,
+                }
+            }
+            Playout::Conceal => {
+                if audio.decoder.conceal(out).is_ok() {
+                    lock(stats)
+                        .peers
+                        .entry(track.participant)
+                        .or_default()
+                        .audio_concealed += 1;
+                }
+            }
+            Playout::Silence => {}
+        }
+    }
+}
+
+/// The encoder thread: paces the pattern at the frame rate, encodes, hands frames over.
+fn encode_video(
+    mut source: TestPattern,
+    spec: VideoSpec,
+    out: mpsc::Sender<MediaFrame>,
+    stop: Arc<AtomicBool>,
+    keyframe_wanted: Arc<AtomicBool>,
+) {
+    let mut encoder = match VideoEncoder::new(spec.bitrate(), spec.fps as f32, spec.fps * 3) {
+        Ok(encoder) => encoder,
+        Err(error) => return tracing::error!(%error, "cannot start the video encoder"),
+    };
+    let (w, h) = source.dimensions();
+    let mut picture = VideoFrame::new(w, h);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(spec.fps));
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else if now - next > interval * 2 {
+            next = now; // fell behind: skip rather than burst
+        }
+        next += interval;
+        source.next_frame(&mut picture);
+        let capture_us = now_us();
+        if keyframe_wanted.swap(false, Ordering::Relaxed) {
+            encoder.request_keyframe();
+        }
+        match encoder.encode(&picture) {
+            Ok(encoded) if !encoded.data.is_empty() => {
+                let frame = MediaFrame::new(
+                    media_header(VIDEO_INDEX, 0, capture_us, encoded.keyframe),
+                    &encoded.data,
+                );
+                if out.try_send(frame).is_err() {
+                    keyframe_wanted.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "video encode failed"),
+        }
+    }
+}
+
+/// The decoder thread: one H.264 decoder per track; checks every picture's marks.
+fn decode_video(
+    mut frames: mpsc::Receiver<(TrackId, MediaFrame)>,
+    stats: SharedStats,
+    keyframes: mpsc::Sender<TrackId>,
+) {
+    let mut decoders: HashMap<TrackId, VideoDecoder> = HashMap::new();
+    while let Some((track, frame)) = frames.blocking_recv() {
+        let decoder = match decoders.entry(track) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => match VideoDecoder::new() {
+                Ok(decoder) => entry.insert(decoder),
+                Err(error) => return tracing::error!(%error, "cannot start a video decoder"),
+            },
+        };
+        match decoder.decode(frame.payload()) {
+            Ok(Some(picture)) => {
+                let (w, h) = picture.dimensions();
+                let (y, stride) = picture.luma();
+                let marks = read_marks(y, stride, w, h);
+                let latency = latency_ms(frame.header.capture_us);
+                let mut stats = lock(&stats);
+                let peer = stats.peers.entry(track.participant).or_default();
+                peer.video_decoded += 1;
+                peer.video_latency_ms.push(latency);
+                if marks.map(|m| m.sender) != Some(track.participant.0 as u16) {
+                    peer.wrong_sender += 1;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, %track.participant, "video decode failed");
+                lock(&stats).decode_errors += 1;
+                let _ = keyframes.try_send(track);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct StatusSnapshot {
+    peers: HashMap<ParticipantId, (u64, u64, f64)>,
+}
+
+impl StatusSnapshot {
+    fn take(stats: &SharedStats) -> Self {
+        let stats = lock(stats);
+        let peers = stats
+            .peers
+            .iter()
+            .map(|(id, p)| {
+                let recent = p
+                    .video_latency_ms
+                    .iter()
+                    .rev()
+                    .take(30)
+                    .copied()
+                    .collect::<Vec<_>>();
+                (
+                    *id,
+                    (p.video_decoded, p.audio_decoded, percentile(&recent, 0.5)),
+                )
+            })
+            .collect();
+        Self { peers }
+    }
+}
+
+fn status_line(
+    name: &str,
+    elapsed: Duration,
+    names: &HashMap<ParticipantId, String>,
+    now: &StatusSnapshot,
+    before: &StatusSnapshot,
+    session: &Session,
+) -> String {
+    let mut line = format!(
+        "[{name}] {:>3}s rtt {:.1} ms |",
+        elapsed.as_secs(),
+        session.rtt().as_secs_f64() * 1000.0
+    );
+    let mut ids: Vec<_> = now.peers.keys().copied().collect();
+    ids.sort();
+    if ids.is_empty() {
+        line.push_str(" alone");
+    }
+    for id in ids {
+        let (video, audio, latency) = now.peers[&id];
+        let (video_before, audio_before, _) = before.peers.get(&id).copied().unwrap_or_default();
+        let who = names.get(&id).map(String::as_str).unwrap_or("?");
+        line.push_str(&format!(
+            " {who}: video {} fps {latency:.0} ms, audio {}/s |",
+            video - video_before,
+            audio - audio_before
+        ));
+    }
+    line
+}
+
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn finish_report(
+    report: &mut BotReport,
+    stats: &SharedStats,
+    names: &HashMap<ParticipantId, String>,
+) {
+    let stats = lock(stats);
+    report.decode_errors = stats.decode_errors;
+    for (id, peer) in &stats.peers {
+        let mut name = names.get(id).cloned().unwrap_or_else(|| id.to_string());
+        if report.peers.contains_key(&name) {
+            name = format!("{name}#{}", id.0);
+        }
+        report.peers.insert(
+            name,
+            PeerReport {
+                id: id.0,
+                video_frames_received: peer.video_received,
+                video_frames_decoded: peer.video_decoded,
+                video_frames_wrong_sender: peer.wrong_sender,
+                audio_frames_received: peer.audio_received,
+                audio_frames_decoded: peer.audio_decoded,
+                audio_frames_concealed: peer.audio_concealed,
+                video_latency_ms_p50: percentile(&peer.video_latency_ms, 0.5),
+                video_latency_ms_p95: percentile(&peer.video_latency_ms, 0.95),
+                audio_latency_ms_p50: percentile(&peer.audio_latency_ms, 0.5),
+                audio_latency_ms_p95: percentile(&peer.audio_latency_ms, 0.95),
+            },
+        );
+    }
+}
+
+impl BotReport {
+    /// A few lines for people, printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "[{}] summary: sent {} video frames ({:.0} kb/s) and {} audio frames ({:.0} kb/s), {} decode errors, {} chat lines received\n",
+            self.name,
+            self.video_frames_sent,
+            self.video_bytes_sent as f64 * 8.0 / 1000.0 / self.seconds.max(0.001),
+            self.audio_frames_sent,
+            self.audio_bytes_sent as f64 * 8.0 / 1000.0 / self.seconds.max(0.001),
+            self.decode_errors,
+            self.chat_received.len()
+        );
+        for (name, peer) in &self.peers {
+            out.push_str(&format!(
+                "  {name}: video {} decoded ({} wrong sender), latency p50 {:.1} ms p95 {:.1} ms; audio {} decoded, {} concealed, latency p50 {:.1} ms p95 {:.1} ms\n",
+                peer.video_frames_decoded,
+                peer.video_frames_wrong_sender,
+                peer.video_latency_ms_p50,
+                peer.video_latency_ms_p95,
+                peer.audio_frames_decoded,
+                peer.audio_frames_concealed,
+                peer.audio_latency_ms_p50,
+                peer.audio_latency_ms_p95,
+            ));
+        }
+        if let Some(error) = &self.error {
+            out.push_str(&format!("  ended early: {error}\n"));
+        }
+        out
+    }
+}
