@@ -327,7 +327,7 @@ impl Room {
         self.stats.frames_in += 1;
         let frame = frame.stamp(from);
         let keyframe = frame.header.keyframe;
-        let mut overflowed = false;
+        let mut wants_keyframe = false;
         for (id, member) in &mut self.members {
             let Some(sub) = member.subscriptions.get_mut(&track) else {
                 continue;
@@ -343,6 +343,7 @@ impl Room {
                 TrackKind::Video => {
                     if sub.waiting_for_keyframe && !keyframe {
                         self.stats.frames_dropped += 1;
+                        wants_keyframe = true;
                         continue;
                     }
                     sub.waiting_for_keyframe = false;
@@ -354,7 +355,7 @@ impl Room {
                         sub.queued = 0;
                         if !keyframe {
                             sub.waiting_for_keyframe = true;
-                            overflowed = true;
+                            wants_keyframe = true;
                             continue;
                         }
                     }
@@ -365,7 +366,8 @@ impl Room {
             self.stats.frames_queued += 1;
             self.woken.insert(*id);
         }
-        if overflowed {
+        // Someone is waiting for a keyframe: ask (again, once the rate limit allows).
+        if wants_keyframe {
             self.request_keyframe(track, now);
         }
         Ok(())
@@ -418,6 +420,9 @@ impl Room {
         }
     }
 
+    /// Asks the publisher for a keyframe, at most once per `keyframe_request_interval` per track.
+    /// A request held back by that limit is not lost: every frame a waiting subscriber skips asks
+    /// again, so one goes out as soon as the interval has passed.
     fn request_keyframe(&mut self, track: TrackId, now: Instant) {
         if let Some(last) = self.keyframe_asked.get(&track)
             && now.saturating_duration_since(*last) < self.config.keyframe_request_interval

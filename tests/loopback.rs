@@ -1,0 +1,428 @@
+//! Loopback integration tests: the real relay on port 0, real QUIC clients, real codecs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rotunda::bot::{self, BotConfig, BotReport, VideoSpec};
+use rotunda::net::{self, Event, JoinOptions, Session};
+use rotunda_proto::framing::{self, FrameDecoder};
+use rotunda_proto::limits::MAX_VIDEO_PAYLOAD;
+use rotunda_proto::{
+    ErrorCode, FromRelay, LeaveReason, MediaHeader, PROTOCOL_VERSION, ParticipantId, ToRelay,
+    TrackId, TrackInfo, TrackKind, TrackSource,
+};
+use rotunda_server::{Config, Relay};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Longest any single wait in these tests may take before it counts as a failure.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct TestRelay {
+    url: String,
+    hash: [u8; 32],
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestRelay {
+    async fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::on(SocketAddr::from(([127, 0, 0, 1], 0)));
+        configure(&mut config);
+        let relay = Relay::bind(config).await.expect("relay binds");
+        let url = relay.url();
+        let hash = relay.certificate_hash().0;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(relay.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            url,
+            hash,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn join(&self, room: &str, name: &str) -> JoinOptions {
+        JoinOptions {
+            relay: self.url.clone(),
+            cert_hash: Some(self.hash),
+            room: room.into(),
+            name: name.into(),
+            token: None,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(PATIENCE, &mut self.task).await;
+    }
+}
+
+async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
+    tokio::time::timeout(PATIENCE, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the session is open")
+}
+
+/// Waits for the first control message `pick` accepts, skipping media and others.
+async fn wait_for<T>(events: &mut mpsc::Receiver<Event>, mut pick: impl FnMut(&FromRelay) -> Option<T>) -> T {
+    loop {
+        if let Event::Control(message) = next_event(events).await
+            && let Some(found) = pick(&message)
+        {
+            return found;
+        }
+    }
+}
+
+fn bot_config(relay: &TestRelay, room: &str, name: &str, seconds: u64) -> BotConfig {
+    BotConfig {
+        join: relay.join(room, name),
+        duration: Duration::from_secs(seconds),
+        video: Some(VideoSpec {
+            width: 320,
+            height: 240,
+            fps: 30,
+        }),
+        audio: true,
+        chat: vec![format!("hello from {name}")],
+        status: false,
+    }
+}
+
+fn assert_decoded_everyone(reports: &[BotReport]) {
+    for report in reports {
+        assert!(report.error.is_none(), "{}: {:?}", report.name, report.error);
+        for sender in reports.iter().filter(|r| r.name != report.name) {
+            let peer = report
+                .peers
+                .get(&sender.name)
+                .unwrap_or_else(|| panic!("{} saw nothing of {}", report.name, sender.name));
+            let video = peer.video_frames_decoded as f64 / sender.video_frames_sent as f64;
+            let audio = peer.audio_frames_decoded as f64 / sender.audio_frames_sent as f64;
+            println!(
+                "{} <- {}: video {}/{} audio {}/{}",
+                report.name,
+                sender.name,
+                peer.video_frames_decoded,
+                sender.video_frames_sent,
+                peer.audio_frames_decoded,
+                sender.audio_frames_sent
+            );
+            assert!(video >= 0.9, "{} decoded {video:.2} of {}'s video", report.name, sender.name);
+            assert!(audio >= 0.9, "{} decoded {audio:.2} of {}'s audio", report.name, sender.name);
+            assert_eq!(peer.video_frames_wrong_sender, 0, "{} misread {}", report.name, sender.name);
+            assert_eq!(peer.id, sender.id);
+        }
+        assert_eq!(report.decode_errors, 0, "{}", report.name);
+        let mut lines: Vec<_> = report.chat_received.iter().map(|c| (c.from.clone(), c.text.clone())).collect();
+        lines.sort();
+        let mut expected: Vec<_> = reports
+            .iter()
+            .map(|r| (r.name.clone(), format!("hello from {}", r.name)))
+            .collect();
+        expected.sort();
+        assert_eq!(lines, expected, "{} chat", report.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_bots_see_and_hear_each_other() {
+    let relay = TestRelay::start(|_| {}).await;
+    let bots: Vec<_> = ["ada", "bea", "cy"]
+        .into_iter()
+        .map(|name| tokio::spawn(bot::run(bot_config(&relay, "trio", name, 6))))
+        .collect();
+    let mut reports = Vec::new();
+    for bot in bots {
+        reports.push(bot.await.expect("bot task").expect("bot runs"));
+    }
+    assert_decoded_everyone(&reports);
+    relay.stop().await;
+}
+
+/// The control stream of a raw client, read with one decoder throughout.
+struct RawControl {
+    recv: wtransport::RecvStream,
+    decoder: FrameDecoder,
+    roster: Vec<rotunda_proto::ParticipantInfo>,
+}
+
+/// Joins with a raw WebTransport client, so the test can send what no real client would.
+async fn raw_join(relay: &TestRelay, room: &str, name: &str) -> (wtransport::Connection, wtransport::SendStream, RawControl) {
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(relay.hash)])
+        .build();
+    let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
+    let connection = endpoint.connect(&relay.url).await.expect("connects");
+    let (mut send, recv) = connection
+        .open_bi()
+        .await
+        .expect("opens")
+        .await
+        .expect("opened");
+    let mut hello = Vec::new();
+    framing::encode_into(&ToRelay::Hello { version: PROTOCOL_VERSION, agent: "raw".into() }, &mut hello).expect("encodes");
+    framing::encode_into(&ToRelay::Join { room: room.into(), name: name.into(), token: None }, &mut hello).expect("encodes");
+    send.write_all(&hello).await.expect("writes");
+    let mut control = RawControl {
+        recv,
+        decoder: FrameDecoder::new(),
+        roster: Vec::new(),
+    };
+    match raw_next(&mut control).await {
+        Some(FromRelay::Welcome { participants, .. }) => control.roster = participants,
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    (connection, send, control)
+}
+
+/// The next control message, or None once the relay closed the stream.
+async fn raw_next(control: &mut RawControl) -> Option<FromRelay> {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = control.decoder.poll_message::<FromRelay>();
+            if let Some(message) = message.expect("the relay speaks the protocol") {
+                return Some(message);
+            }
+            match control.recv.read(&mut buf).await {
+                Ok(Some(n)) => control.decoder.push(&buf[..n]),
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("relay answers in time")
+}
+
+/// Reads control messages until the relay's error; returns its code.
+async fn raw_error(control: &mut RawControl) -> ErrorCode {
+    while let Some(message) = raw_next(control).await {
+        if let FromRelay::Error { code } = message {
+            return code;
+        }
+    }
+    panic!("the relay closed without an error code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
+    let relay = TestRelay::start(|_| {}).await;
+    let bots: Vec<_> = ["ada", "bea", "cy"]
+        .into_iter()
+        .map(|name| tokio::spawn(bot::run(bot_config(&relay, "busy", name, 6))))
+        .collect();
+
+    // Garbage on the control stream, once all three bots are in (so they all see it removed).
+    let (connection, mut send, mut recv) = raw_join(&relay, "busy", "garbage").await;
+    let mut present = recv.roster.len();
+    while present < 3 {
+        if let Some(FromRelay::ParticipantJoined(_)) = raw_next(&mut recv).await {
+            present += 1;
+        }
+    }
+    send.write_all(&[0x05, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]).await.expect("writes");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::BadMessage);
+    assert_closed_with(&connection, ErrorCode::BadMessage).await;
+
+    // A video frame over the size limit.
+    let (connection, _send, mut recv) = raw_join(&relay, "busy", "oversized").await;
+    let header = MediaHeader {
+        track: TrackId { participant: ParticipantId(0), index: 0 },
+        sequence: 0,
+        capture_us: 0,
+        keyframe: true,
+        payload_len: (MAX_VIDEO_PAYLOAD + 1) as u32,
+    };
+    let mut stream = connection.open_uni().await.expect("opens").await.expect("opened");
+    stream.write_all(&header.encode()).await.expect("writes");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::TooLarge);
+    assert_closed_with(&connection, ErrorCode::TooLarge).await;
+
+    // A garbage datagram.
+    let (connection, _send, mut recv) = raw_join(&relay, "busy", "noise").await;
+    connection.send_datagram([1u8, 2, 3]).expect("sends");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::BadMessage);
+
+    // Media for a track it never published.
+    let (connection, _send, mut recv) = raw_join(&relay, "busy", "sneaky").await;
+    let mut stream = connection.open_uni().await.expect("opens").await.expect("opened");
+    let frame = rotunda_proto::MediaFrame::new(MediaHeader { payload_len: 0, ..header }, b"\x00\x00\x00\x01");
+    stream.write_all(&frame.wire).await.expect("writes");
+    stream.finish().await.expect("finishes");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::ProtocolViolation);
+
+    let mut reports = Vec::new();
+    for bot in bots {
+        reports.push(bot.await.expect("bot task").expect("bot runs"));
+    }
+    assert_decoded_everyone(&reports);
+    for report in &reports {
+        for removed in ["garbage", "oversized", "noise", "sneaky"] {
+            assert!(report.left.iter().any(|l| l == removed), "{} never heard {removed} leave: {:?}", report.name, report.left);
+        }
+    }
+    relay.stop().await;
+}
+
+async fn assert_closed_with(connection: &wtransport::Connection, code: ErrorCode) {
+    let closed = tokio::time::timeout(PATIENCE, connection.closed()).await.expect("closed in time");
+    match closed {
+        wtransport::error::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.code().into_inner(), u64::from(code.as_u32()));
+        }
+        other => panic!("closed otherwise: {other:?}"),
+    }
+}
+
+async fn session(relay: &TestRelay, room: &str, name: &str) -> (Session, mpsc::Receiver<Event>) {
+    net::connect(relay.join(room, name)).await.expect("joins")
+}
+
+#[tokio::test]
+async fn chat_reaches_everyone_in_order_and_leaves_are_announced() {
+    let relay = TestRelay::start(|_| {}).await;
+    let (ada, mut ada_events) = session(&relay, "talk", "ada").await;
+    let (bea, mut bea_events) = session(&relay, "talk", "bea").await;
+    wait_for(&mut ada_events, |m| matches!(m, FromRelay::ParticipantJoined(p) if p.name == "bea").then_some(())).await;
+    for i in 0..5 {
+        ada.send(ToRelay::Chat { text: format!("ada {i}") }).expect("sends");
+        bea.send(ToRelay::Chat { text: format!("bea {i}") }).expect("sends");
+    }
+    let chat = |m: &FromRelay| match m {
+        FromRelay::Chat { seq, name, text, .. } => Some((*seq, name.clone(), text.clone())),
+        _ => None,
+    };
+    let mut seen = Vec::new();
+    for events in [&mut ada_events, &mut bea_events] {
+        let mut lines = Vec::new();
+        while lines.len() < 10 {
+            lines.push(wait_for(events, chat).await);
+        }
+        seen.push(lines);
+    }
+    assert_eq!(seen[0], seen[1], "everyone sees one order");
+    assert!(seen[0].windows(2).all(|w| w[0].0 < w[1].0), "sequence numbers increase");
+    for name in ["ada", "bea"] {
+        let own: Vec<_> = seen[0].iter().filter(|l| l.1 == name).map(|l| l.2.clone()).collect();
+        assert_eq!(own, (0..5).map(|i| format!("{name} {i}")).collect::<Vec<_>>(), "each sender's order kept");
+    }
+
+    // A latecomer gets the history, in the same order.
+    let (cy, mut cy_events) = session(&relay, "talk", "cy").await;
+    let mut history = Vec::new();
+    while history.len() < 10 {
+        history.push(wait_for(&mut cy_events, chat).await);
+    }
+    assert_eq!(history, seen[0]);
+
+    // Leaving is announced to the others.
+    let cy_id = cy.id();
+    cy.leave().await;
+    for events in [&mut ada_events, &mut bea_events] {
+        let reason = wait_for(events, |m| match m {
+            FromRelay::ParticipantLeft { id, reason } if *id == cy_id => Some(*reason),
+            _ => None,
+        })
+        .await;
+        assert_eq!(reason, LeaveReason::Left);
+    }
+    // A dropped connection is announced too.
+    let bea_id = bea.id();
+    drop(bea);
+    let reason = wait_for(&mut ada_events, |m| match m {
+        FromRelay::ParticipantLeft { id, reason } if *id == bea_id => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_ne!(reason, LeaveReason::Removed(ErrorCode::Internal));
+    drop(ada);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn tracks_presence_and_pings_reach_the_room() {
+    let relay = TestRelay::start(|_| {}).await;
+    let (ada, mut ada_events) = session(&relay, "presence", "ada").await;
+    let video = TrackInfo {
+        kind: TrackKind::Video,
+        codec: "avc1.42E01F".into(),
+        source: TrackSource::Camera,
+        width: 640,
+        height: 480,
+    };
+    ada.send(ToRelay::Publish { index: 0, info: video.clone() }).expect("sends");
+    ada.send(ToRelay::Mute { audio: true, video: false }).expect("sends");
+    ada.send(ToRelay::Ping { nonce: 42 }).expect("sends");
+    wait_for(&mut ada_events, |m| (*m == FromRelay::Pong { nonce: 42 }).then_some(())).await;
+    let (bea, mut bea_events) = session(&relay, "presence", "bea").await;
+    let roster = bea.roster();
+    assert_eq!(roster.len(), 1);
+    assert_eq!(roster[0].name, "ada");
+    assert_eq!(roster[0].tracks, vec![(0, video)]);
+    assert!(roster[0].audio_muted);
+    ada.send(ToRelay::Unpublish { index: 0 }).expect("sends");
+    let unpublished = wait_for(&mut bea_events, |m| match m {
+        FromRelay::TrackUnpublished { track } => Some(*track),
+        _ => None,
+    })
+    .await;
+    assert_eq!(unpublished, TrackId { participant: ada.id(), index: 0 });
+    drop((ada, bea));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn full_rooms_wrong_tokens_and_shutdown_give_error_codes() {
+    let relay = TestRelay::start(|config| {
+        config.max_participants = 1;
+        config.token = Some("sesame".into());
+    })
+    .await;
+    let mut join = relay.join("small", "ada");
+    let refused = net::connect(join.clone()).await.err();
+    assert!(matches!(refused, Some(net::Error::Refused(ErrorCode::Unauthorized))), "{refused:?}");
+    join.token = Some("sesame".into());
+    let (ada, mut ada_events) = net::connect(join.clone()).await.expect("joins with the token");
+    join.name = "bea".into();
+    let refused = net::connect(join).await.err();
+    assert!(matches!(refused, Some(net::Error::Refused(ErrorCode::RoomFull))), "{refused:?}");
+
+    // Shutdown tells the client why.
+    relay.stop().await;
+    let mut told = None;
+    while let Ok(Some(event)) = tokio::time::timeout(PATIENCE, ada_events.recv()).await {
+        match event {
+            Event::Control(FromRelay::Error { code }) => told = Some(code),
+            Event::Closed(code) => {
+                told = told.or(code);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(told, Some(ErrorCode::ShuttingDown));
+    drop(ada);
+}
+
+#[tokio::test]
+async fn the_dev_certificate_fingerprint_is_served_and_trusted_on_loopback() {
+    let relay = TestRelay::start(|_| {}).await;
+    // No hash given: the client fetches /certificate.sha256 from the loopback relay.
+    let mut join = relay.join("trust", "ada");
+    join.cert_hash = None;
+    let (ada, _events) = net::connect(join.clone()).await.expect("joins after fetching the hash");
+    // A wrong pinned hash is refused.
+    join.cert_hash = Some([7; 32]);
+    let refused = net::connect(join).await.err();
+    assert!(matches!(refused, Some(net::Error::Unreachable { .. })), "{refused:?}");
+    drop(ada);
+    relay.stop().await;
+}
