@@ -77,12 +77,22 @@ impl TrackInfo {
 }
 
 /// A position and orientation in the room (metres; orientation as a unit quaternion x, y, z, w).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Pose {
     /// Position.
     pub position: [f32; 3],
     /// Orientation quaternion.
     pub orientation: [f32; 4],
+}
+
+impl Default for Pose {
+    /// At the origin, facing the default direction (the identity rotation).
+    fn default() -> Self {
+        Self {
+            position: [0.0; 3],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        }
+    }
 }
 
 impl Pose {

@@ -351,9 +351,10 @@ impl Room {
                         // Too far behind: drop what is queued and start again at a keyframe.
                         let before = member.video.len();
                         member.video.retain(|f| f.header.track != track);
-                        self.stats.frames_dropped += (before - member.video.len()) as u64 + 1;
+                        self.stats.frames_dropped += (before - member.video.len()) as u64;
                         sub.queued = 0;
                         if !keyframe {
+                            self.stats.frames_dropped += 1;
                             sub.waiting_for_keyframe = true;
                             wants_keyframe = true;
                             continue;

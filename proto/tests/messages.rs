@@ -31,7 +31,12 @@ fn participant() -> ParticipantInfo {
         video_muted: false,
         pose: Pose {
             position: [1.0, 0.0, -2.5],
-            orientation: [0.0, 0.7071, 0.0, 0.7071],
+            orientation: [
+                0.0,
+                std::f32::consts::FRAC_1_SQRT_2,
+                0.0,
+                std::f32::consts::FRAC_1_SQRT_2,
+            ],
         },
     }
 }
