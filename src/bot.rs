@@ -82,8 +82,8 @@ impl FromStr for VideoSpec {
         };
         let ok = (64..=3840).contains(&spec.width)
             && (64..=2160).contains(&spec.height)
-            && spec.width % 2 == 0
-            && spec.height % 2 == 0
+            && spec.width.is_multiple_of(2)
+            && spec.height.is_multiple_of(2)
             && (1..=60).contains(&spec.fps);
         if !ok {
             return Err(format!(

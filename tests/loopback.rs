@@ -70,7 +70,10 @@ async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
 }
 
 /// Waits for the first control message `pick` accepts, skipping media and others.
-async fn wait_for<T>(events: &mut mpsc::Receiver<Event>, mut pick: impl FnMut(&FromRelay) -> Option<T>) -> T {
+async fn wait_for<T>(
+    events: &mut mpsc::Receiver<Event>,
+    mut pick: impl FnMut(&FromRelay) -> Option<T>,
+) -> T {
     loop {
         if let Event::Control(message) = next_event(events).await
             && let Some(found) = pick(&message)
@@ -97,7 +100,12 @@ fn bot_config(relay: &TestRelay, room: &str, name: &str, seconds: u64) -> BotCon
 
 fn assert_decoded_everyone(reports: &[BotReport]) {
     for report in reports {
-        assert!(report.error.is_none(), "{}: {:?}", report.name, report.error);
+        assert!(
+            report.error.is_none(),
+            "{}: {:?}",
+            report.name,
+            report.error
+        );
         for sender in reports.iter().filter(|r| r.name != report.name) {
             let peer = report
                 .peers
@@ -114,13 +122,31 @@ fn assert_decoded_everyone(reports: &[BotReport]) {
                 peer.audio_frames_decoded,
                 sender.audio_frames_sent
             );
-            assert!(video >= 0.9, "{} decoded {video:.2} of {}'s video", report.name, sender.name);
-            assert!(audio >= 0.9, "{} decoded {audio:.2} of {}'s audio", report.name, sender.name);
-            assert_eq!(peer.video_frames_wrong_sender, 0, "{} misread {}", report.name, sender.name);
+            assert!(
+                video >= 0.9,
+                "{} decoded {video:.2} of {}'s video",
+                report.name,
+                sender.name
+            );
+            assert!(
+                audio >= 0.9,
+                "{} decoded {audio:.2} of {}'s audio",
+                report.name,
+                sender.name
+            );
+            assert_eq!(
+                peer.video_frames_wrong_sender, 0,
+                "{} misread {}",
+                report.name, sender.name
+            );
             assert_eq!(peer.id, sender.id);
         }
         assert_eq!(report.decode_errors, 0, "{}", report.name);
-        let mut lines: Vec<_> = report.chat_received.iter().map(|c| (c.from.clone(), c.text.clone())).collect();
+        let mut lines: Vec<_> = report
+            .chat_received
+            .iter()
+            .map(|c| (c.from.clone(), c.text.clone()))
+            .collect();
         lines.sort();
         let mut expected: Vec<_> = reports
             .iter()
@@ -154,7 +180,11 @@ struct RawControl {
 }
 
 /// Joins with a raw WebTransport client, so the test can send what no real client would.
-async fn raw_join(relay: &TestRelay, room: &str, name: &str) -> (wtransport::Connection, wtransport::SendStream, RawControl) {
+async fn raw_join(
+    relay: &TestRelay,
+    room: &str,
+    name: &str,
+) -> (wtransport::Connection, wtransport::SendStream, RawControl) {
     let config = wtransport::ClientConfig::builder()
         .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
         .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(relay.hash)])
@@ -168,8 +198,23 @@ async fn raw_join(relay: &TestRelay, room: &str, name: &str) -> (wtransport::Con
         .await
         .expect("opened");
     let mut hello = Vec::new();
-    framing::encode_into(&ToRelay::Hello { version: PROTOCOL_VERSION, agent: "raw".into() }, &mut hello).expect("encodes");
-    framing::encode_into(&ToRelay::Join { room: room.into(), name: name.into(), token: None }, &mut hello).expect("encodes");
+    framing::encode_into(
+        &ToRelay::Hello {
+            version: PROTOCOL_VERSION,
+            agent: "raw".into(),
+        },
+        &mut hello,
+    )
+    .expect("encodes");
+    framing::encode_into(
+        &ToRelay::Join {
+            room: room.into(),
+            name: name.into(),
+            token: None,
+        },
+        &mut hello,
+    )
+    .expect("encodes");
     send.write_all(&hello).await.expect("writes");
     let mut control = RawControl {
         recv,
@@ -228,20 +273,30 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
             present += 1;
         }
     }
-    send.write_all(&[0x05, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]).await.expect("writes");
+    send.write_all(&[0x05, 0xff, 0xfe, 0xfd, 0xfc, 0xfb])
+        .await
+        .expect("writes");
     assert_eq!(raw_error(&mut recv).await, ErrorCode::BadMessage);
     assert_closed_with(&connection, ErrorCode::BadMessage).await;
 
     // A video frame over the size limit.
     let (connection, _send, mut recv) = raw_join(&relay, "busy", "oversized").await;
     let header = MediaHeader {
-        track: TrackId { participant: ParticipantId(0), index: 0 },
+        track: TrackId {
+            participant: ParticipantId(0),
+            index: 0,
+        },
         sequence: 0,
         capture_us: 0,
         keyframe: true,
         payload_len: (MAX_VIDEO_PAYLOAD + 1) as u32,
     };
-    let mut stream = connection.open_uni().await.expect("opens").await.expect("opened");
+    let mut stream = connection
+        .open_uni()
+        .await
+        .expect("opens")
+        .await
+        .expect("opened");
     stream.write_all(&header.encode()).await.expect("writes");
     assert_eq!(raw_error(&mut recv).await, ErrorCode::TooLarge);
     assert_closed_with(&connection, ErrorCode::TooLarge).await;
@@ -253,8 +308,19 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
 
     // Media for a track it never published.
     let (connection, _send, mut recv) = raw_join(&relay, "busy", "sneaky").await;
-    let mut stream = connection.open_uni().await.expect("opens").await.expect("opened");
-    let frame = rotunda_proto::MediaFrame::new(MediaHeader { payload_len: 0, ..header }, b"\x00\x00\x00\x01");
+    let mut stream = connection
+        .open_uni()
+        .await
+        .expect("opens")
+        .await
+        .expect("opened");
+    let frame = rotunda_proto::MediaFrame::new(
+        MediaHeader {
+            payload_len: 0,
+            ..header
+        },
+        b"\x00\x00\x00\x01",
+    );
     stream.write_all(&frame.wire).await.expect("writes");
     stream.finish().await.expect("finishes");
     assert_eq!(raw_error(&mut recv).await, ErrorCode::ProtocolViolation);
@@ -266,14 +332,21 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
     assert_decoded_everyone(&reports);
     for report in &reports {
         for removed in ["garbage", "oversized", "noise", "sneaky"] {
-            assert!(report.left.iter().any(|l| l == removed), "{} never heard {removed} leave: {:?}", report.name, report.left);
+            assert!(
+                report.left.iter().any(|l| l == removed),
+                "{} never heard {removed} leave: {:?}",
+                report.name,
+                report.left
+            );
         }
     }
     relay.stop().await;
 }
 
 async fn assert_closed_with(connection: &wtransport::Connection, code: ErrorCode) {
-    let closed = tokio::time::timeout(PATIENCE, connection.closed()).await.expect("closed in time");
+    let closed = tokio::time::timeout(PATIENCE, connection.closed())
+        .await
+        .expect("closed in time");
     match closed {
         wtransport::error::ConnectionError::ApplicationClosed(close) => {
             assert_eq!(close.code().into_inner(), u64::from(code.as_u32()));
@@ -291,13 +364,24 @@ async fn chat_reaches_everyone_in_order_and_leaves_are_announced() {
     let relay = TestRelay::start(|_| {}).await;
     let (ada, mut ada_events) = session(&relay, "talk", "ada").await;
     let (bea, mut bea_events) = session(&relay, "talk", "bea").await;
-    wait_for(&mut ada_events, |m| matches!(m, FromRelay::ParticipantJoined(p) if p.name == "bea").then_some(())).await;
+    wait_for(&mut ada_events, |m| {
+        matches!(m, FromRelay::ParticipantJoined(p) if p.name == "bea").then_some(())
+    })
+    .await;
     for i in 0..5 {
-        ada.send(ToRelay::Chat { text: format!("ada {i}") }).expect("sends");
-        bea.send(ToRelay::Chat { text: format!("bea {i}") }).expect("sends");
+        ada.send(ToRelay::Chat {
+            text: format!("ada {i}"),
+        })
+        .expect("sends");
+        bea.send(ToRelay::Chat {
+            text: format!("bea {i}"),
+        })
+        .expect("sends");
     }
     let chat = |m: &FromRelay| match m {
-        FromRelay::Chat { seq, name, text, .. } => Some((*seq, name.clone(), text.clone())),
+        FromRelay::Chat {
+            seq, name, text, ..
+        } => Some((*seq, name.clone(), text.clone())),
         _ => None,
     };
     let mut seen = Vec::new();
@@ -309,10 +393,21 @@ async fn chat_reaches_everyone_in_order_and_leaves_are_announced() {
         seen.push(lines);
     }
     assert_eq!(seen[0], seen[1], "everyone sees one order");
-    assert!(seen[0].windows(2).all(|w| w[0].0 < w[1].0), "sequence numbers increase");
+    assert!(
+        seen[0].windows(2).all(|w| w[0].0 < w[1].0),
+        "sequence numbers increase"
+    );
     for name in ["ada", "bea"] {
-        let own: Vec<_> = seen[0].iter().filter(|l| l.1 == name).map(|l| l.2.clone()).collect();
-        assert_eq!(own, (0..5).map(|i| format!("{name} {i}")).collect::<Vec<_>>(), "each sender's order kept");
+        let own: Vec<_> = seen[0]
+            .iter()
+            .filter(|l| l.1 == name)
+            .map(|l| l.2.clone())
+            .collect();
+        assert_eq!(
+            own,
+            (0..5).map(|i| format!("{name} {i}")).collect::<Vec<_>>(),
+            "each sender's order kept"
+        );
     }
 
     // A latecomer gets the history, in the same order.
@@ -358,10 +453,21 @@ async fn tracks_presence_and_pings_reach_the_room() {
         width: 640,
         height: 480,
     };
-    ada.send(ToRelay::Publish { index: 0, info: video.clone() }).expect("sends");
-    ada.send(ToRelay::Mute { audio: true, video: false }).expect("sends");
+    ada.send(ToRelay::Publish {
+        index: 0,
+        info: video.clone(),
+    })
+    .expect("sends");
+    ada.send(ToRelay::Mute {
+        audio: true,
+        video: false,
+    })
+    .expect("sends");
     ada.send(ToRelay::Ping { nonce: 42 }).expect("sends");
-    wait_for(&mut ada_events, |m| (*m == FromRelay::Pong { nonce: 42 }).then_some(())).await;
+    wait_for(&mut ada_events, |m| {
+        (*m == FromRelay::Pong { nonce: 42 }).then_some(())
+    })
+    .await;
     let (bea, mut bea_events) = session(&relay, "presence", "bea").await;
     let roster = bea.roster();
     assert_eq!(roster.len(), 1);
@@ -374,7 +480,13 @@ async fn tracks_presence_and_pings_reach_the_room() {
         _ => None,
     })
     .await;
-    assert_eq!(unpublished, TrackId { participant: ada.id(), index: 0 });
+    assert_eq!(
+        unpublished,
+        TrackId {
+            participant: ada.id(),
+            index: 0
+        }
+    );
     drop((ada, bea));
     relay.stop().await;
 }
@@ -388,12 +500,20 @@ async fn full_rooms_wrong_tokens_and_shutdown_give_error_codes() {
     .await;
     let mut join = relay.join("small", "ada");
     let refused = net::connect(join.clone()).await.err();
-    assert!(matches!(refused, Some(net::Error::Refused(ErrorCode::Unauthorized))), "{refused:?}");
+    assert!(
+        matches!(refused, Some(net::Error::Refused(ErrorCode::Unauthorized))),
+        "{refused:?}"
+    );
     join.token = Some("sesame".into());
-    let (ada, mut ada_events) = net::connect(join.clone()).await.expect("joins with the token");
+    let (ada, mut ada_events) = net::connect(join.clone())
+        .await
+        .expect("joins with the token");
     join.name = "bea".into();
     let refused = net::connect(join).await.err();
-    assert!(matches!(refused, Some(net::Error::Refused(ErrorCode::RoomFull))), "{refused:?}");
+    assert!(
+        matches!(refused, Some(net::Error::Refused(ErrorCode::RoomFull))),
+        "{refused:?}"
+    );
 
     // Shutdown tells the client why.
     relay.stop().await;
@@ -418,11 +538,16 @@ async fn the_dev_certificate_fingerprint_is_served_and_trusted_on_loopback() {
     // No hash given: the client fetches /certificate.sha256 from the loopback relay.
     let mut join = relay.join("trust", "ada");
     join.cert_hash = None;
-    let (ada, _events) = net::connect(join.clone()).await.expect("joins after fetching the hash");
+    let (ada, _events) = net::connect(join.clone())
+        .await
+        .expect("joins after fetching the hash");
     // A wrong pinned hash is refused.
     join.cert_hash = Some([7; 32]);
     let refused = net::connect(join).await.err();
-    assert!(matches!(refused, Some(net::Error::Unreachable { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Some(net::Error::Unreachable { .. })),
+        "{refused:?}"
+    );
     drop(ada);
     relay.stop().await;
 }

@@ -1,0 +1,22 @@
+# Sourced by run.sh and test.sh: installs, on Debian, what building Rotunda needs and is missing,
+# and points cargo at a build directory outside the clone that later runs reuse.
+
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v c++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v nasm >/dev/null 2>&1 || need+=(nasm)             # openh264's assembly, 3x faster
+command -v cmake >/dev/null 2>&1 || need+=(cmake)           # builds libopus
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ "${#need[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing ${need[*]} ..."
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "Rotunda needs Rust 1.88 or newer (cargo); install it with rustup, then run this again." >&2
+    exit 1
+fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rotunda-target}"

@@ -1,0 +1,460 @@
+//! Relay benchmark: P publishers x S subscribers of realistic media over real QUIC on loopback.
+//!
+//! The relay runs as its own process (the `rotunda-relay` binary), so its CPU time and memory are
+//! read from `/proc` apart from the load generator's. Each publisher sends 1.5 Mb/s of video (30
+//! frames/s on a stream each, a 4x keyframe every 2 s) and 32 kb/s of audio (50 datagrams/s);
+//! every subscriber subscribes to every publisher. Payloads are opaque bytes of the sizes real
+//! media has: the relay never looks inside.
+//!
+//! `cargo bench -p rotunda-server --bench relay [-- --seconds 10 --scenario 4x16]`
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rotunda_proto::framing::{self, FrameDecoder};
+use rotunda_proto::{
+    FromRelay, MediaFrame, MediaHeader, PROTOCOL_VERSION, ParticipantId, ToRelay, TrackId,
+    TrackInfo, TrackKind, TrackSource,
+};
+use tokio::sync::Mutex;
+use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream};
+
+const VIDEO_BPS: usize = 1_500_000;
+const FPS: usize = 30;
+const GOP: usize = 60;
+const AUDIO_BYTES: usize = 80;
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+struct RelayProcess {
+    child: Child,
+    url: String,
+    hash: [u8; 32],
+}
+
+impl RelayProcess {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rotunda-relay"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starts rotunda-relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = lines.next().and_then(Result::ok).expect("url line");
+        let url = url.rsplit(' ').next().expect("url").to_owned();
+        let hash_line = lines.next().and_then(Result::ok).expect("hash line");
+        let hex = hash_line.split_whitespace().nth(2).expect("hash");
+        let mut hash = [0u8; 32];
+        for (i, byte) in hash.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        Self { child, url, hash }
+    }
+
+    /// (user + system CPU seconds, resident set in MiB, peak resident set in MiB)
+    fn usage(&self) -> (f64, f64, f64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields
+            .get(11)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            ticks / 100.0,
+            kib("VmRSS:") / 1024.0,
+            kib("VmHWM:") / 1024.0,
+        )
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    decoder: FrameDecoder,
+    _endpoint: Endpoint<wtransport::endpoint::endpoint_side::Client>,
+}
+
+impl Client {
+    async fn join(relay: &RelayProcess, room: &str, name: &str) -> Self {
+        let config = ClientConfig::builder()
+            .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(relay.hash)])
+            .build();
+        let endpoint = Endpoint::client(config).expect("endpoint");
+        let connection = endpoint.connect(&relay.url).await.expect("connects");
+        let (send, recv) = connection
+            .open_bi()
+            .await
+            .expect("opens")
+            .await
+            .expect("opened");
+        let mut client = Self {
+            connection,
+            send,
+            recv,
+            decoder: FrameDecoder::new(),
+            _endpoint: endpoint,
+        };
+        client
+            .send(ToRelay::Hello {
+                version: PROTOCOL_VERSION,
+                agent: "bench".into(),
+            })
+            .await;
+        client
+            .send(ToRelay::Join {
+                room: room.into(),
+                name: name.into(),
+                token: None,
+            })
+            .await;
+        loop {
+            match client.next().await {
+                Some(FromRelay::Welcome { .. }) => return client,
+                Some(_) => {}
+                None => panic!("the relay refused the join"),
+            }
+        }
+    }
+
+    async fn send(&mut self, message: ToRelay) {
+        let bytes = framing::encode(&message).expect("encodes");
+        self.send.write_all(&bytes).await.expect("writes");
+    }
+
+    /// The next control message; `None` once the session is over.
+    async fn next(&mut self) -> Option<FromRelay> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(message) = self.decoder.poll_message().expect("decodes") {
+                return Some(message);
+            }
+            let n = self.recv.read(&mut buf).await.ok().flatten()?;
+            self.decoder.push(&buf[..n]);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Received {
+    video_frames: AtomicU64,
+    audio_frames: AtomicU64,
+    bytes: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+async fn receive(connection: Connection, received: Arc<Received>) {
+    let datagrams = {
+        let (connection, received) = (connection.clone(), received.clone());
+        tokio::spawn(async move {
+            while let Ok(datagram) = connection.receive_datagram().await {
+                received.audio_frames.fetch_add(1, Ordering::Relaxed);
+                received
+                    .bytes
+                    .fetch_add(datagram.payload().len() as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    while let Ok(mut stream) = connection.accept_uni().await {
+        let received = received.clone();
+        tokio::spawn(async move {
+            let Ok(data) = stream.quic_stream_mut().read_to_end(4 << 20).await else {
+                return;
+            };
+            let Ok(header) = MediaHeader::decode(&data, TrackKind::Video) else {
+                return;
+            };
+            let latency = now_us().saturating_sub(header.capture_us);
+            received.video_frames.fetch_add(1, Ordering::Relaxed);
+            received
+                .bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            received.latencies_us.lock().await.push(latency);
+        });
+    }
+    datagrams.abort();
+}
+
+async fn publish(mut client: Client, seconds: f64) -> (u64, u64) {
+    let video = TrackInfo {
+        kind: TrackKind::Video,
+        codec: "avc1.42E01F".into(),
+        source: TrackSource::Camera,
+        width: 1280,
+        height: 720,
+    };
+    let audio = TrackInfo {
+        kind: TrackKind::Audio,
+        codec: "opus".into(),
+        source: TrackSource::Microphone,
+        width: 0,
+        height: 0,
+    };
+    client
+        .send(ToRelay::Publish {
+            index: 0,
+            info: video,
+        })
+        .await;
+    client
+        .send(ToRelay::Publish {
+            index: 1,
+            info: audio,
+        })
+        .await;
+    // Keyframes are 4x a delta frame; the average over a GOP is the target bitrate.
+    let per_gop = VIDEO_BPS / 8 * GOP / FPS;
+    let delta = per_gop / (GOP + 3);
+    let key = delta * 4;
+    let video_payload = vec![0x5au8; key];
+    let audio_payload = vec![0xa5u8; AUDIO_BYTES];
+    let mut video_tick = tokio::time::interval(Duration::from_secs_f64(1.0 / FPS as f64));
+    let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
+    let end = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let (mut video_seq, mut audio_seq) = (0u32, 0u32);
+    let mut force_key = false;
+    let header = |index: u8, sequence: u32, keyframe: bool| MediaHeader {
+        track: TrackId {
+            participant: ParticipantId(0),
+            index,
+        },
+        sequence,
+        capture_us: now_us(),
+        keyframe,
+        payload_len: 0,
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => break,
+            _ = video_tick.tick() => {
+                let keyframe = force_key || (video_seq as usize).is_multiple_of(GOP);
+                force_key = false;
+                let len = if keyframe { key } else { delta };
+                let frame = MediaFrame::new(header(0, video_seq, keyframe), &video_payload[..len]);
+                video_seq += 1;
+                let connection = client.connection.clone();
+                tokio::spawn(async move {
+                    if let Ok(opening) = connection.open_uni().await
+                        && let Ok(mut stream) = opening.await
+                    {
+                        let _ = stream.write_all(&frame.wire).await;
+                        let _ = stream.finish().await;
+                    }
+                });
+            }
+            _ = audio_tick.tick() => {
+                let frame = MediaFrame::new(header(1, audio_seq, true), &audio_payload);
+                audio_seq += 1;
+                let _ = client.connection.send_datagram(&frame.wire);
+            }
+            message = client.next() => match message {
+                Some(FromRelay::KeyframeRequest { .. }) => force_key = true,
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    (u64::from(video_seq), u64::from(audio_seq))
+}
+
+struct Row {
+    scenario: String,
+    offered_mbps: f64,
+    delivered_mbps: f64,
+    cpu_s_per_gbit: f64,
+    relay_cpu_pct: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    dropped_video: u64,
+    expected_video: u64,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+}
+
+async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
+    let relay = RelayProcess::start();
+    let room = "bench";
+    let mut subs = Vec::new();
+    for s in 0..subscribers {
+        let mut client = Client::join(&relay, room, &format!("sub{s}")).await;
+        // Consume control messages; subscribe to every track that appears.
+        let received = Arc::new(Received::default());
+        tokio::spawn(receive(client.connection.clone(), received.clone()));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let want = publishers * 2;
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            let mut subscribed = 0;
+            while let Some(message) = client.next().await {
+                if let FromRelay::TrackPublished { track, .. } = message {
+                    client.send(ToRelay::Subscribe { track }).await;
+                    subscribed += 1;
+                    if subscribed == want
+                        && let Some(ready) = ready.take()
+                    {
+                        let _ = ready.send(client.connection.clone());
+                    }
+                }
+            }
+        });
+        subs.push((received, ready_rx));
+    }
+    let mut pubs = Vec::new();
+    for p in 0..publishers {
+        pubs.push(Client::join(&relay, room, &format!("pub{p}")).await);
+    }
+    let (cpu_before, _, _) = relay.usage();
+    let started = Instant::now();
+    let tasks: Vec<_> = pubs
+        .into_iter()
+        .map(|c| tokio::spawn(publish(c, seconds)))
+        .collect();
+    let mut receivers = Vec::new();
+    for (received, ready) in subs {
+        let _ = ready.await;
+        receivers.push(received);
+    }
+    let mut sent_video = 0;
+    for task in tasks {
+        sent_video += task.await.expect("publisher").0;
+    }
+    // Let in-flight frames land (bounded wait: frames still missing then count as dropped).
+    let expected_video = sent_video * subscribers as u64;
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(2) {
+        let got: u64 = receivers
+            .iter()
+            .map(|r| r.video_frames.load(Ordering::Relaxed))
+            .sum();
+        if got >= expected_video {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu_after, rss, peak) = relay.usage();
+    let bytes: u64 = receivers
+        .iter()
+        .map(|r| r.bytes.load(Ordering::Relaxed))
+        .sum();
+    let got_video: u64 = receivers
+        .iter()
+        .map(|r| r.video_frames.load(Ordering::Relaxed))
+        .sum();
+    let mut latencies = Vec::new();
+    for r in &receivers {
+        latencies.extend(r.latencies_us.lock().await.iter().copied());
+    }
+    latencies.sort_unstable();
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    let delivered_bits = bytes as f64 * 8.0;
+    let cpu = cpu_after - cpu_before;
+    Row {
+        scenario: format!("{publishers}x{subscribers}"),
+        offered_mbps: (publishers * subscribers) as f64
+            * (VIDEO_BPS as f64 + AUDIO_BYTES as f64 * 8.0 * 50.0)
+            / 1e6,
+        delivered_mbps: delivered_bits / seconds / 1e6,
+        cpu_s_per_gbit: cpu / (delivered_bits / 1e9),
+        relay_cpu_pct: cpu / elapsed * 100.0,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        dropped_video: expected_video.saturating_sub(got_video),
+        expected_video,
+        rss_mib: rss,
+        peak_rss_mib: peak,
+    }
+}
+
+fn main() {
+    let mut seconds = 10.0;
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
+            "--scenario" => only = args.next(),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    let scenarios: Vec<(usize, usize)> = match only {
+        Some(s) => {
+            let (p, s) = s.split_once('x').expect("PxS");
+            vec![(p.parse().expect("P"), s.parse().expect("S"))]
+        }
+        None => vec![(1, 1), (1, 8), (4, 4), (2, 16), (4, 12)],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rows = Vec::new();
+    for (p, s) in scenarios {
+        eprintln!("running {p} publishers x {s} subscribers for {seconds} s ...");
+        rows.push(runtime.block_on(scenario(p, s, seconds)));
+    }
+    println!(
+        "| P x S | offered Mb/s | delivered Mb/s | relay CPU % | relay CPU s / Gbit | latency p50 ms | latency p99 ms | video frames dropped | relay RSS MiB (peak) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {} of {} | {:.1} ({:.1}) |",
+            r.scenario,
+            r.offered_mbps,
+            r.delivered_mbps,
+            r.relay_cpu_pct,
+            r.cpu_s_per_gbit,
+            r.p50_ms,
+            r.p99_ms,
+            r.dropped_video,
+            r.expected_video,
+            r.rss_mib,
+            r.peak_rss_mib
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The `rotunda bot` command as a user runs it: three processes in one room for 20 seconds
+//! against a loopback relay, trusting its dev certificate by fetching `/certificate.sha256`, each
+//! writing `--stats-json`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use rotunda_server::{Config, Relay};
+use serde_json::Value;
+
+const NAMES: [&str; 3] = ["ada", "bea", "cy"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_bot_processes_decode_each_other_for_twenty_seconds() {
+    let relay = Relay::bind(Config::on(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .await
+        .expect("relay binds");
+    let url = relay.url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+
+    let dir = std::env::temp_dir().join(format!("rotunda-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let stats = |name: &str| -> PathBuf { dir.join(format!("{name}.json")) };
+    let children: Vec<_> = NAMES
+        .iter()
+        .map(|name| {
+            Command::new(env!("CARGO_BIN_EXE_rotunda"))
+                .args(["bot", "--relay", &url, "--room", "cli", "--name", name])
+                .args(["--duration", "20s", "--chat", &format!("hi from {name}")])
+                .arg("--stats-json")
+                .arg(stats(name))
+                .spawn()
+                .expect("rotunda bot starts")
+        })
+        .collect();
+    let statuses = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|mut child| child.wait().expect("waits"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("joins");
+    for status in statuses {
+        assert!(status.success(), "a bot failed: {status}");
+    }
+
+    let reports: Vec<Value> = NAMES
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(stats(name)).expect("stats written");
+            serde_json::from_str(&text).expect("stats are JSON")
+        })
+        .collect();
+    for (name, report) in NAMES.iter().zip(&reports) {
+        assert_eq!(report["name"], *name);
+        assert_eq!(report["room"], "cli");
+        assert_eq!(report["decode_errors"], 0, "{name}");
+        let peers = report["peers"].as_object().expect("peers is an object");
+        for (other, sent) in NAMES.iter().zip(&reports).filter(|(n, _)| *n != name) {
+            let peer = &peers[*other];
+            for key in [
+                "video_frames_decoded",
+                "video_frames_wrong_sender",
+                "audio_frames_decoded",
+            ] {
+                assert!(peer[key].is_u64(), "{name}/{other}/{key} is an integer");
+            }
+            for key in [
+                "video_latency_ms_p50",
+                "video_latency_ms_p95",
+                "audio_latency_ms_p50",
+                "audio_latency_ms_p95",
+            ] {
+                assert!(peer[key].is_f64(), "{name}/{other}/{key} is a number");
+            }
+            let ratio = |decoded: &str, sent_key: &str| {
+                peer[decoded].as_f64().unwrap_or_default() / sent[sent_key].as_f64().unwrap_or(1.0)
+            };
+            let video = ratio("video_frames_decoded", "video_frames_sent");
+            let audio = ratio("audio_frames_decoded", "audio_frames_sent");
+            assert!(video >= 0.9, "{name} decoded {video:.3} of {other}'s video");
+            assert!(audio >= 0.9, "{name} decoded {audio:.3} of {other}'s audio");
+            assert_eq!(
+                peer["video_frames_wrong_sender"], 0,
+                "{name} misread {other}"
+            );
+        }
+        let chat: Vec<(String, String)> = report["chat_received"]
+            .as_array()
+            .expect("chat_received is an array")
+            .iter()
+            .map(|line| {
+                (
+                    line["from"].as_str().unwrap_or_default().to_owned(),
+                    line["text"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        for other in NAMES {
+            assert!(
+                chat.contains(&(other.to_owned(), format!("hi from {other}"))),
+                "{name} missed {other}'s chat line: {chat:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = stop.send(());
+    let _ = relay.await;
+}
