@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-cargo build --quiet --bins
+cargo build --quiet --workspace --bins
 bin="$CARGO_TARGET_DIR/debug"
 listen="${ROTUNDA_LISTEN:-127.0.0.1:4443}"
 room="${ROTUNDA_ROOM:-lobby}"
@@ -15,7 +15,7 @@ duration="${ROTUNDA_DURATION:-30s}"
 relay_out="$(mktemp)"
 "$bin/rotunda-relay" --listen "$listen" >"$relay_out" &
 relay=$!
-trap 'kill $relay 2>/dev/null; wait $relay 2>/dev/null; rm -f "$relay_out"' EXIT
+trap 'kill $relay 2>/dev/null || true; wait $relay 2>/dev/null || true; rm -f "$relay_out"' EXIT
 until [ -s "$relay_out" ]; do
     kill -0 $relay 2>/dev/null || { echo "the relay did not start (is $listen taken? set ROTUNDA_LISTEN)" >&2; exit 1; }
     sleep 0.1

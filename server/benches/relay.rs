@@ -213,7 +213,8 @@ async fn receive(connection: Connection, received: Arc<Received>) {
     datagrams.abort();
 }
 
-async fn publish(mut client: Client, seconds: f64) -> (u64, u64) {
+/// Publishes one video and one audio track.
+async fn announce(client: &mut Client) {
     let video = TrackInfo {
         kind: TrackKind::Video,
         codec: "avc1.42E01F".into(),
@@ -240,6 +241,11 @@ async fn publish(mut client: Client, seconds: f64) -> (u64, u64) {
             info: audio,
         })
         .await;
+}
+
+/// Sends media for `seconds`; returns the video and audio frames sent, and the client (kept open
+/// until the frames still in flight have landed).
+async fn publish(mut client: Client, seconds: f64) -> (u64, u64, Client) {
     // Keyframes are 4x a delta frame; the average over a GOP is the target bitrate.
     let per_gop = VIDEO_BPS / 8 * GOP / FPS;
     let delta = per_gop / (GOP + 3);
@@ -292,7 +298,7 @@ async fn publish(mut client: Client, seconds: f64) -> (u64, u64) {
             },
         }
     }
-    (u64::from(video_seq), u64::from(audio_seq))
+    (u64::from(video_seq), u64::from(audio_seq), client)
 }
 
 struct Row {
@@ -324,14 +330,22 @@ async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
             let mut ready = Some(ready_tx);
             let mut subscribed = 0;
             while let Some(message) = client.next().await {
-                if let FromRelay::TrackPublished { track, .. } = message {
-                    client.send(ToRelay::Subscribe { track }).await;
-                    subscribed += 1;
-                    if subscribed == want
-                        && let Some(ready) = ready.take()
-                    {
-                        let _ = ready.send(client.connection.clone());
+                match message {
+                    FromRelay::TrackPublished { track, .. } => {
+                        client.send(ToRelay::Subscribe { track }).await;
+                        subscribed += 1;
+                        if subscribed == want {
+                            // The relay handles control in order: the pong means every
+                            // subscription is in place.
+                            client.send(ToRelay::Ping { nonce: 1 }).await;
+                        }
                     }
+                    FromRelay::Pong { .. } => {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                    }
+                    _ => {}
                 }
             }
         });
@@ -339,7 +353,14 @@ async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
     }
     let mut pubs = Vec::new();
     for p in 0..publishers {
-        pubs.push(Client::join(&relay, room, &format!("pub{p}")).await);
+        let mut client = Client::join(&relay, room, &format!("pub{p}")).await;
+        announce(&mut client).await;
+        pubs.push(client);
+    }
+    let mut receivers = Vec::new();
+    for (received, ready) in subs {
+        let _ = ready.await;
+        receivers.push(received);
     }
     let (cpu_before, _, _) = relay.usage();
     let started = Instant::now();
@@ -347,14 +368,12 @@ async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
         .into_iter()
         .map(|c| tokio::spawn(publish(c, seconds)))
         .collect();
-    let mut receivers = Vec::new();
-    for (received, ready) in subs {
-        let _ = ready.await;
-        receivers.push(received);
-    }
     let mut sent_video = 0;
+    let mut publishers_open = Vec::new();
     for task in tasks {
-        sent_video += task.await.expect("publisher").0;
+        let (video, _, client) = task.await.expect("publisher");
+        sent_video += video;
+        publishers_open.push(client);
     }
     // Let in-flight frames land (bounded wait: frames still missing then count as dropped).
     let expected_video = sent_video * subscribers as u64;
@@ -369,6 +388,7 @@ async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    drop(publishers_open);
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu_after, rss, peak) = relay.usage();
     let bytes: u64 = receivers

@@ -1,4 +1,4 @@
-//! `rotunda-relay`: runs the Rotunda relay until Ctrl-C.
+//! `rotunda-relay`: runs the Rotunda relay until Ctrl-C or SIGTERM, then tells clients and closes.
 
 use clap::Parser;
 use rotunda_server::{Config, Relay};
@@ -21,11 +21,31 @@ async fn main() -> anyhow::Result<()> {
         "certificate sha256 {} (http://{addr}/certificate.sha256)",
         relay.certificate_hash()
     );
-    relay
-        .run(async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
+    relay.run(shutdown_signal()).await
+}
+
+/// Ctrl-C, or SIGTERM (what service managers and `kill` send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
             }
-        })
-        .await
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
 }
