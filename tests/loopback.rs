@@ -306,8 +306,27 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
     connection.send_datagram([1u8, 2, 3]).expect("sends");
     assert_eq!(raw_error(&mut recv).await, ErrorCode::BadMessage);
 
-    // Media for a track it never published.
-    let (connection, _send, mut recv) = raw_join(&relay, "busy", "sneaky").await;
+    // Video on a track it published as audio.
+    let (connection, mut send, mut recv) = raw_join(&relay, "busy", "sneaky").await;
+    let audio = TrackInfo {
+        kind: TrackKind::Audio,
+        codec: "opus".into(),
+        source: TrackSource::Microphone,
+        width: 0,
+        height: 0,
+    };
+    let mut publish = Vec::new();
+    framing::encode_into(
+        &ToRelay::Publish {
+            index: 0,
+            info: audio,
+        },
+        &mut publish,
+    )
+    .expect("encodes");
+    framing::encode_into(&ToRelay::Ping { nonce: 7 }, &mut publish).expect("encodes");
+    send.write_all(&publish).await.expect("writes");
+    while raw_next(&mut recv).await != Some(FromRelay::Pong { nonce: 7 }) {}
     let mut stream = connection
         .open_uni()
         .await
@@ -324,6 +343,29 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
     stream.write_all(&frame.wire).await.expect("writes");
     stream.finish().await.expect("finishes");
     assert_eq!(raw_error(&mut recv).await, ErrorCode::ProtocolViolation);
+
+    // A subscriber that stops reading anything: the relay skips it, the others never notice.
+    let (_sleepy, mut sleepy_send, mut control) = raw_join(&relay, "busy", "sleepy").await;
+    let mut tracks: Vec<TrackId> = control
+        .roster
+        .iter()
+        .flat_map(|p| {
+            p.tracks.iter().map(|(index, _)| TrackId {
+                participant: p.id,
+                index: *index,
+            })
+        })
+        .collect();
+    while tracks.len() < 6 {
+        if let Some(FromRelay::TrackPublished { track, .. }) = raw_next(&mut control).await {
+            tracks.push(track);
+        }
+    }
+    let mut subscribe = Vec::new();
+    for track in tracks {
+        framing::encode_into(&ToRelay::Subscribe { track }, &mut subscribe).expect("encodes");
+    }
+    sleepy_send.write_all(&subscribe).await.expect("writes");
 
     let mut reports = Vec::new();
     for bot in bots {

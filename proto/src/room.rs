@@ -54,6 +54,8 @@ pub struct ForwardStats {
     pub frames_dropped: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
+    /// Media frames for tracks not (or not yet) published, dropped.
+    pub frames_unroutable: u64,
 }
 
 #[derive(Debug)]
@@ -308,6 +310,8 @@ impl Room {
     /// A media frame from a publisher, arrived as `kind` (datagram: audio, stream: video).
     ///
     /// The frame is stamped with its publisher and queued for every subscriber of its track.
+    /// Media of the wrong kind for its track is an error; media for a track not published (yet)
+    /// is dropped.
     pub fn handle_media(
         &mut self,
         from: ParticipantId,
@@ -319,10 +323,18 @@ impl Room {
             participant: from,
             index: frame.header.track.index,
         };
+        if !self.members.contains_key(&from) {
+            return Err(Error::Violation("not in the room"));
+        }
         match self.track_kind(track) {
             Some(published) if published == kind => {}
             Some(_) => return Err(Error::Violation("media of the wrong kind")),
-            None => return Err(Error::Violation("media for an unpublished track")),
+            None => {
+                // Media and control travel on different streams, so a track's first frames can
+                // overtake its publish message: drop them, it is no offence.
+                self.stats.frames_unroutable += 1;
+                return Ok(());
+            }
         }
         self.stats.frames_in += 1;
         let frame = frame.stamp(from);

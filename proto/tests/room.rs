@@ -713,10 +713,11 @@ fn unpublish_ends_the_track_for_its_subscribers() {
         )]
     );
     assert!(room.poll_video(sub).is_none(), "queued frames are purged");
-    assert!(matches!(
-        room.handle_media(publisher, video(2, 1, true), TrackKind::Video, t0),
-        Err(Error::Violation(_))
-    ));
+    // Frames still in flight after the unpublish are dropped, not forwarded.
+    room.handle_media(publisher, video(2, 1, true), TrackKind::Video, t0)
+        .expect("dropped quietly");
+    assert_eq!(room.stats().frames_unroutable, 1);
+    assert!(room.poll_video(sub).is_none());
     // Unpublishing what is not published is a no-op.
     send(&mut room, publisher, ToRelay::Unpublish { index: 2 }, t0);
     assert!(drain_control(&mut room).is_empty());
@@ -730,7 +731,7 @@ fn unpublish_ends_the_track_for_its_subscribers() {
 }
 
 #[test]
-fn media_for_an_unpublished_track_or_of_the_wrong_kind_is_a_violation() {
+fn media_of_the_wrong_kind_is_a_violation_and_media_for_no_track_is_dropped() {
     let t0 = Instant::now();
     let mut room = default_room();
     let publisher = join(&mut room, "Pat");
@@ -741,24 +742,33 @@ fn media_for_an_unpublished_track_or_of_the_wrong_kind_is_a_violation() {
     subscribe(&mut room, sub, track(publisher, 1), t0);
     drain_control(&mut room);
 
-    let cases = [
-        (publisher, video(2, 0, true), TrackKind::Video),
-        (publisher, audio(2, 0), TrackKind::Audio),
+    let violations = [
         // Audio on the video track, video on the audio track.
         (publisher, audio(1, 0), TrackKind::Audio),
         (publisher, video(0, 0, true), TrackKind::Video),
-        // A subscriber cannot publish into someone else's track.
-        (sub, video(1, 0, true), TrackKind::Video),
         // Nobody of that id.
         (ParticipantId(4242), audio(0, 0), TrackKind::Audio),
     ];
-    for (from, frame, kind) in cases {
+    for (from, frame, kind) in violations {
         let err = room
             .handle_media(from, frame, kind, t0)
             .expect_err("refused");
         assert!(matches!(err, Error::Violation(_)), "{err:?}");
         assert_eq!(err.code(), ErrorCode::ProtocolViolation);
     }
+    // Media can overtake its publish message: frames for a track not published (yet) are
+    // dropped, not held against the sender. A subscriber cannot publish into someone else's
+    // track either: its frames are stamped with its own id, where no track exists.
+    let unroutable = [
+        (publisher, video(2, 0, true), TrackKind::Video),
+        (publisher, audio(2, 0), TrackKind::Audio),
+        (sub, video(1, 0, true), TrackKind::Video),
+    ];
+    for (from, frame, kind) in unroutable {
+        room.handle_media(from, frame, kind, t0)
+            .expect("dropped quietly");
+    }
+    assert_eq!(room.stats().frames_unroutable, 3);
     assert_eq!(room.stats().frames_in, 0);
     assert!(room.poll_audio(sub).is_none());
     assert!(room.poll_video(sub).is_none());
