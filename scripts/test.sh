@@ -7,3 +7,8 @@ source scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
+# The protocol crate also builds for the browser.
+if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+    rustup target add wasm32-unknown-unknown
+fi
+cargo check --quiet -p rotunda-proto --target wasm32-unknown-unknown
