@@ -65,6 +65,30 @@ struct Subscription {
     queued: usize,
     /// Skipping until a keyframe arrives.
     waiting_for_keyframe: bool,
+    /// Overflows since the subscriber last kept up for [`OVERFLOW_CALM`]. Each one doubles the
+    /// wait before its skipping may ask for a keyframe again, so a subscriber that cannot keep up
+    /// does not make the publisher send keyframes to everyone over and over.
+    overflows: u32,
+    last_overflow: Option<Instant>,
+    /// Earliest time this subscriber's skipping may ask for a keyframe.
+    next_ask: Instant,
+}
+
+/// A subscriber that has not overflowed for this long starts its backoff afresh.
+const OVERFLOW_CALM: Duration = Duration::from_secs(10);
+/// Most doublings of the keyframe-request wait of a subscriber that keeps overflowing.
+const MAX_BACKOFF_DOUBLINGS: u32 = 5;
+
+impl Subscription {
+    /// Whether skipping frames now may ask for a keyframe; if so, the next ask waits longer
+    /// the more this subscriber has overflowed.
+    fn may_ask(&mut self, now: Instant, interval: Duration) -> bool {
+        if now < self.next_ask {
+            return false;
+        }
+        self.next_ask = now + interval * 2u32.pow(self.overflows.min(MAX_BACKOFF_DOUBLINGS));
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -239,6 +263,7 @@ impl Room {
                         .push_back((from, FromRelay::TrackUnpublished { track }));
                     return Ok(());
                 };
+                let interval = self.config.keyframe_request_interval;
                 let member = self.member_mut(from)?;
                 if member.subscriptions.contains_key(&track) {
                     return Ok(());
@@ -249,6 +274,9 @@ impl Room {
                         kind,
                         queued: 0,
                         waiting_for_keyframe: kind == TrackKind::Video,
+                        overflows: 0,
+                        last_overflow: None,
+                        next_ask: now + interval,
                     },
                 );
                 if kind == TrackKind::Video {
@@ -340,6 +368,7 @@ impl Room {
         let frame = frame.stamp(from);
         let keyframe = frame.header.keyframe;
         let mut wants_keyframe = false;
+        let interval = self.config.keyframe_request_interval;
         for (id, member) in &mut self.members {
             let Some(sub) = member.subscriptions.get_mut(&track) else {
                 continue;
@@ -355,7 +384,7 @@ impl Room {
                 TrackKind::Video => {
                     if sub.waiting_for_keyframe && !keyframe {
                         self.stats.frames_dropped += 1;
-                        wants_keyframe = true;
+                        wants_keyframe |= sub.may_ask(now, interval);
                         continue;
                     }
                     sub.waiting_for_keyframe = false;
@@ -365,10 +394,20 @@ impl Room {
                         member.video.retain(|f| f.header.track != track);
                         self.stats.frames_dropped += (before - member.video.len()) as u64;
                         sub.queued = 0;
+                        if sub
+                            .last_overflow
+                            .is_some_and(|last| now.saturating_duration_since(last) > OVERFLOW_CALM)
+                        {
+                            sub.overflows = 0;
+                        }
+                        sub.last_overflow = Some(now);
                         if !keyframe {
                             self.stats.frames_dropped += 1;
                             sub.waiting_for_keyframe = true;
-                            wants_keyframe = true;
+                            wants_keyframe |= sub.may_ask(now, interval);
+                        }
+                        sub.overflows = sub.overflows.saturating_add(1);
+                        if !keyframe {
                             continue;
                         }
                     }
@@ -379,7 +418,7 @@ impl Room {
             self.stats.frames_queued += 1;
             self.woken.insert(*id);
         }
-        // Someone is waiting for a keyframe: ask (again, once the rate limit allows).
+        // Someone is waiting for a keyframe and may ask: ask (once the track's limit allows).
         if wants_keyframe {
             self.request_keyframe(track, now);
         }
@@ -434,8 +473,8 @@ impl Room {
     }
 
     /// Asks the publisher for a keyframe, at most once per `keyframe_request_interval` per track.
-    /// A request held back by that limit is not lost: every frame a waiting subscriber skips asks
-    /// again, so one goes out as soon as the interval has passed.
+    /// A request held back by that limit is not lost: frames a waiting subscriber skips ask again
+    /// (at that subscriber's own, backed-off pace), so one goes out once the interval has passed.
     fn request_keyframe(&mut self, track: TrackId, now: Instant) {
         if let Some(last) = self.keyframe_asked.get(&track)
             && now.saturating_duration_since(*last) < self.config.keyframe_request_interval

@@ -1123,3 +1123,51 @@ fn a_subscriber_waiting_for_a_keyframe_is_not_forgotten_by_the_rate_limit() {
         (first.header.sequence..frames).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_stalled_subscriber_backs_off_instead_of_forcing_keyframes_on_everyone() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let publisher = join(&mut room, "Pat");
+    let healthy = join(&mut room, "Ada");
+    let stalled = join(&mut room, "Sid");
+    publish(&mut room, publisher, 0, video_info(), t0);
+    subscribe(&mut room, healthy, track(publisher, 0), t0);
+    subscribe(&mut room, stalled, track(publisher, 0), t0);
+    drain_control(&mut room);
+
+    // 20 s at 30 fps, a keyframe every 3 s (and whenever asked, at the next frame). The stalled
+    // subscriber never reads; the healthy one reads everything.
+    let mut requests = Vec::new();
+    let mut asked = false;
+    let mut healthy_frames = 0;
+    for n in 0..600u32 {
+        let now = t0 + Duration::from_millis(u64::from(n) * 1000 / 30);
+        let keyframe = n % 90 == 0 || std::mem::take(&mut asked);
+        room.handle_media(publisher, video(0, n, keyframe), TrackKind::Video, now)
+            .expect("forwarded");
+        for (to, message) in drain_control(&mut room) {
+            if to == publisher && is_keyframe_request(&message) {
+                requests.push(now - t0);
+                asked = true;
+            }
+        }
+        healthy_frames += drain_video(&mut room, healthy).len();
+    }
+    assert_eq!(
+        healthy_frames, 600,
+        "the healthy subscriber gets every frame"
+    );
+    // Without backoff the stalled one would ask 4 times a second (80 in 20 s); with it the waits
+    // double from 250 ms up to 8 s.
+    assert!(
+        (3..=10).contains(&requests.len()),
+        "{} requests: {requests:?}",
+        requests.len()
+    );
+    let gaps: Vec<_> = requests.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|w| w[1] >= w[0]),
+        "the waits grow: {gaps:?}"
+    );
+}

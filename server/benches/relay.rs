@@ -6,7 +6,10 @@
 //! every subscriber subscribes to every publisher. Payloads are opaque bytes of the sizes real
 //! media has: the relay never looks inside.
 //!
-//! `cargo bench -p rotunda-server --bench relay [-- --seconds 10 --scenario 4x16]`
+//! A `+N` scenario adds N subscribers that subscribe to everything, then stop reading anything
+//! (a dead or hopelessly slow participant); the table's figures are the healthy subscribers'.
+//!
+//! `cargo bench -p rotunda-server --bench relay [-- --seconds 10 --scenario 2x8+1]`
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -315,41 +318,69 @@ struct Row {
     peak_rss_mib: f64,
 }
 
-async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
+/// Joins a subscriber that subscribes to every track once `want` tracks are published. Its
+/// control messages are read until the subscriptions are in place (the oneshot then fires with
+/// the client); a `stalled` one stops reading there and never takes any media.
+async fn subscriber(
+    relay: &RelayProcess,
+    room: &str,
+    name: &str,
+    want: usize,
+    received: Option<Arc<Received>>,
+) -> tokio::sync::oneshot::Receiver<Option<Client>> {
+    let mut client = Client::join(relay, room, name).await;
+    let stalled = received.is_none();
+    if let Some(received) = received {
+        tokio::spawn(receive(client.connection.clone(), received));
+    }
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut subscribed = 0;
+        while let Some(message) = client.next().await {
+            match message {
+                FromRelay::TrackPublished { track, .. } => {
+                    client.send(ToRelay::Subscribe { track }).await;
+                    subscribed += 1;
+                    if subscribed == want {
+                        // The relay handles control in order: the pong means every
+                        // subscription is in place.
+                        client.send(ToRelay::Ping { nonce: 1 }).await;
+                    }
+                }
+                FromRelay::Pong { .. } => break,
+                _ => {}
+            }
+        }
+        if stalled {
+            let _ = ready_tx.send(Some(client));
+            return;
+        }
+        let _ = ready_tx.send(None);
+        while client.next().await.is_some() {}
+    });
+    ready_rx
+}
+
+async fn scenario(publishers: usize, subscribers: usize, stalled: usize, seconds: f64) -> Row {
     let relay = RelayProcess::start();
     let room = "bench";
+    let want = publishers * 2;
     let mut subs = Vec::new();
     for s in 0..subscribers {
-        let mut client = Client::join(&relay, room, &format!("sub{s}")).await;
-        // Consume control messages; subscribe to every track that appears.
         let received = Arc::new(Received::default());
-        tokio::spawn(receive(client.connection.clone(), received.clone()));
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let want = publishers * 2;
-        tokio::spawn(async move {
-            let mut ready = Some(ready_tx);
-            let mut subscribed = 0;
-            while let Some(message) = client.next().await {
-                match message {
-                    FromRelay::TrackPublished { track, .. } => {
-                        client.send(ToRelay::Subscribe { track }).await;
-                        subscribed += 1;
-                        if subscribed == want {
-                            // The relay handles control in order: the pong means every
-                            // subscription is in place.
-                            client.send(ToRelay::Ping { nonce: 1 }).await;
-                        }
-                    }
-                    FromRelay::Pong { .. } => {
-                        if let Some(ready) = ready.take() {
-                            let _ = ready.send(());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        });
-        subs.push((received, ready_rx));
+        let ready = subscriber(
+            &relay,
+            room,
+            &format!("sub{s}"),
+            want,
+            Some(received.clone()),
+        )
+        .await;
+        subs.push((Some(received), ready));
+    }
+    for s in 0..stalled {
+        let ready = subscriber(&relay, room, &format!("stalled{s}"), want, None).await;
+        subs.push((None, ready));
     }
     let mut pubs = Vec::new();
     for p in 0..publishers {
@@ -358,9 +389,12 @@ async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
         pubs.push(client);
     }
     let mut receivers = Vec::new();
+    let mut stalled_clients = Vec::new();
     for (received, ready) in subs {
-        let _ = ready.await;
-        receivers.push(received);
+        if let Ok(Some(client)) = ready.await {
+            stalled_clients.push(client);
+        }
+        receivers.extend(received);
     }
     let (cpu_before, _, _) = relay.usage();
     let started = Instant::now();
@@ -389,6 +423,7 @@ async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(publishers_open);
+    drop(stalled_clients);
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu_after, rss, peak) = relay.usage();
     let bytes: u64 = receivers
@@ -414,7 +449,11 @@ async fn scenario(publishers: usize, subscribers: usize, seconds: f64) -> Row {
     let delivered_bits = bytes as f64 * 8.0;
     let cpu = cpu_after - cpu_before;
     Row {
-        scenario: format!("{publishers}x{subscribers}"),
+        scenario: if stalled > 0 {
+            format!("{publishers}x{subscribers} + {stalled} stalled")
+        } else {
+            format!("{publishers}x{subscribers}")
+        },
         offered_mbps: (publishers * subscribers) as f64
             * (VIDEO_BPS as f64 + AUDIO_BYTES as f64 * 8.0 * 50.0)
             / 1e6,
@@ -441,21 +480,33 @@ fn main() {
             _ => {} // cargo bench passes --bench
         }
     }
-    let scenarios: Vec<(usize, usize)> = match only {
-        Some(s) => {
-            let (p, s) = s.split_once('x').expect("PxS");
-            vec![(p.parse().expect("P"), s.parse().expect("S"))]
-        }
-        None => vec![(1, 1), (1, 8), (4, 4), (2, 16), (4, 12)],
+    // PxS, or PxS+N for N more subscribers that stop reading once subscribed.
+    let parse = |s: &str| -> (usize, usize, usize) {
+        let (ps, stalled) = s.split_once('+').unwrap_or((s, "0"));
+        let (p, s) = ps.split_once('x').expect("PxS[+N]");
+        (
+            p.parse().expect("P"),
+            s.parse().expect("S"),
+            stalled.parse().expect("N"),
+        )
+    };
+    let scenarios: Vec<(usize, usize, usize)> = match only {
+        Some(s) => vec![parse(&s)],
+        None => ["1x1", "1x8", "4x4", "2x16", "4x12", "2x8", "2x8+1"]
+            .into_iter()
+            .map(parse)
+            .collect(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let mut rows = Vec::new();
-    for (p, s) in scenarios {
-        eprintln!("running {p} publishers x {s} subscribers for {seconds} s ...");
-        rows.push(runtime.block_on(scenario(p, s, seconds)));
+    for (p, s, stalled) in scenarios {
+        eprintln!(
+            "running {p} publishers x {s} subscribers (+{stalled} stalled) for {seconds} s ..."
+        );
+        rows.push(runtime.block_on(scenario(p, s, stalled, seconds)));
     }
     println!(
         "| P x S | offered Mb/s | delivered Mb/s | relay CPU % | relay CPU s / Gbit | latency p50 ms | latency p99 ms | video frames dropped | relay RSS MiB (peak) |"
