@@ -253,6 +253,8 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    // However this function ends, the encoder thread stops.
+    let _stop_on_return = StopOnDrop(stop.clone());
     let keyframe_wanted = Arc::new(AtomicBool::new(false));
     let (video_out_tx, mut video_out) = mpsc::channel::<MediaFrame>(4);
     let mut encoder_thread = None;
@@ -339,9 +341,10 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                 let header = MediaHeader { sequence: video_sequence, ..frame.header };
                 frame = MediaFrame::new(header, frame.payload());
                 let bytes = frame.payload().len() as u64;
+                // A frame dropped here still takes its number, so receivers see the gap.
+                video_sequence = video_sequence.wrapping_add(1);
                 if session.send_video(frame) {
                     report.video_bytes_sent += bytes;
-                    video_sequence = video_sequence.wrapping_add(1);
                     report.video_frames_sent += 1;
                 } else {
                     keyframe_wanted.store(true, Ordering::Relaxed);
@@ -356,7 +359,7 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                     Event::Media(frame, TrackKind::Video) => {
                         let track = frame.header.track;
                         lock(&stats).peers.entry(track.participant).or_default().video_received += 1;
-                        let released = reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame);
+                        let released = reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame, Instant::now());
                         if released.need_keyframe {
                             session.send(ToRelay::KeyframeRequest { track })?;
                         }
@@ -409,6 +412,15 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
     let _ = decoder_thread.join();
     finish_report(&mut report, &stats, &names);
     Ok(report)
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn media_header(index: u8, sequence: u32, capture_us: u64, keyframe: bool) -> MediaHeader {

@@ -21,7 +21,7 @@ pub mod room;
 mod error;
 
 pub use error::{Error, ErrorCode, Result};
-pub use media::{MediaFrame, MediaHeader};
+pub use media::{FramePriority, MediaFrame, MediaHeader};
 pub use message::{
     FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, ToRelay, TrackId, TrackInfo,
     TrackKind, TrackSource,

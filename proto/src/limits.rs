@@ -24,8 +24,12 @@ pub const MAX_TRACKS_PER_PARTICIPANT: usize = 8;
 pub const MAX_PARTICIPANTS: usize = 64;
 /// Largest encoded control message, in bytes (a full roster fits).
 pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
-/// Largest video frame payload, in bytes.
-pub const MAX_VIDEO_PAYLOAD: usize = 2 * 1024 * 1024;
+/// Largest video frame payload, in bytes (a 1080p keyframe is a few hundred kB).
+pub const MAX_VIDEO_PAYLOAD: usize = 1024 * 1024;
+/// Control messages one participant may send per second, sustained (poses at 30 Hz, chat, …).
+pub const CONTROL_RATE: u32 = 60;
+/// Control messages one participant may send in a burst.
+pub const CONTROL_BURST: u32 = 120;
 /// Largest audio payload, in bytes: an Opus packet plus the header fits in the 1211-byte datagram
 /// Chromium allows.
 pub const MAX_AUDIO_PAYLOAD: usize = 1024;

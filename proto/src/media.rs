@@ -138,3 +138,53 @@ impl MediaFrame {
         }
     }
 }
+
+/// Send priorities for the frames of one video track, one stream each: a newer group of
+/// pictures (from a keyframe on) goes before an older one, and within a group older frames go
+/// first, since each depends on those before it. Higher is sent first.
+///
+/// The value wraps after about two million keyframes (at one every 3 s, 70 days of one track).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FramePriority {
+    group: i32,
+    position: i32,
+}
+
+impl FramePriority {
+    /// Frames a group's positions tell apart; later ones share the lowest priority of the group.
+    const GROUP_SPAN: i32 = 1024;
+
+    /// The priority of the next frame of the track.
+    pub fn next(&mut self, keyframe: bool) -> i32 {
+        if keyframe {
+            self.group = self.group.wrapping_add(1);
+            self.position = 0;
+        } else {
+            self.position = (self.position + 1).min(Self::GROUP_SPAN - 1);
+        }
+        self.group
+            .wrapping_mul(Self::GROUP_SPAN)
+            .wrapping_sub(self.position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FramePriority;
+
+    #[test]
+    fn older_frames_of_a_group_first_newer_groups_before_older() {
+        let mut priority = FramePriority::default();
+        let key1 = priority.next(true);
+        let p1 = priority.next(false);
+        let p2 = priority.next(false);
+        assert!(key1 > p1 && p1 > p2);
+        let key2 = priority.next(true);
+        let q1 = priority.next(false);
+        assert!(
+            key2 > key1 && q1 > key1,
+            "a new group beats all of the old one"
+        );
+        assert!(key2 > q1);
+    }
+}

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::limits::{CHAT_HISTORY, MAX_PARTICIPANTS};
+use crate::limits::{CHAT_HISTORY, CONTROL_BURST, CONTROL_RATE, MAX_PARTICIPANTS};
 use crate::media::MediaFrame;
 use crate::message::{
     FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, ToRelay, TrackId, TrackKind,
@@ -94,6 +94,9 @@ impl Subscription {
 #[derive(Debug)]
 struct Member {
     info: ParticipantInfo,
+    /// Token bucket of control messages: one participant cannot flood everyone else's queues.
+    budget: f64,
+    budget_at: Option<Instant>,
     subscriptions: HashMap<TrackId, Subscription>,
     audio: VecDeque<MediaFrame>,
     video: VecDeque<MediaFrame>,
@@ -165,6 +168,10 @@ impl Room {
         if self.members.len() >= self.config.max_participants {
             return Err(Error::RoomFull);
         }
+        // Ids are never reused while their owner is here (relevant only after 2^32 joins).
+        while self.members.contains_key(&ParticipantId(self.next_id)) {
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+        }
         let id = ParticipantId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let info = ParticipantInfo {
@@ -192,6 +199,8 @@ impl Room {
             id,
             Member {
                 info,
+                budget: f64::from(CONTROL_BURST),
+                budget_at: None,
                 subscriptions: HashMap::new(),
                 audio: VecDeque::new(),
                 video: VecDeque::new(),
@@ -223,9 +232,17 @@ impl Room {
         message: ToRelay,
         now: Instant,
     ) -> Result<()> {
-        if !self.members.contains_key(&from) {
-            return Err(Error::Violation("not in the room"));
+        let member = self.member_mut(from)?;
+        let elapsed = member
+            .budget_at
+            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        member.budget =
+            (member.budget + elapsed * f64::from(CONTROL_RATE)).min(f64::from(CONTROL_BURST));
+        member.budget_at = Some(now);
+        if member.budget < 1.0 {
+            return Err(Error::Violation("too many control messages"));
         }
+        member.budget -= 1.0;
         match message {
             ToRelay::Hello { .. } | ToRelay::Join { .. } => {
                 return Err(Error::Violation("already joined"));

@@ -1171,3 +1171,38 @@ fn a_stalled_subscriber_backs_off_instead_of_forcing_keyframes_on_everyone() {
         "the waits grow: {gaps:?}"
     );
 }
+
+#[test]
+fn a_flooding_participant_is_refused_while_poses_at_30_hz_pass() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let walker = join(&mut room, "Walker");
+    let flooder = join(&mut room, "Flood");
+    let pose = ToRelay::Pose(rotunda_proto::Pose::default());
+    for n in 0..300u64 {
+        let now = t0 + Duration::from_millis(n * 1000 / 30);
+        room.handle_message(walker, pose.clone(), now)
+            .expect("30 poses a second are fine");
+    }
+    let flood = (0..1000).find(|_| {
+        room.handle_message(
+            flooder,
+            ToRelay::Chat {
+                text: "spam".into(),
+            },
+            t0,
+        )
+        .is_err()
+    });
+    assert_eq!(flood, Some(rotunda_proto::limits::CONTROL_BURST as usize));
+    // The budget refills with time.
+    let later = t0 + Duration::from_secs(1);
+    room.handle_message(
+        flooder,
+        ToRelay::Chat {
+            text: "calm".into(),
+        },
+        later,
+    )
+    .expect("allowed again");
+}

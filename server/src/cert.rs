@@ -77,7 +77,7 @@ impl CertificateStore {
             .unwrap_or_else(|e| e.into_inner())
             .clone_identity();
         builder
-            .with_identity(identity)
+            .with_custom_transport(identity, transport_config())
             .keep_alive_interval(Some(Duration::from_secs(3)))
             .max_idle_timeout(Some(Duration::from_secs(15)))
             .unwrap_or_else(|_| unreachable!("15 s is a valid idle timeout"))
@@ -122,4 +122,17 @@ fn dev_identity(addr: SocketAddr) -> anyhow::Result<Identity> {
         .validity_days(DEV_VALIDITY_DAYS)
         .build()
         .context("generating the dev certificate")
+}
+
+/// QUIC limits per connection: how much a client can make the relay hold.
+fn transport_config() -> wtransport::quinn::TransportConfig {
+    use wtransport::quinn::VarInt;
+    let mut config = wtransport::quinn::TransportConfig::default();
+    // Video frames a publisher may have in flight at once (each up to MAX_VIDEO_PAYLOAD).
+    config.max_concurrent_uni_streams(VarInt::from_u32(32));
+    // Only the control stream is bidirectional.
+    config.max_concurrent_bidi_streams(VarInt::from_u32(4));
+    // Bytes a client may send beyond what the relay has read.
+    config.receive_window(VarInt::from_u32(16 * 1024 * 1024));
+    config
 }

@@ -10,14 +10,15 @@
 //! A misbehaving client gets a [`FromRelay::Error`] with a code and is closed with that code;
 //! internal details go to the log only.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{
-    Error, ErrorCode, FromRelay, LeaveReason, MediaFrame, MediaHeader, PROTOCOL_VERSION,
-    ParticipantId, ToRelay, TrackKind,
+    Error, ErrorCode, FramePriority, FromRelay, LeaveReason, MediaFrame, MediaHeader,
+    PROTOCOL_VERSION, ParticipantId, ToRelay, TrackId, TrackKind,
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -30,11 +31,15 @@ use crate::rooms::{Peer, Rooms, SharedRoom};
 /// Time a client has to open its control stream and join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Control messages queued for one client before it counts as too slow.
-const CONTROL_QUEUE: usize = 1024;
-/// Video frames being written to one subscriber at once.
-const VIDEO_IN_FLIGHT: usize = 8;
+const CONTROL_QUEUE: usize = 4096;
+/// Video frames being written to one subscriber and not yet acknowledged. Enough for 4 tracks at
+/// 30 fps over a 250 ms round trip; a subscriber that cannot take more lets its room queue fill,
+/// and the room skips it to the next keyframe.
+const VIDEO_IN_FLIGHT: usize = 32;
 /// A video frame not delivered by then is abandoned (its stream reset).
 const STALE_VIDEO: Duration = Duration::from_secs(1);
+/// A publisher's video frame not fully received by then is abandoned.
+const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time given to a failing client to receive its error message.
 const ERROR_GRACE: Duration = Duration::from_secs(1);
 
@@ -64,18 +69,25 @@ impl From<Error> for End {
 
 /// Runs one session to its end.
 pub async fn run(incoming: IncomingSession, context: Arc<Context>) {
-    let request = match incoming.await {
-        Ok(request) => request,
-        Err(error) => return debug!(%error, "handshake failed"),
-    };
-    debug!(path = request.path(), "session request");
-    let connection = match request.accept().await {
-        Ok(connection) => connection,
-        Err(error) => return debug!(%error, "accept failed"),
-    };
-    let Ok(Ok((mut send, recv))) = tokio::time::timeout(JOIN_TIMEOUT, connection.accept_bi()).await
-    else {
-        return close(&connection, ErrorCode::Timeout);
+    // Handshake, WebTransport CONNECT and the control stream, all within one deadline.
+    let opened = tokio::time::timeout(JOIN_TIMEOUT, async {
+        let request = incoming
+            .await
+            .map_err(|e| debug!(error = %e, "handshake failed"))?;
+        debug!(path = request.path(), "session request");
+        let connection = request
+            .accept()
+            .await
+            .map_err(|e| debug!(error = %e, "accept failed"))?;
+        let stream = connection.accept_bi().await;
+        Ok::<_, ()>((connection, stream))
+    })
+    .await;
+    let (connection, (mut send, recv)) = match opened {
+        Ok(Ok((connection, Ok(stream)))) => (connection, stream),
+        Ok(Ok((connection, Err(_)))) => return close(&connection, ErrorCode::Timeout),
+        Ok(Err(())) => return,
+        Err(_) => return debug!("session not opened in time"),
     };
     let end = serve(&connection, &mut send, recv, &context).await;
     match end {
@@ -247,12 +259,31 @@ async fn read_video(connection: Connection, room: Arc<SharedRoom>, id: Participa
 }
 
 /// Reads one video frame from its stream and forwards it. A stream the peer abandoned (reset,
-/// or cut by the connection ending) is no error; a malformed or oversized one is.
+/// cut by the connection ending, or too slow to arrive) is no error; a malformed or oversized one
+/// is, and so is video on a track published as audio.
 async fn read_video_frame(
     mut stream: RecvStream,
     room: Arc<SharedRoom>,
     id: ParticipantId,
 ) -> Result<(), Error> {
+    match tokio::time::timeout(VIDEO_READ_TIMEOUT, read_video_wire(&mut stream, &room, id)).await {
+        Ok(Ok(Some(frame))) => {
+            room.with(|room, now| room.handle_media(id, frame, TrackKind::Video, now))
+        }
+        Ok(Ok(None)) => Ok(()),
+        Ok(Err(error)) => Err(error),
+        Err(_) => {
+            stream.stop(VarInt::from_u32(0));
+            Ok(())
+        }
+    }
+}
+
+async fn read_video_wire(
+    stream: &mut RecvStream,
+    room: &SharedRoom,
+    id: ParticipantId,
+) -> Result<Option<MediaFrame>, Error> {
     use wtransport::error::StreamReadExactError;
     let mut header = [0u8; MediaHeader::LEN];
     match stream.read_exact(&mut header).await {
@@ -260,16 +291,26 @@ async fn read_video_frame(
         Err(StreamReadExactError::FinishedEarly(_)) => {
             return Err(Error::Malformed("short video frame"));
         }
-        Err(StreamReadExactError::Read(_)) => return Ok(()),
+        Err(StreamReadExactError::Read(_)) => return Ok(None),
     }
     let parsed = MediaHeader::decode(&header, TrackKind::Video)?;
+    let track = TrackId {
+        participant: id,
+        index: parsed.track.index,
+    };
+    // Check the track before taking in up to a megabyte for it.
+    match room.with(|room, _| room.track_kind(track)) {
+        Some(TrackKind::Video) => {}
+        Some(TrackKind::Audio) => return Err(Error::Violation("video on an audio track")),
+        None => return Ok(None), // not published (yet): dropped
+    }
     let len = parsed.payload_len as usize;
     let payload = match stream.quic_stream_mut().read_to_end(len).await {
         Ok(payload) => payload,
         Err(wtransport::quinn::ReadToEndError::TooLong) => {
             return Err(Error::Malformed("video frame longer than its header says"));
         }
-        Err(wtransport::quinn::ReadToEndError::Read(_)) => return Ok(()),
+        Err(wtransport::quinn::ReadToEndError::Read(_)) => return Ok(None),
     };
     if payload.len() != len {
         return Err(Error::Malformed("video frame shorter than its header says"));
@@ -277,8 +318,7 @@ async fn read_video_frame(
     let mut wire = BytesMut::with_capacity(MediaHeader::LEN + len);
     wire.put_slice(&header);
     wire.put_slice(&payload);
-    let frame = MediaFrame::decode(wire.freeze(), TrackKind::Video)?;
-    room.with(|room, now| room.handle_media(id, frame, TrackKind::Video, now))
+    MediaFrame::decode(wire.freeze(), TrackKind::Video).map(Some)
 }
 
 async fn send_media(
@@ -289,6 +329,7 @@ async fn send_media(
 ) -> End {
     let permits = Arc::new(Semaphore::new(VIDEO_IN_FLIGHT));
     let mut writers = JoinSet::new();
+    let mut priorities: HashMap<TrackId, FramePriority> = HashMap::new();
     loop {
         while let Some(frame) = room.with(|room, _| room.poll_audio(id)) {
             match connection.send_datagram(&frame.wire) {
@@ -303,7 +344,11 @@ async fn send_media(
             let Some(frame) = room.with(|room, _| room.poll_video(id)) else {
                 break;
             };
-            writers.spawn(write_video(connection.clone(), frame, permit));
+            let priority = priorities
+                .entry(frame.header.track)
+                .or_default()
+                .next(frame.header.keyframe);
+            writers.spawn(write_video(connection.clone(), frame, priority, permit));
         }
         tokio::select! {
             () = media.notified() => {}
@@ -312,7 +357,12 @@ async fn send_media(
     }
 }
 
-async fn write_video(connection: Connection, frame: MediaFrame, _permit: OwnedSemaphorePermit) {
+async fn write_video(
+    connection: Connection,
+    frame: MediaFrame,
+    priority: i32,
+    _permit: OwnedSemaphorePermit,
+) {
     let opened = tokio::time::timeout(STALE_VIDEO, async {
         match connection.open_uni().await {
             Ok(opening) => opening.await.ok(),
@@ -323,6 +373,7 @@ async fn write_video(connection: Connection, frame: MediaFrame, _permit: OwnedSe
     let Ok(Some(mut stream)) = opened else {
         return;
     };
+    stream.set_priority(priority);
     let delivered = tokio::time::timeout(STALE_VIDEO, async {
         stream.write_all(&frame.wire).await?;
         stream.finish().await

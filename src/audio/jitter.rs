@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::media::sequence::Unwrapper;
+
 /// What to play for one 20 ms tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playout<T> {
@@ -37,13 +39,16 @@ pub struct JitterStats {
 pub struct JitterBuffer<T> {
     target: usize,
     capacity: usize,
-    packets: BTreeMap<u32, T>,
-    next: Option<u32>,
+    sequences: Unwrapper,
+    packets: BTreeMap<u64, T>,
+    next: Option<u64>,
+    /// The last packet played, kept across rebuffering so stragglers stay late.
+    last_played: Option<u64>,
     stats: JitterStats,
 }
 
 /// A gap this large means the sender restarted rather than lost packets.
-const RESYNC_GAP: u32 = 50;
+const RESYNC_GAP: u64 = 50;
 
 impl<T> JitterBuffer<T> {
     /// Plays once `target` packets wait; holds at most `capacity`.
@@ -51,8 +56,10 @@ impl<T> JitterBuffer<T> {
         Self {
             target: target.max(1),
             capacity: capacity.max(target.max(1)),
+            sequences: Unwrapper::default(),
             packets: BTreeMap::new(),
             next: None,
+            last_played: None,
             stats: JitterStats::default(),
         }
     }
@@ -69,12 +76,18 @@ impl<T> JitterBuffer<T> {
 
     /// A packet arrived.
     pub fn push(&mut self, sequence: u32, packet: T) {
-        if let Some(next) = self.next
-            && sequence < next
-            && next - sequence < RESYNC_GAP
+        let sequence = self.sequences.extend(sequence);
+        if let Some(last) = self.last_played
+            && sequence <= last
         {
-            self.stats.late += 1;
-            return;
+            if last - sequence < RESYNC_GAP {
+                self.stats.late += 1;
+                return;
+            }
+            // Far behind what was played: the sender started over.
+            self.packets.clear();
+            self.next = None;
+            self.last_played = None;
         }
         self.packets.insert(sequence, packet);
         while self.packets.len() > self.capacity {
@@ -92,11 +105,13 @@ impl<T> JitterBuffer<T> {
             let Some((sequence, packet)) = self.packets.pop_first() else {
                 return Playout::Silence;
             };
-            self.next = Some(sequence.wrapping_add(1));
+            self.next = Some(sequence + 1);
+            self.last_played = Some(sequence);
             return Playout::Packet(packet);
         };
         if let Some(packet) = self.packets.remove(&next) {
-            self.next = Some(next.wrapping_add(1));
+            self.next = Some(next + 1);
+            self.last_played = Some(next);
             return Playout::Packet(packet);
         }
         match self.packets.first_key_value().map(|(s, _)| *s) {
@@ -105,13 +120,14 @@ impl<T> JitterBuffer<T> {
                 self.stats.underruns += 1;
                 Playout::Silence
             }
-            Some(first) if first.wrapping_sub(next) >= RESYNC_GAP => {
-                // Far ahead (or far behind): start over from what is here.
+            Some(first) if first >= next + RESYNC_GAP => {
+                // Far ahead: start over from what is here.
                 self.next = None;
                 self.pop()
             }
             Some(_) => {
-                self.next = Some(next.wrapping_add(1));
+                self.next = Some(next + 1);
+                self.last_played = Some(next);
                 self.stats.concealed += 1;
                 Playout::Conceal
             }
@@ -176,5 +192,17 @@ mod tests {
         assert_eq!(buffer.pop(), Playout::Packet(3));
         assert_eq!(buffer.pop(), Playout::Packet(4));
         assert_eq!(buffer.pop(), Playout::Packet(1000));
+    }
+
+    #[test]
+    fn stragglers_stay_late_across_a_rebuffer_and_the_wrap_is_seamless() {
+        let mut buffer = JitterBuffer::new(1, 10);
+        buffer.push(u32::MAX, 1);
+        assert_eq!(buffer.pop(), Playout::Packet(1));
+        assert_eq!(buffer.pop(), Playout::Silence); // dry: rebuffering
+        buffer.push(u32::MAX - 1, 0); // older than what was played
+        buffer.push(0, 2);
+        assert_eq!(buffer.pop(), Playout::Packet(2));
+        assert_eq!(buffer.stats().late, 1);
     }
 }

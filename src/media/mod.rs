@@ -7,6 +7,7 @@
 mod native;
 pub mod pattern;
 pub mod reorder;
+pub mod sequence;
 pub mod tone;
 
 pub use native::{

@@ -126,6 +126,9 @@ impl DecodedPicture<'_> {
     /// Copies the picture into a tightly packed [`VideoFrame`], reusing its buffers.
     pub fn copy_to(&self, frame: &mut VideoFrame) {
         let (w, h) = self.dimensions();
+        if w < 2 || h < 2 {
+            return;
+        }
         if frame.width != w || frame.height != h {
             *frame = VideoFrame::new(w, h);
         }

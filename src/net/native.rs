@@ -1,13 +1,14 @@
 //! The native transport: WebTransport over QUIC through `wtransport` (quinn).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{
-    ErrorCode, FromRelay, MediaFrame, MediaHeader, PROTOCOL_VERSION, ParticipantId,
+    ErrorCode, FramePriority, FromRelay, MediaFrame, MediaHeader, PROTOCOL_VERSION, ParticipantId,
     ParticipantInfo, ToRelay, TrackKind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,17 +25,20 @@ use super::{Error, Event, JoinOptions, trust};
 const EVENT_QUEUE: usize = 4096;
 /// Control messages queued for sending.
 const CONTROL_QUEUE: usize = 1024;
-/// Video frames being written at once; past that a frame is dropped and the caller should send
-/// a keyframe next.
-const VIDEO_IN_FLIGHT: usize = 16;
+/// Video frames written and not yet acknowledged; past that a frame is dropped and the caller
+/// should send a keyframe next.
+const VIDEO_IN_FLIGHT: usize = 32;
 /// A video frame not delivered by then is abandoned.
 const STALE_VIDEO: Duration = Duration::from_secs(1);
+/// A video frame from the relay not fully received by then is abandoned.
+const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A joined session.
 pub struct Session {
     connection: Connection,
     control: mpsc::Sender<ToRelay>,
     video_permits: Arc<Semaphore>,
+    priorities: Mutex<HashMap<u8, FramePriority>>,
     you: ParticipantId,
     roster: Vec<ParticipantInfo>,
     _endpoint: Endpoint<Client>,
@@ -81,10 +85,17 @@ impl Session {
         let Ok(permit) = self.video_permits.clone().try_acquire_owned() else {
             return false;
         };
+        let priority = self
+            .priorities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(frame.header.track.index)
+            .or_default()
+            .next(frame.header.keyframe);
         let connection = self.connection.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            write_frame(&connection, &frame).await;
+            write_frame(&connection, &frame, priority).await;
         });
         true
     }
@@ -105,7 +116,7 @@ impl Drop for Session {
 }
 
 /// Writes one media frame on a new unidirectional stream, abandoning it once stale.
-pub(crate) async fn write_frame(connection: &Connection, frame: &MediaFrame) {
+async fn write_frame(connection: &Connection, frame: &MediaFrame, priority: i32) {
     let opened = tokio::time::timeout(STALE_VIDEO, async {
         match connection.open_uni().await {
             Ok(opening) => opening.await.ok(),
@@ -116,6 +127,7 @@ pub(crate) async fn write_frame(connection: &Connection, frame: &MediaFrame) {
     let Ok(Some(mut stream)) = opened else {
         return;
     };
+    stream.set_priority(priority);
     let delivered = tokio::time::timeout(STALE_VIDEO, async {
         stream.write_all(&frame.wire).await?;
         stream.finish().await
@@ -205,6 +217,7 @@ pub async fn connect(options: JoinOptions) -> Result<(Session, mpsc::Receiver<Ev
         connection,
         control,
         video_permits: Arc::new(Semaphore::new(VIDEO_IN_FLIGHT)),
+        priorities: Mutex::default(),
         you,
         roster,
         _endpoint: endpoint,
@@ -318,7 +331,8 @@ async fn read_streams(connection: Connection, events: mpsc::Sender<Event>) {
     while let Ok(stream) = connection.accept_uni().await {
         let events = events.clone();
         tokio::spawn(async move {
-            if let Some(frame) = read_frame(stream).await {
+            let read = tokio::time::timeout(VIDEO_READ_TIMEOUT, read_frame(stream)).await;
+            if let Ok(Some(frame)) = read {
                 let _ = events.try_send(Event::Media(frame, TrackKind::Video));
             }
         });
