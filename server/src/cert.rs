@@ -134,5 +134,10 @@ fn transport_config() -> wtransport::quinn::TransportConfig {
     config.max_concurrent_bidi_streams(VarInt::from_u32(4));
     // Bytes a client may send beyond what the relay has read.
     config.receive_window(VarInt::from_u32(16 * 1024 * 1024));
+    // BBR rather than the default Cubic: on a link with random loss (Wi-Fi), Cubic keeps shrinking
+    // its window, and audio datagrams queue behind video (measured: impaired_link test, BENCHMARKS).
+    config.congestion_controller_factory(std::sync::Arc::new(
+        wtransport::quinn::congestion::BbrConfig::default(),
+    ));
     config
 }

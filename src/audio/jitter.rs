@@ -32,6 +32,8 @@ pub struct JitterStats {
     pub overflow: u64,
     /// Times playout ran dry.
     pub underruns: u64,
+    /// Packets skipped to bring the delay back down after a burst.
+    pub skipped: u64,
 }
 
 /// Reorders packets by sequence number and paces them out.
@@ -49,6 +51,9 @@ pub struct JitterBuffer<T> {
 
 /// A gap this large means the sender restarted rather than lost packets.
 const RESYNC_GAP: u64 = 50;
+/// Packets buffered beyond the target before playout skips ahead (8 x 20 ms): only a real burst
+/// after a stall is trimmed, ordinary jitter is played out.
+const CATCH_UP: usize = 8;
 
 impl<T> JitterBuffer<T> {
     /// Plays once `target` packets wait; holds at most `capacity`.
@@ -109,6 +114,16 @@ impl<T> JitterBuffer<T> {
             self.last_played = Some(sequence);
             return Playout::Packet(packet);
         };
+        if self.packets.len() > self.target + CATCH_UP
+            && let Some((skipped, _)) = self.packets.pop_first()
+        {
+            // A burst after a stall left too much buffered: skip one packet a tick until the
+            // delay is back near the target.
+            self.stats.skipped += 1;
+            self.next = Some(skipped.max(next) + 1);
+            self.last_played = Some(skipped.max(next));
+            return self.pop();
+        }
         if let Some(packet) = self.packets.remove(&next) {
             self.next = Some(next + 1);
             self.last_played = Some(next);
@@ -192,6 +207,30 @@ mod tests {
         assert_eq!(buffer.pop(), Playout::Packet(3));
         assert_eq!(buffer.pop(), Playout::Packet(4));
         assert_eq!(buffer.pop(), Playout::Packet(1000));
+    }
+
+    #[test]
+    fn a_burst_is_played_down_to_the_target_delay() {
+        let mut buffer = JitterBuffer::new(2, 50);
+        buffer.push(0, 0);
+        buffer.push(1, 1);
+        assert_eq!(buffer.pop(), Playout::Packet(0));
+        // A stall, then 20 packets at once.
+        for s in 2..22 {
+            buffer.push(s, s);
+        }
+        let mut played = Vec::new();
+        for _ in 0..12 {
+            if let Playout::Packet(p) = buffer.pop() {
+                played.push(p);
+            }
+        }
+        assert!(buffer.depth() <= 2 + CATCH_UP, "depth {}", buffer.depth());
+        assert!(buffer.stats().skipped > 0);
+        assert!(
+            played.windows(2).all(|w| w[0] < w[1]),
+            "still in order: {played:?}"
+        );
     }
 
     #[test]

@@ -152,12 +152,14 @@ pub async fn connect(options: JoinOptions) -> Result<(Session, mpsc::Receiver<Ev
         }
         _ => ClientConfig::builder().with_bind_default(),
     };
-    let config = match hash {
+    let mut config = match hash {
         Some(hash) => builder.with_server_certificate_hashes([Sha256Digest::new(hash)]),
         None => builder.with_native_certs(),
     }
-    .keep_alive_interval(Some(Duration::from_secs(3)))
     .build();
+    config
+        .quic_config_mut()
+        .transport_config(Arc::new(transport_config()));
     let unreachable = |reason: String| Error::Unreachable {
         url: options.relay.clone(),
         reason,
@@ -223,6 +225,17 @@ pub async fn connect(options: JoinOptions) -> Result<(Session, mpsc::Receiver<Ev
         _endpoint: endpoint,
     };
     Ok((session, events))
+}
+
+/// QUIC settings of the client's connection. BBR rather than the default Cubic: on a link with
+/// random loss (Wi-Fi), Cubic keeps shrinking its window and queues audio behind video.
+fn transport_config() -> wtransport::quinn::TransportConfig {
+    let mut config = wtransport::quinn::TransportConfig::default();
+    config.keep_alive_interval(Some(Duration::from_secs(3)));
+    config.congestion_controller_factory(Arc::new(
+        wtransport::quinn::congestion::BbrConfig::default(),
+    ));
+    config
 }
 
 fn is_loopback(authority: &str) -> bool {
