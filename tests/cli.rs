@@ -2,25 +2,20 @@
 //! against a loopback relay, trusting its dev certificate by fetching `/certificate.sha256`, each
 //! writing `--stats-json`.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-use rotunda_server::{Config, Relay};
+use common::TestRelay;
 use serde_json::Value;
 
 const NAMES: [&str; 3] = ["ada", "bea", "cy"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_bot_processes_decode_each_other_for_twenty_seconds() {
-    let relay = Relay::bind(Config::on(SocketAddr::from(([127, 0, 0, 1], 0))))
-        .await
-        .expect("relay binds");
-    let url = relay.url();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
+    let relay = TestRelay::start(|_| {}).await;
+    let url = relay.url.clone();
 
     let dir = std::env::temp_dir().join(format!("rotunda-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -109,6 +104,5 @@ async fn three_bot_processes_decode_each_other_for_twenty_seconds() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = stop.send(());
-    let _ = relay.await;
+    relay.stop().await;
 }

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rotunda::bot::{self, BotConfig, VideoSpec};
-use rotunda::net::JoinOptions;
-use rotunda_server::{Config, Relay};
+mod common;
+
+use common::{TestRelay, bot_config, reports, spawn_bots};
 use tokio::net::UdpSocket;
 use tokio::sync::Mutex;
 
@@ -91,51 +91,26 @@ async fn conditioner(upstream: SocketAddr, link: Link) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_decode_each_other_over_a_delayed_lossy_link() {
-    let relay = Relay::bind(Config::on(SocketAddr::from(([127, 0, 0, 1], 0))))
-        .await
-        .expect("relay binds");
-    let hash = relay.certificate_hash().0;
-    let relay_addr = relay.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
+    let relay = TestRelay::start(|_| {}).await;
     // 40–50 ms each way (a ~90 ms round trip), 2 % loss each way.
     let link = Link {
         delay: Duration::from_millis(40),
         jitter: Duration::from_millis(10),
         loss: 0.02,
     };
-    let proxy = conditioner(relay_addr, link).await;
+    let proxy = conditioner(relay.addr, link).await;
 
-    let names = ["ada", "bea", "cy"];
-    let bots: Vec<_> = names
-        .iter()
-        .map(|name| {
-            tokio::spawn(bot::run(BotConfig {
-                join: JoinOptions {
-                    relay: format!("https://{proxy}"),
-                    cert_hash: Some(hash),
-                    room: "far".into(),
-                    name: (*name).into(),
-                    token: None,
-                },
-                duration: Duration::from_secs(8),
-                video: Some(VideoSpec {
-                    width: 320,
-                    height: 240,
-                    fps: 30,
-                }),
-                audio: true,
-                chat: vec![format!("hello from {name}")],
-                status: false,
-            }))
-        })
-        .collect();
-    let mut reports = Vec::new();
-    for bot in bots {
-        reports.push(bot.await.expect("bot task").expect("bot runs"));
-    }
+    let bots = spawn_bots(
+        ["ada", "bea", "cy"]
+            .into_iter()
+            .map(|name| {
+                let mut join = relay.join("far", name);
+                join.relay = format!("https://{proxy}");
+                bot_config(join, 8)
+            })
+            .collect(),
+    );
+    let reports = reports(bots).await;
     for report in &reports {
         assert!(
             report.error.is_none(),
@@ -176,6 +151,5 @@ async fn bots_decode_each_other_over_a_delayed_lossy_link() {
             assert_eq!(peer.video_frames_wrong_sender, 0);
         }
     }
-    let _ = stop.send(());
-    let _ = relay_task.await;
+    relay.stop().await;
 }

@@ -1,66 +1,19 @@
 //! Loopback integration tests: the real relay on port 0, real QUIC clients, real codecs.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use rotunda::bot::{self, BotConfig, BotReport, VideoSpec};
-use rotunda::net::{self, Event, JoinOptions, Session};
+mod common;
+
+use common::{PATIENCE, TestRelay, bot_config, reports, spawn_bots};
+use rotunda::bot::BotReport;
+use rotunda::net::{self, Event, Session};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::limits::MAX_VIDEO_PAYLOAD;
 use rotunda_proto::{
     ErrorCode, FromRelay, LeaveReason, MediaHeader, PROTOCOL_VERSION, ParticipantId, ToRelay,
     TrackId, TrackInfo, TrackKind, TrackSource,
 };
-use rotunda_server::{Config, Relay};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-
-/// Longest any single wait in these tests may take before it counts as a failure.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-struct TestRelay {
-    url: String,
-    hash: [u8; 32],
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl TestRelay {
-    async fn start(configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::on(SocketAddr::from(([127, 0, 0, 1], 0)));
-        configure(&mut config);
-        let relay = Relay::bind(config).await.expect("relay binds");
-        let url = relay.url();
-        let hash = relay.certificate_hash().0;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(relay.run(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            url,
-            hash,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    fn join(&self, room: &str, name: &str) -> JoinOptions {
-        JoinOptions {
-            relay: self.url.clone(),
-            cert_hash: Some(self.hash),
-            room: room.into(),
-            name: name.into(),
-            token: None,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(PATIENCE, &mut self.task).await;
-    }
-}
+use tokio::sync::mpsc;
 
 async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
     tokio::time::timeout(PATIENCE, events.recv())
@@ -80,21 +33,6 @@ async fn wait_for<T>(
         {
             return found;
         }
-    }
-}
-
-fn bot_config(relay: &TestRelay, room: &str, name: &str, seconds: u64) -> BotConfig {
-    BotConfig {
-        join: relay.join(room, name),
-        duration: Duration::from_secs(seconds),
-        video: Some(VideoSpec {
-            width: 320,
-            height: 240,
-            fps: 30,
-        }),
-        audio: true,
-        chat: vec![format!("hello from {name}")],
-        status: false,
     }
 }
 
@@ -160,14 +98,13 @@ fn assert_decoded_everyone(reports: &[BotReport]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_bots_see_and_hear_each_other() {
     let relay = TestRelay::start(|_| {}).await;
-    let bots: Vec<_> = ["ada", "bea", "cy"]
-        .into_iter()
-        .map(|name| tokio::spawn(bot::run(bot_config(&relay, "trio", name, 6))))
-        .collect();
-    let mut reports = Vec::new();
-    for bot in bots {
-        reports.push(bot.await.expect("bot task").expect("bot runs"));
-    }
+    let bots = spawn_bots(
+        ["ada", "bea", "cy"]
+            .into_iter()
+            .map(|name| bot_config(relay.join("trio", name), 6))
+            .collect(),
+    );
+    let reports = reports(bots).await;
     assert_decoded_everyone(&reports);
     relay.stop().await;
 }
@@ -260,10 +197,12 @@ async fn raw_error(control: &mut RawControl) -> ErrorCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
     let relay = TestRelay::start(|_| {}).await;
-    let bots: Vec<_> = ["ada", "bea", "cy"]
-        .into_iter()
-        .map(|name| tokio::spawn(bot::run(bot_config(&relay, "busy", name, 6))))
-        .collect();
+    let bots = spawn_bots(
+        ["ada", "bea", "cy"]
+            .into_iter()
+            .map(|name| bot_config(relay.join("busy", name), 6))
+            .collect(),
+    );
 
     // Garbage on the control stream, once all three bots are in (so they all see it removed).
     let (connection, mut send, mut recv) = raw_join(&relay, "busy", "garbage").await;
@@ -367,10 +306,7 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
     }
     sleepy_send.write_all(&subscribe).await.expect("writes");
 
-    let mut reports = Vec::new();
-    for bot in bots {
-        reports.push(bot.await.expect("bot task").expect("bot runs"));
-    }
+    let reports = reports(bots).await;
     assert_decoded_everyone(&reports);
     for report in &reports {
         for removed in ["garbage", "oversized", "noise", "sneaky"] {
