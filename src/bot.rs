@@ -7,7 +7,7 @@
 //! Video is encoded and decoded on threads of their own; audio is encoded, played out through a
 //! jitter buffer and decoded on the 20 ms tick of the async task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -218,6 +218,19 @@ fn latency_ms(capture_us: u64) -> f64 {
     now_us().saturating_sub(capture_us) as f64 / 1000.0
 }
 
+/// What the bot knows of the others and receives from them.
+#[derive(Default)]
+struct Others {
+    /// Everyone seen, by id (kept after they leave, for the report).
+    names: HashMap<ParticipantId, String>,
+    /// Who is in the room now.
+    present: BTreeSet<ParticipantId>,
+    /// Playout of each subscribed audio track.
+    audio: HashMap<TrackId, AudioTrack>,
+    /// Reordering of each subscribed video track.
+    reorders: HashMap<TrackId, Reorder<MediaFrame>>,
+}
+
 struct AudioTrack {
     jitter: JitterBuffer<MediaFrame>,
     decoder: AudioDecoder,
@@ -239,16 +252,16 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
         ..BotReport::default()
     };
     let stats = SharedStats::default();
-    let mut names: HashMap<ParticipantId, String> = HashMap::new();
-    let mut audio_tracks: HashMap<TrackId, AudioTrack> = HashMap::new();
+    let mut others = Others::default();
     for peer in session.roster() {
-        names.insert(peer.id, peer.name.clone());
+        others.names.insert(peer.id, peer.name.clone());
+        others.present.insert(peer.id);
         for (index, info) in &peer.tracks {
             let track = TrackId {
                 participant: peer.id,
                 index: *index,
             };
-            subscribe(&session, track, info, &mut audio_tracks)?;
+            subscribe(&session, track, info, &mut others.audio)?;
         }
     }
 
@@ -304,7 +317,6 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
             .spawn(move || decode_video(decode_rx, stats, keyframe_tx))?
     };
 
-    let mut reorders: HashMap<TrackId, Reorder<MediaFrame>> = HashMap::new();
     let mut audio_sequence = 0u32;
     let mut video_sequence = 0u32;
     let mut samples = [0i16; AUDIO_FRAME_SAMPLES];
@@ -335,7 +347,7 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                         Err(error) => tracing::warn!(%error, "audio encode failed"),
                     }
                 }
-                play_audio(&mut audio_tracks, &stats, &mut samples);
+                play_audio(&mut others.audio, &stats, &mut samples);
             }
             Some(mut frame) = video_out.recv() => {
                 let header = MediaHeader { sequence: video_sequence, ..frame.header };
@@ -359,14 +371,14 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                     Event::Media(frame, TrackKind::Video) => {
                         let track = frame.header.track;
                         lock(&stats).peers.entry(track.participant).or_default().video_received += 1;
-                        let released = reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame, Instant::now());
+                        let released = others.reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame, Instant::now());
                         if released.need_keyframe {
                             session.send(ToRelay::KeyframeRequest { track })?;
                         }
                         for frame in released.frames {
                             if decode_tx.try_send((track, frame)).is_err() {
                                 // The decoder fell behind: start again at a keyframe.
-                                reorders.remove(&track);
+                                others.reorders.remove(&track);
                                 session.send(ToRelay::KeyframeRequest { track })?;
                                 break;
                             }
@@ -375,12 +387,12 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                     Event::Media(frame, TrackKind::Audio) => {
                         let track = frame.header.track;
                         lock(&stats).peers.entry(track.participant).or_default().audio_received += 1;
-                        if let Some(audio) = audio_tracks.get_mut(&track) {
+                        if let Some(audio) = others.audio.get_mut(&track) {
                             audio.jitter.push(frame.header.sequence, frame);
                         }
                     }
                     Event::Control(message) => {
-                        if let Some(error) = handle_control(message, &session, &mut names, &mut report, &keyframe_wanted, &mut audio_tracks, &mut reorders)? {
+                        if let Some(error) = handle_control(message, &session, &mut others, &mut report, &keyframe_wanted)? {
                             report.error = Some(error);
                             break;
                         }
@@ -393,7 +405,7 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
             }
             _ = status.tick(), if config.status => {
                 let now = StatusSnapshot::take(&stats);
-                println!("{}", status_line(&config.join.name, started.elapsed(), &names, &now, &last_status, &session));
+                println!("{}", status_line(&config.join.name, started.elapsed(), &others, &now, &last_status, &session));
                 last_status = now;
             }
         }
@@ -410,7 +422,7 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
         let _ = thread.join();
     }
     let _ = decoder_thread.join();
-    finish_report(&mut report, &stats, &names);
+    finish_report(&mut report, &stats, &others.names);
     Ok(report)
 }
 
@@ -464,15 +476,14 @@ fn subscribe(
 fn handle_control(
     message: FromRelay,
     session: &Session,
-    names: &mut HashMap<ParticipantId, String>,
+    others: &mut Others,
     report: &mut BotReport,
     keyframe_wanted: &AtomicBool,
-    audio_tracks: &mut HashMap<TrackId, AudioTrack>,
-    reorders: &mut HashMap<TrackId, Reorder<MediaFrame>>,
 ) -> anyhow::Result<Option<String>> {
     match message {
         FromRelay::ParticipantJoined(info) => {
-            names.insert(info.id, info.name.clone());
+            others.names.insert(info.id, info.name.clone());
+            others.present.insert(info.id);
             for (index, track) in &info.tracks {
                 subscribe(
                     session,
@@ -481,22 +492,27 @@ fn handle_control(
                         index: *index,
                     },
                     track,
-                    audio_tracks,
+                    &mut others.audio,
                 )?;
             }
         }
         FromRelay::ParticipantLeft { id, .. } => {
-            let name = names.get(&id).cloned().unwrap_or_else(|| id.to_string());
+            let name = others
+                .names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| id.to_string());
             report.left.push(name);
-            audio_tracks.retain(|track, _| track.participant != id);
-            reorders.retain(|track, _| track.participant != id);
+            others.present.remove(&id);
+            others.audio.retain(|track, _| track.participant != id);
+            others.reorders.retain(|track, _| track.participant != id);
         }
         FromRelay::TrackPublished { track, info } => {
-            subscribe(session, track, &info, audio_tracks)?;
+            subscribe(session, track, &info, &mut others.audio)?;
         }
         FromRelay::TrackUnpublished { track } => {
-            audio_tracks.remove(&track);
-            reorders.remove(&track);
+            others.audio.remove(&track);
+            others.reorders.remove(&track);
         }
         FromRelay::KeyframeRequest { index } => {
             if index == VIDEO_INDEX {
@@ -666,7 +682,7 @@ impl StatusSnapshot {
 fn status_line(
     name: &str,
     elapsed: Duration,
-    names: &HashMap<ParticipantId, String>,
+    others: &Others,
     now: &StatusSnapshot,
     before: &StatusSnapshot,
     session: &Session,
@@ -676,15 +692,13 @@ fn status_line(
         elapsed.as_secs(),
         session.rtt().as_secs_f64() * 1000.0
     );
-    let mut ids: Vec<_> = now.peers.keys().copied().collect();
-    ids.sort();
-    if ids.is_empty() {
+    if others.present.is_empty() {
         line.push_str(" alone");
     }
-    for id in ids {
-        let (video, audio, latency) = now.peers[&id];
+    for &id in &others.present {
+        let (video, audio, latency) = now.peers.get(&id).copied().unwrap_or_default();
         let (video_before, audio_before, _) = before.peers.get(&id).copied().unwrap_or_default();
-        let who = names.get(&id).map(String::as_str).unwrap_or("?");
+        let who = others.names.get(&id).map(String::as_str).unwrap_or("?");
         line.push_str(&format!(
             " {who}: video {} fps {latency:.0} ms, audio {}/s |",
             video - video_before,
