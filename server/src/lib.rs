@@ -8,7 +8,8 @@
 //!   fresh one or any audio.
 //!
 //! The room logic itself is the sans-IO [`rotunda_proto::room::Room`]; this crate only drives it:
-//! [`session`] runs one task group per connection, [`rooms`] holds the rooms and hands queued
+//! [`session`] runs one task group per connection, [`stream`] puts frames on streams (native
+//! clients use it too), [`rooms`] holds the rooms and hands queued
 //! control messages and media to the sessions. Beside the UDP endpoint, a small HTTP server on the
 //! same TCP port serves `/certificate.sha256` (the pinned fingerprint of the dev certificate) and
 //! `/healthz`.
@@ -20,6 +21,7 @@ mod config;
 mod http;
 pub mod rooms;
 pub mod session;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{
-    Error, ErrorCode, FramePriority, FromRelay, LeaveReason, MediaFrame, MediaHeader,
-    PROTOCOL_VERSION, ParticipantId, ToRelay, TrackId, TrackKind,
+    Error, ErrorCode, FramePriority, FromRelay, LeaveReason, MediaFrame, PROTOCOL_VERSION,
+    ParticipantId, ToRelay, TrackId, TrackKind,
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -27,6 +26,7 @@ use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, RecvStream, SendStream, VarInt};
 
 use crate::rooms::{Peer, Rooms, SharedRoom};
+use crate::stream;
 
 /// Time a client has to open its control stream and join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -284,16 +284,9 @@ async fn read_video_wire(
     room: &SharedRoom,
     id: ParticipantId,
 ) -> Result<Option<MediaFrame>, Error> {
-    use wtransport::error::StreamReadExactError;
-    let mut header = [0u8; MediaHeader::LEN];
-    match stream.read_exact(&mut header).await {
-        Ok(()) => {}
-        Err(StreamReadExactError::FinishedEarly(_)) => {
-            return Err(Error::Malformed("short video frame"));
-        }
-        Err(StreamReadExactError::Read(_)) => return Ok(None),
-    }
-    let parsed = MediaHeader::decode(&header, TrackKind::Video)?;
+    let Some((header, parsed)) = stream::read_header(stream).await? else {
+        return Ok(None);
+    };
     let track = TrackId {
         participant: id,
         index: parsed.track.index,
@@ -304,21 +297,7 @@ async fn read_video_wire(
         Some(TrackKind::Audio) => return Err(Error::Violation("video on an audio track")),
         None => return Ok(None), // not published (yet): dropped
     }
-    let len = parsed.payload_len as usize;
-    let payload = match stream.quic_stream_mut().read_to_end(len).await {
-        Ok(payload) => payload,
-        Err(wtransport::quinn::ReadToEndError::TooLong) => {
-            return Err(Error::Malformed("video frame longer than its header says"));
-        }
-        Err(wtransport::quinn::ReadToEndError::Read(_)) => return Ok(None),
-    };
-    if payload.len() != len {
-        return Err(Error::Malformed("video frame shorter than its header says"));
-    }
-    let mut wire = BytesMut::with_capacity(MediaHeader::LEN + len);
-    wire.put_slice(&header);
-    wire.put_slice(&payload);
-    MediaFrame::decode(wire.freeze(), TrackKind::Video).map(Some)
+    stream::read_payload(stream, header, parsed).await
 }
 
 async fn send_media(
@@ -363,25 +342,7 @@ async fn write_video(
     priority: i32,
     _permit: OwnedSemaphorePermit,
 ) {
-    let opened = tokio::time::timeout(STALE_VIDEO, async {
-        match connection.open_uni().await {
-            Ok(opening) => opening.await.ok(),
-            Err(_) => None,
-        }
-    })
-    .await;
-    let Ok(Some(mut stream)) = opened else {
-        return;
-    };
-    stream.set_priority(priority);
-    let delivered = tokio::time::timeout(STALE_VIDEO, async {
-        stream.write_all(&frame.wire).await?;
-        stream.finish().await
-    })
-    .await;
-    if delivered.is_err() {
-        let _ = stream.reset(VarInt::from_u32(0));
-    }
+    stream::write_frame(&connection, &frame, priority, STALE_VIDEO).await;
 }
 
 /// Tells the client why it is being closed, gives it a moment to read that, then closes.

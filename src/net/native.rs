@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{
-    ErrorCode, FramePriority, FromRelay, MediaFrame, MediaHeader, PROTOCOL_VERSION, ParticipantId,
+    ErrorCode, FramePriority, FromRelay, MediaFrame, PROTOCOL_VERSION, ParticipantId,
     ParticipantInfo, ToRelay, TrackKind,
 };
+use rotunda_server::stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::debug;
@@ -95,7 +95,7 @@ impl Session {
         let connection = self.connection.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            write_frame(&connection, &frame, priority).await;
+            stream::write_frame(&connection, &frame, priority, STALE_VIDEO).await;
         });
         true
     }
@@ -112,29 +112,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.connection
             .close(VarInt::from_u32(ErrorCode::Normal.as_u32()), b"");
-    }
-}
-
-/// Writes one media frame on a new unidirectional stream, abandoning it once stale.
-async fn write_frame(connection: &Connection, frame: &MediaFrame, priority: i32) {
-    let opened = tokio::time::timeout(STALE_VIDEO, async {
-        match connection.open_uni().await {
-            Ok(opening) => opening.await.ok(),
-            Err(_) => None,
-        }
-    })
-    .await;
-    let Ok(Some(mut stream)) = opened else {
-        return;
-    };
-    stream.set_priority(priority);
-    let delivered = tokio::time::timeout(STALE_VIDEO, async {
-        stream.write_all(&frame.wire).await?;
-        stream.finish().await
-    })
-    .await;
-    if delivered.is_err() {
-        let _ = stream.reset(VarInt::from_u32(0));
     }
 }
 
@@ -353,13 +330,8 @@ async fn read_streams(connection: Connection, events: mpsc::Sender<Event>) {
 }
 
 async fn read_frame(mut stream: RecvStream) -> Option<MediaFrame> {
-    let mut header = [0u8; MediaHeader::LEN];
-    stream.read_exact(&mut header).await.ok()?;
-    let parsed = MediaHeader::decode(&header, TrackKind::Video).ok()?;
-    let len = parsed.payload_len as usize;
-    let payload = stream.quic_stream_mut().read_to_end(len).await.ok()?;
-    let mut wire = BytesMut::with_capacity(MediaHeader::LEN + payload.len());
-    wire.put_slice(&header);
-    wire.put_slice(&payload);
-    MediaFrame::decode(wire.freeze(), TrackKind::Video).ok()
+    let (header, parsed) = stream::read_header(&mut stream).await.ok()??;
+    stream::read_payload(&mut stream, header, parsed)
+        .await
+        .ok()?
 }
