@@ -1,15 +1,78 @@
 //! Rotunda: a real-time meeting place where every participant is a live video panel in a 3D room
 //! and every voice comes from where its panel stands.
 //!
-//! This crate is the client. Its parts, one folder each:
-//! - [`net`]: the session with a relay (control, audio datagrams, video streams);
-//! - [`media`]: sources (synthetic test pattern and tone; camera and microphone come later) and
-//!   codecs (H.264 Constrained Baseline in Annex-B, Opus 48 kHz mono 20 ms);
-//! - [`audio`]: the jitter buffer in front of the Opus decoder;
-//! - [`bot`]: `rotunda bot`, a participant without a window that publishes the synthetic sources,
-//!   decodes everyone else, checks what it decoded and reports statistics.
+//! This crate is the client, a Bevy app. Its parts, one folder (and one plugin) each:
+//! - [`screens`]: the screens as states (join → connecting → in room → left);
+//! - [`net`]: the session with a relay, and the bridge from the async call to the ECS;
+//! - [`participants`]: one entity per participant, following joins, leaves, poses and mutes;
+//! - [`room`]: the 3D room, the video panels, the layout and the local avatar's movement;
+//! - [`audio`]: the jitter buffer, the spatial mixer and the speakers and microphone;
+//! - [`media`]: sources (camera, test pattern, tone) and codecs (H.264 Constrained Baseline in
+//!   Annex-B, Opus 48 kHz mono 20 ms);
+//! - [`ui`]: the egui panels: top bar, participants, chat, stats, name tags, badges;
+//! - [`call`]: the call engine shared with `rotunda bot`, a participant without a window;
+//! - [`automation`]: scripted runs (duration, statistics file, screenshot).
 
 pub mod audio;
-pub mod bot;
+pub mod automation;
+pub mod call;
 pub mod media;
 pub mod net;
+pub mod participants;
+pub mod room;
+pub mod screens;
+pub mod settings;
+pub mod ui;
+
+use bevy::prelude::*;
+
+pub use settings::Settings;
+
+/// The order of the client's per-frame work.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AppSystems {
+    /// Take in what the network and the devices delivered.
+    RecordInput,
+    /// Update the world from it.
+    Update,
+    /// Present it (textures, audio parameters).
+    Present,
+}
+
+/// The client's logic, without window, renderer or devices: what tests build on.
+pub fn logic_plugin(app: &mut App) {
+    app.configure_sets(
+        Update,
+        (
+            AppSystems::RecordInput,
+            AppSystems::Update,
+            AppSystems::Present,
+        )
+            .chain(),
+    );
+    app.add_plugins((
+        screens::plugin,
+        net::plugin,
+        participants::plugin,
+        audio::logic_plugin,
+        ui::logic_plugin,
+    ));
+}
+
+/// The whole client: window, renderer, egui, devices and every plugin.
+pub fn app(settings: Settings) -> App {
+    let mut app = App::new();
+    app.add_plugins(DefaultPlugins.set(WindowPlugin {
+        primary_window: Some(Window {
+            title: format!("Rotunda — {}", settings.room),
+            resolution: (1280, 720).into(),
+            ..default()
+        }),
+        ..default()
+    }))
+    .add_plugins(bevy_egui::EguiPlugin::default())
+    .insert_resource(settings)
+    .add_plugins(logic_plugin)
+    .add_plugins((room::plugin, audio::plugin, ui::plugin, automation::plugin));
+    app
+}

@@ -1,12 +1,15 @@
-//! `rotunda`: the Rotunda client. `rotunda bot …` runs a participant without a window.
+//! `rotunda`: the Rotunda client. Without a subcommand it opens the 3D room; `rotunda bot …` runs
+//! a participant without a window.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rotunda::bot::{self, BotConfig, VideoSpec};
+use rotunda::call::{self, CallConfig, VideoSpec};
 use rotunda::net::{JoinOptions, trust};
+use rotunda::settings::{DeviceChoice, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -15,10 +18,11 @@ use tracing_subscriber::EnvFilter;
     version,
     about = "Rotunda: meet in a 3D room with live video and spatial audio"
 )]
-#[command(subcommand_required = true, arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    room: RoomArgs,
 }
 
 #[derive(Subcommand)]
@@ -26,6 +30,58 @@ enum Command {
     /// Join a room without a window: publish a synthetic test pattern and tone, decode everyone,
     /// print live statistics.
     Bot(BotArgs),
+}
+
+/// The windowed client.
+#[derive(clap::Args)]
+struct RoomArgs {
+    /// The relay's WebTransport URL. Without it, a relay starts in this process on
+    /// --local-relay (or, when one already runs there, the client joins it).
+    #[arg(long, env = "ROTUNDA_RELAY")]
+    relay: Option<String>,
+    /// Where the in-process relay listens when --relay is not given.
+    #[arg(long, default_value = "127.0.0.1:4443")]
+    local_relay: SocketAddr,
+    /// SHA-256 of the relay's certificate (hex); fetched from a loopback relay when absent.
+    #[arg(long, env = "ROTUNDA_CERT_HASH", value_parser = parse_hash)]
+    cert_hash: Option<[u8; 32]>,
+    /// Room to join (joins at once, skipping the join screen).
+    #[arg(long, env = "ROTUNDA_ROOM")]
+    room: Option<String>,
+    /// Display name (joins at once, skipping the join screen).
+    #[arg(long, env = "ROTUNDA_NAME")]
+    name: Option<String>,
+    /// Access token, when the relay asks for one.
+    #[arg(long, env = "ROTUNDA_TOKEN")]
+    token: Option<String>,
+    /// Camera: an index or name from the list the join screen shows, `synthetic` (test
+    /// pattern) or `none`.
+    #[arg(long, default_value = "default")]
+    camera: DeviceChoice,
+    /// Microphone: an index or name, `synthetic` (test tone) or `none`.
+    #[arg(long, default_value = "default")]
+    mic: DeviceChoice,
+    /// Speakers: an index or name, or `none`.
+    #[arg(long, default_value = "default")]
+    speakers: DeviceChoice,
+    /// Video to send, WIDTHxHEIGHT@FPS.
+    #[arg(long, default_value = "640x480@30")]
+    video: VideoSpec,
+    /// Leave and exit after this long in the room, e.g. 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Write the call's statistics as JSON to this file at exit (as `rotunda bot`).
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// Save a screenshot of the window to this PNG file, then exit.
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
+    /// When to take the screenshot, counted from entering the room.
+    #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+    screenshot_after: Duration,
+    /// Start with spatial audio off (every voice centred).
+    #[arg(long)]
+    meeting_mode: bool,
 }
 
 #[derive(clap::Args)]
@@ -69,21 +125,60 @@ fn parse_hash(text: &str) -> Result<[u8; 32], String> {
     trust::parse_hash(text).ok_or_else(|| "expected 64 hex digits (a SHA-256)".to_owned())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Bot(args)) => {
+            init_logging();
+            tokio::runtime::Runtime::new()?.block_on(run_bot(args))
+        }
+        // Bevy sets up logging itself.
+        None => run_room(cli.room),
+    }
+}
+
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Bot(args) => run_bot(args).await,
+}
+
+fn run_room(args: RoomArgs) -> anyhow::Result<()> {
+    let defaults = Settings::default();
+    let auto_join = args.room.is_some()
+        || args.name.is_some()
+        || args.duration.is_some()
+        || args.screenshot.is_some();
+    let settings = Settings {
+        relay: args.relay,
+        local_relay: args.local_relay,
+        cert_hash: args.cert_hash,
+        room: args.room.unwrap_or(defaults.room),
+        name: args.name.unwrap_or(defaults.name),
+        token: args.token,
+        camera: args.camera,
+        microphone: args.mic,
+        speakers: args.speakers,
+        video: args.video,
+        auto_join,
+        duration: args.duration,
+        stats_json: args.stats_json,
+        screenshot: args.screenshot,
+        screenshot_after: args.screenshot_after,
+        meeting_mode: args.meeting_mode,
+    };
+    let exit = rotunda::app(settings).run();
+    if exit.is_error() {
+        anyhow::bail!("the client ended with an error");
     }
+    Ok(())
 }
 
 async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
-    let config = BotConfig {
+    let config = CallConfig {
         join: JoinOptions {
             relay: args.relay,
             cert_hash: args.cert_hash,
@@ -91,13 +186,13 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
             name: args.name,
             token: args.token,
         },
-        duration: args.duration,
+        duration: Some(args.duration),
         video: (!args.no_video).then_some(args.video),
         audio: !args.no_audio,
         chat: args.chat.into_iter().collect(),
         status: true,
     };
-    let report = bot::run(config).await?;
+    let report = call::run(config, None).await?;
     print!("{}", report.summary());
     if let Some(path) = args.stats_json {
         let json = serde_json::to_string_pretty(&report)?;

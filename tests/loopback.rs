@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 mod common;
 
 use common::{PATIENCE, TestRelay, bot_config, reports, spawn_bots};
-use rotunda::bot::BotReport;
+use rotunda::call::BotReport;
 use rotunda::net::{self, Event, Session};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::limits::MAX_VIDEO_PAYLOAD;

@@ -1,9 +1,10 @@
 //! Media sources and codecs.
 //!
-//! Sources implement [`VideoSource`] and [`AudioSource`]; the synthetic [`pattern`] and [`tone`]
-//! stand in for a camera and a microphone, and the real devices will implement the same traits.
+//! Sources implement [`VideoSource`] and [`AudioSource`]: the [`camera`] and the microphone
+//! (`crate::audio::device`), or the synthetic [`pattern`] and [`tone`] standing in for them.
 //! Codecs (H.264 and Opus) live in the platform module: `openh264` and libopus natively.
 
+pub mod camera;
 mod native;
 pub mod pattern;
 pub mod reorder;
@@ -11,7 +12,8 @@ pub mod sequence;
 pub mod tone;
 
 pub use native::{
-    AudioDecoder, AudioEncoder, CodecError, EncodedVideo, VideoDecoder, VideoEncoder,
+    AudioDecoder, AudioEncoder, CodecError, DecodedPicture, EncodedVideo, VideoDecoder,
+    VideoEncoder,
 };
 
 /// H.264 Constrained Baseline, level 3.1, as WebCodecs names it.
@@ -64,4 +66,90 @@ pub trait VideoSource: Send {
 pub trait AudioSource: Send {
     /// Fills `samples` (mono, [`SAMPLE_RATE`]) with the next 20 ms.
     fn next_samples(&mut self, samples: &mut [i16; AUDIO_FRAME_SAMPLES]);
+}
+
+/// What a device turned out to be, for the badges the UI shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SourceState {
+    /// A real device, by name.
+    Live(String),
+    /// The synthetic source, as asked.
+    Synthetic,
+    /// The device did not work; the synthetic source (video) or silence (audio) stands in.
+    Fallback(String),
+    /// Nothing is sent.
+    #[default]
+    Off,
+}
+
+impl SourceState {
+    /// Something is being sent.
+    pub fn sends(&self) -> bool {
+        !matches!(self, Self::Off)
+    }
+}
+
+/// Converts packed RGB (`width * height * 3` bytes) to I420 at `frame`'s size, scaling with the
+/// nearest pixel (BT.601, limited range, as H.264 expects).
+pub fn rgb_to_i420(rgb: &[u8], width: usize, height: usize, frame: &mut VideoFrame) {
+    if width == 0 || height == 0 || rgb.len() < width * height * 3 {
+        return;
+    }
+    let (fw, fh) = (frame.width, frame.height);
+    let pixel = |x: usize, y: usize| {
+        let sx = x * width / fw;
+        let sy = y * height / fh;
+        let i = (sy * width + sx) * 3;
+        (
+            i32::from(rgb[i]),
+            i32::from(rgb[i + 1]),
+            i32::from(rgb[i + 2]),
+        )
+    };
+    for y in 0..fh {
+        for x in 0..fw {
+            let (r, g, b) = pixel(x, y);
+            frame.y[y * fw + x] =
+                (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16).clamp(0, 255) as u8;
+        }
+    }
+    for y in 0..fh / 2 {
+        for x in 0..fw / 2 {
+            let (r, g, b) = pixel(x * 2, y * 2);
+            let i = y * (fw / 2) + x;
+            frame.u[i] = (((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128).clamp(0, 255) as u8;
+            frame.v[i] = (((112 * r - 94 * g - 18 * b + 128) >> 8) + 128).clamp(0, 255) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb_converts_and_scales_to_i420() {
+        // 4x2 RGB: left half white, right half pure red; scaled up to 8x4.
+        let mut rgb = Vec::new();
+        for _ in 0..2 {
+            for x in 0..4 {
+                rgb.extend_from_slice(if x < 2 {
+                    &[255, 255, 255]
+                } else {
+                    &[255, 0, 0]
+                });
+            }
+        }
+        let mut frame = VideoFrame::new(8, 4);
+        rgb_to_i420(&rgb, 4, 2, &mut frame);
+        assert_eq!(frame.y[0], 235, "white is luma 235");
+        assert_eq!(frame.u[0], 128);
+        assert_eq!(frame.v[0], 128);
+        assert_eq!(frame.y[7], 82, "red is luma 82");
+        assert_eq!(frame.v[3], 240, "red is Cr 240");
+        // Too short an input changes nothing.
+        let before = frame.clone();
+        rgb_to_i420(&rgb[..10], 4, 2, &mut frame);
+        assert_eq!(frame, before);
+    }
 }

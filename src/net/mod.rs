@@ -4,10 +4,19 @@
 //! The transport differs per platform (quinn through `wtransport` natively, the browser's
 //! WebTransport later); this module's API is the same for both.
 
+pub mod bridge;
 mod native;
 pub mod trust;
 
+pub use bridge::{
+    Call, CallEnded, CallJoined, ChatReceived, Devices, ParticipantJoined, ParticipantLeft,
+    ParticipantMoved, ParticipantMuted, StatsUpdated,
+};
 pub use native::{Session, connect};
+
+pub(super) fn plugin(app: &mut bevy::prelude::App) {
+    bridge::plugin(app);
+}
 
 use rotunda_proto::{ErrorCode, FromRelay, MediaFrame, TrackKind};
 

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rotunda::bot::{self, BotConfig, BotReport, VideoSpec};
+use rotunda::call::{self as bot, BotReport, CallConfig, VideoSpec};
 use rotunda::net::JoinOptions;
 use rotunda_server::{Config, Relay};
 use tokio::sync::oneshot;
@@ -67,11 +67,11 @@ impl TestRelay {
 }
 
 /// A bot at 320x240@30 with audio, saying hello once.
-pub fn bot_config(join: JoinOptions, seconds: u64) -> BotConfig {
+pub fn bot_config(join: JoinOptions, seconds: u64) -> CallConfig {
     let greeting = format!("hello from {}", join.name);
-    BotConfig {
+    CallConfig {
         join,
-        duration: Duration::from_secs(seconds),
+        duration: Some(Duration::from_secs(seconds)),
         video: Some(VideoSpec {
             width: 320,
             height: 240,
@@ -84,10 +84,10 @@ pub fn bot_config(join: JoinOptions, seconds: u64) -> BotConfig {
 }
 
 /// Runs bots side by side; their reports in the same order.
-pub fn spawn_bots(configs: Vec<BotConfig>) -> Vec<JoinHandle<anyhow::Result<BotReport>>> {
+pub fn spawn_bots(configs: Vec<CallConfig>) -> Vec<JoinHandle<anyhow::Result<BotReport>>> {
     configs
         .into_iter()
-        .map(|c| tokio::spawn(bot::run(c)))
+        .map(|c| tokio::spawn(bot::run(c, None)))
         .collect()
 }
 

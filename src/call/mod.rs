@@ -1,13 +1,21 @@
-//! `rotunda bot`: a participant without a window.
+//! The call engine: one participant's session with a room, shared by `rotunda bot` and the
+//! windowed client.
 //!
-//! It joins a room, publishes the synthetic test pattern (H.264) and tone (Opus), subscribes to
-//! everyone, decodes everything, checks that each decoded picture carries the id of the
-//! participant it came from, prints a status line a second and returns a [`BotReport`].
+//! It joins a room, publishes a video source (H.264) and an audio source (Opus), subscribes to
+//! everyone, decodes everything, and reports what it saw as a [`BotReport`]. Decoded pictures
+//! carrying a sender mark (the synthetic pattern) are checked against the participant they came
+//! from.
 //!
 //! Video is encoded and decoded on threads of their own; audio is encoded, played out through a
-//! jitter buffer and decoded on the 20 ms tick of the async task.
+//! jitter buffer and decoded on the 20 ms tick of the async task. A windowed client passes an
+//! [`AppLink`]: commands come in, events go out through bounded channels, and decoded pictures
+//! and voices land in mailboxes ([`Pictures`], [`Voices`]) that the renderer and the speakers
+//! read at their own pace.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+pub mod bridge;
+pub mod report;
+
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +26,10 @@ use rotunda_proto::{
     FromRelay, MediaFrame, MediaHeader, ParticipantId, ToRelay, TrackId, TrackInfo, TrackKind,
     TrackSource,
 };
-use serde::Serialize;
 use tokio::sync::mpsc;
+
+pub use bridge::{CallEvent, Command, LivePeer, LiveStats, Pictures, Voices};
+pub use report::{BotReport, ChatLine, PeerReport};
 
 use crate::audio::{JitterBuffer, Playout};
 use crate::media::pattern::{TestPattern, read_marks};
@@ -94,13 +104,13 @@ impl FromStr for VideoSpec {
     }
 }
 
-/// What a bot does.
+/// What a call does.
 #[derive(Debug, Clone)]
-pub struct BotConfig {
+pub struct CallConfig {
     /// Where and as whom.
     pub join: JoinOptions,
-    /// How long it stays.
-    pub duration: Duration,
+    /// How long it stays; until [`Command::Leave`] when `None`.
+    pub duration: Option<Duration>,
     /// Video to publish, if any.
     pub video: Option<VideoSpec>,
     /// Publish audio.
@@ -111,75 +121,35 @@ pub struct BotConfig {
     pub status: bool,
 }
 
-/// One chat line as received.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChatLine {
-    /// Sender's display name.
-    pub from: String,
-    /// The text.
-    pub text: String,
+/// Opens a video source on the encoder thread (a camera may have to live on the thread that
+/// opened it); given the participant id, for sources that mark their pictures.
+pub type VideoSourceFactory = Box<dyn FnOnce(ParticipantId) -> Box<dyn VideoSource> + Send>;
+
+/// How a windowed application takes part in a call. Without one, the call runs on its own (a
+/// bot) with the synthetic sources.
+pub struct AppLink {
+    /// Commands from the application.
+    pub commands: mpsc::Receiver<Command>,
+    /// Events for the application; dropped (never blocking) when the application is behind.
+    pub events: std::sync::mpsc::SyncSender<CallEvent>,
+    /// Where decoded pictures go.
+    pub pictures: Arc<Pictures>,
+    /// Where decoded voices go.
+    pub voices: Arc<Voices>,
+    /// The video source; the synthetic pattern when `None`.
+    pub camera: Option<VideoSourceFactory>,
+    /// The audio source; the synthetic tone when `None`.
+    pub microphone: Option<Box<dyn AudioSource>>,
+    /// Start with the microphone off.
+    pub microphone_off: bool,
+    /// Start with the camera off.
+    pub camera_off: bool,
 }
 
-/// What a bot saw of one other participant.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PeerReport {
-    /// The participant's id.
-    pub id: u32,
-    /// Video frames received from the relay.
-    pub video_frames_received: u64,
-    /// Video frames decoded.
-    pub video_frames_decoded: u64,
-    /// Decoded pictures whose marks named someone else (or were unreadable).
-    pub video_frames_wrong_sender: u64,
-    /// Audio packets received.
-    pub audio_frames_received: u64,
-    /// Audio packets decoded.
-    pub audio_frames_decoded: u64,
-    /// Audio packets lost and concealed.
-    pub audio_frames_concealed: u64,
-    /// Capture to decoded picture, median.
-    pub video_latency_ms_p50: f64,
-    /// Capture to decoded picture, 95th percentile.
-    pub video_latency_ms_p95: f64,
-    /// Capture to decoded audio at playout, median.
-    pub audio_latency_ms_p50: f64,
-    /// Capture to decoded audio at playout, 95th percentile.
-    pub audio_latency_ms_p95: f64,
-}
-
-/// What a bot saw, written by `--stats-json`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct BotReport {
-    /// The bot's display name.
-    pub name: String,
-    /// The room.
-    pub room: String,
-    /// The bot's participant id.
-    pub id: u32,
-    /// Per other participant, by display name.
-    pub peers: BTreeMap<String, PeerReport>,
-    /// Video and audio packets that failed to decode.
-    pub decode_errors: u64,
-    /// Chat lines received, in the room's order (own lines included).
-    pub chat_received: Vec<ChatLine>,
-    /// Names of participants whose leaving was announced.
-    pub left: Vec<String>,
-    /// Video frames sent.
-    pub video_frames_sent: u64,
-    /// Audio frames sent.
-    pub audio_frames_sent: u64,
-    /// Encoded video bytes sent.
-    pub video_bytes_sent: u64,
-    /// Encoded audio bytes sent.
-    pub audio_bytes_sent: u64,
-    /// Seconds the bot was in the room.
-    pub seconds: f64,
-    /// Keyframe requests received from the relay.
-    pub keyframe_requests_received: u64,
-    /// Round-trip time to the relay at the end, in ms.
-    pub rtt_ms: f64,
-    /// Why the session ended early, if it did.
-    pub error: Option<String>,
+impl AppLink {
+    fn emit(&self, event: CallEvent) {
+        let _ = self.events.try_send(event);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +162,7 @@ struct PeerStats {
     audio_concealed: u64,
     video_latency_ms: Vec<f64>,
     audio_latency_ms: Vec<f64>,
+    bytes_received: u64,
 }
 
 #[derive(Debug, Default)]
@@ -236,14 +207,24 @@ struct AudioTrack {
     decoder: AudioDecoder,
 }
 
-/// Runs a bot to the end of its duration and reports what it saw.
-pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
-    let (session, mut events) = net::connect(config.join.clone()).await.with_context(|| {
+/// Runs a call to the end of its duration (or until the application leaves) and reports what it
+/// saw.
+pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Result<BotReport> {
+    let joined = net::connect(config.join.clone()).await.with_context(|| {
         format!(
             "joining room {:?} at {}",
             config.join.room, config.join.relay
         )
-    })?;
+    });
+    let (session, mut events) = match joined {
+        Ok(joined) => joined,
+        Err(error) => {
+            if let Some(link) = &link {
+                link.emit(CallEvent::Failed(format!("{error:#}")));
+            }
+            return Err(error);
+        }
+    };
     let me = session.id();
     let mut report = BotReport {
         name: config.join.name.clone(),
@@ -251,6 +232,12 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
         id: me.0,
         ..BotReport::default()
     };
+    if let Some(link) = &link {
+        link.emit(CallEvent::Joined {
+            you: me,
+            roster: session.roster().to_vec(),
+        });
+    }
     let stats = SharedStats::default();
     let mut others = Others::default();
     for peer in session.roster() {
@@ -269,6 +256,16 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
     // However this function ends, the encoder thread stops.
     let _stop_on_return = StopOnDrop(stop.clone());
     let keyframe_wanted = Arc::new(AtomicBool::new(false));
+    let camera_on = Arc::new(AtomicBool::new(
+        !link.as_ref().is_some_and(|link| link.camera_off),
+    ));
+    let mut microphone_on = !link.as_ref().is_some_and(|link| link.microphone_off);
+    if !microphone_on || !camera_on.load(Ordering::Relaxed) {
+        session.send(ToRelay::Mute {
+            audio: !microphone_on,
+            video: !camera_on.load(Ordering::Relaxed),
+        })?;
+    }
     let (video_out_tx, mut video_out) = mpsc::channel::<MediaFrame>(4);
     let mut encoder_thread = None;
     if let Some(spec) = config.video {
@@ -282,12 +279,27 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                 height: spec.height as u16,
             },
         })?;
-        let source = TestPattern::new(me.0 as u16, spec.width, spec.height);
-        let (stop, wanted) = (stop.clone(), keyframe_wanted.clone());
+        let open: VideoSourceFactory = link
+            .as_mut()
+            .and_then(|link| link.camera.take())
+            .unwrap_or_else(|| {
+                Box::new(move |id: ParticipantId| {
+                    Box::new(TestPattern::new(id.0 as u16, spec.width, spec.height))
+                        as Box<dyn VideoSource>
+                })
+            });
+        let encoder = VideoEncoderThread {
+            spec,
+            out: video_out_tx,
+            stop: stop.clone(),
+            keyframe_wanted: keyframe_wanted.clone(),
+            camera_on: camera_on.clone(),
+            preview: link.as_ref().map(|link| (me, link.pictures.clone())),
+        };
         encoder_thread = Some(
             std::thread::Builder::new()
                 .name("video-encode".into())
-                .spawn(move || encode_video(source, spec, video_out_tx, stop, wanted))?,
+                .spawn(move || encoder.run(open(me)))?,
         );
     }
     let mut audio_encoder = None;
@@ -302,7 +314,11 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                 height: 0,
             },
         })?;
-        audio_encoder = Some((AudioEncoder::new(AUDIO_BITRATE)?, Tone::new(me.0 as u16)));
+        let source = link
+            .as_mut()
+            .and_then(|link| link.microphone.take())
+            .unwrap_or_else(|| Box::new(Tone::new(me.0 as u16)));
+        audio_encoder = Some((AudioEncoder::new(AUDIO_BITRATE)?, source));
     }
     for text in &config.chat {
         session.send(ToRelay::Chat { text: text.clone() })?;
@@ -312,9 +328,19 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
     let (keyframe_tx, mut keyframe_requests) = mpsc::channel::<TrackId>(64);
     let decoder_thread = {
         let stats = stats.clone();
+        let pictures = link.as_ref().map(|link| link.pictures.clone());
         std::thread::Builder::new()
             .name("video-decode".into())
-            .spawn(move || decode_video(decode_rx, stats, keyframe_tx))?
+            .spawn(move || decode_video(decode_rx, stats, keyframe_tx, pictures))?
+    };
+    let voices = link.as_ref().map(|link| link.voices.clone());
+    let (_commands_open, mut commands) = match link.as_mut() {
+        Some(link) => {
+            let (tx, rx) = mpsc::channel(1);
+            (tx, std::mem::replace(&mut link.commands, rx))
+        }
+        // No application: a channel nobody sends on, kept open for the whole call.
+        None => mpsc::channel(1),
     };
 
     let mut audio_sequence = 0u32;
@@ -325,29 +351,37 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
     let mut status = tokio::time::interval(Duration::from_secs(1));
     status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_status = StatusSnapshot::default();
+    let mut last_sent = (0u64, Instant::now());
     let started = Instant::now();
-    let deadline = tokio::time::sleep(config.duration);
+    // "Until the application leaves" is a year.
+    let deadline = tokio::time::sleep(
+        config
+            .duration
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600)),
+    );
     tokio::pin!(deadline);
 
     loop {
         tokio::select! {
             () = &mut deadline => break,
             _ = tick.tick() => {
-                if let Some((encoder, tone)) = &mut audio_encoder {
-                    tone.next_samples(&mut samples);
+                if let Some((encoder, source)) = &mut audio_encoder {
+                    source.next_samples(&mut samples);
                     let capture_us = now_us();
-                    match encoder.encode(&samples) {
-                        Ok(packet) => {
-                            let frame = MediaFrame::new(media_header(AUDIO_INDEX, audio_sequence, capture_us, true), packet);
-                            audio_sequence = audio_sequence.wrapping_add(1);
-                            session.send_audio(&frame)?;
-                            report.audio_frames_sent += 1;
-                            report.audio_bytes_sent += frame.payload().len() as u64;
+                    if microphone_on {
+                        match encoder.encode(&samples) {
+                            Ok(packet) => {
+                                let frame = MediaFrame::new(media_header(AUDIO_INDEX, audio_sequence, capture_us, true), packet);
+                                audio_sequence = audio_sequence.wrapping_add(1);
+                                session.send_audio(&frame)?;
+                                report.audio_frames_sent += 1;
+                                report.audio_bytes_sent += frame.payload().len() as u64;
+                            }
+                            Err(error) => tracing::warn!(%error, "audio encode failed"),
                         }
-                        Err(error) => tracing::warn!(%error, "audio encode failed"),
                     }
                 }
-                play_audio(&mut others.audio, &stats, &mut samples);
+                play_audio(&mut others.audio, &stats, &mut samples, voices.as_deref());
             }
             Some(mut frame) = video_out.recv() => {
                 let header = MediaHeader { sequence: video_sequence, ..frame.header };
@@ -365,12 +399,35 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
             Some(track) = keyframe_requests.recv() => {
                 session.send(ToRelay::KeyframeRequest { track })?;
             }
+            Some(command) = commands.recv() => {
+                match command {
+                    Command::Chat(text) => session.send(ToRelay::Chat { text })?,
+                    Command::Pose(pose) => session.send(ToRelay::Pose(pose))?,
+                    Command::Microphone(on) => {
+                        microphone_on = on;
+                        session.send(ToRelay::Mute { audio: !on, video: !camera_on.load(Ordering::Relaxed) })?;
+                    }
+                    Command::Camera(on) => {
+                        camera_on.store(on, Ordering::Relaxed);
+                        if on {
+                            keyframe_wanted.store(true, Ordering::Relaxed);
+                        }
+                        session.send(ToRelay::Mute { audio: !microphone_on, video: !on })?;
+                    }
+                    Command::Leave => break,
+                }
+            }
             event = events.recv() => {
                 let Some(event) = event else { break };
                 match event {
                     Event::Media(frame, TrackKind::Video) => {
                         let track = frame.header.track;
-                        lock(&stats).peers.entry(track.participant).or_default().video_received += 1;
+                        {
+                            let mut stats = lock(&stats);
+                            let peer = stats.peers.entry(track.participant).or_default();
+                            peer.video_received += 1;
+                            peer.bytes_received += frame.payload().len() as u64;
+                        }
                         let released = others.reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame, Instant::now());
                         if released.need_keyframe {
                             session.send(ToRelay::KeyframeRequest { track })?;
@@ -386,12 +443,28 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                     }
                     Event::Media(frame, TrackKind::Audio) => {
                         let track = frame.header.track;
-                        lock(&stats).peers.entry(track.participant).or_default().audio_received += 1;
+                        {
+                            let mut stats = lock(&stats);
+                            let peer = stats.peers.entry(track.participant).or_default();
+                            peer.audio_received += 1;
+                            peer.bytes_received += frame.payload().len() as u64;
+                        }
                         if let Some(audio) = others.audio.get_mut(&track) {
                             audio.jitter.push(frame.header.sequence, frame);
                         }
                     }
                     Event::Control(message) => {
+                        if let Some(link) = &link
+                            && !matches!(message, FromRelay::Pong { .. } | FromRelay::Welcome { .. })
+                        {
+                            link.emit(CallEvent::Relay(message.clone()));
+                        }
+                        if let FromRelay::ParticipantLeft { id, .. } = &message
+                            && let Some(link) = &link
+                        {
+                            link.pictures.remove(*id);
+                            link.voices.remove(*id);
+                        }
                         if let Some(error) = handle_control(message, &session, &mut others, &mut report, &keyframe_wanted)? {
                             report.error = Some(error);
                             break;
@@ -403,9 +476,18 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
                     }
                 }
             }
-            _ = status.tick(), if config.status => {
+            _ = status.tick() => {
                 let now = StatusSnapshot::take(&stats);
-                println!("{}", status_line(&config.join.name, started.elapsed(), &others, &now, &last_status, &session));
+                if config.status {
+                    println!("{}", status_line(&config.join.name, started.elapsed(), &others, &now, &last_status, &session));
+                }
+                if let Some(link) = &link {
+                    let sent = report.video_bytes_sent + report.audio_bytes_sent;
+                    let seconds = last_sent.1.elapsed().as_secs_f64().max(0.001);
+                    let kbps_out = (sent - last_sent.0) as f64 * 8.0 / 1000.0 / seconds;
+                    last_sent = (sent, Instant::now());
+                    link.emit(CallEvent::Stats(live_stats(&session, &others, &now, &last_status, seconds, kbps_out)));
+                }
                 last_status = now;
             }
         }
@@ -423,6 +505,9 @@ pub async fn run(config: BotConfig) -> anyhow::Result<BotReport> {
     }
     let _ = decoder_thread.join();
     finish_report(&mut report, &stats, &others.names);
+    if let Some(link) = &link {
+        link.emit(CallEvent::Ended(Box::new(report.clone())));
+    }
     Ok(report)
 }
 
@@ -536,9 +621,10 @@ fn play_audio(
     tracks: &mut HashMap<TrackId, AudioTrack>,
     stats: &SharedStats,
     out: &mut [i16; AUDIO_FRAME_SAMPLES],
+    voices: Option<&Voices>,
 ) {
     for (track, audio) in tracks.iter_mut() {
-        match audio.jitter.pop() {
+        let played = match audio.jitter.pop() {
             Playout::Packet(frame) => {
                 let decoded = audio.decoder.decode(frame.payload(), out);
                 let mut stats = lock(stats);
@@ -548,65 +634,89 @@ fn play_audio(
                         peer.audio_decoded += 1;
                         peer.audio_latency_ms
                             .push(latency_ms(frame.header.capture_us));
+                        true
                     }
-                    Err(_) => stats.decode_errors += 1,
+                    Err(_) => {
+                        stats.decode_errors += 1;
+                        false
+                    }
                 }
             }
             Playout::Conceal => {
-                if audio.decoder.conceal(out).is_ok() {
+                let concealed = audio.decoder.conceal(out).is_ok();
+                if concealed {
                     lock(stats)
                         .peers
                         .entry(track.participant)
                         .or_default()
                         .audio_concealed += 1;
                 }
+                concealed
             }
-            Playout::Silence => {}
+            Playout::Silence => false,
+        };
+        if played && let Some(voices) = voices {
+            voices.push(track.participant, out);
         }
     }
 }
 
-/// The encoder thread: paces the pattern at the frame rate, encodes, hands frames over.
-fn encode_video(
-    mut source: TestPattern,
+/// The encoder thread's state.
+struct VideoEncoderThread {
     spec: VideoSpec,
     out: mpsc::Sender<MediaFrame>,
     stop: Arc<AtomicBool>,
     keyframe_wanted: Arc<AtomicBool>,
-) {
-    let mut encoder = match VideoEncoder::new(spec.bitrate(), spec.fps as f32, spec.fps * 3) {
-        Ok(encoder) => encoder,
-        Err(error) => return tracing::error!(%error, "cannot start the video encoder"),
-    };
-    let (w, h) = source.dimensions();
-    let mut picture = VideoFrame::new(w, h);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(spec.fps));
-    let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else if now - next > interval * 2 {
-            next = now; // fell behind: skip rather than burst
-        }
-        next += interval;
-        source.next_frame(&mut picture);
-        let capture_us = now_us();
-        if keyframe_wanted.swap(false, Ordering::Relaxed) {
-            encoder.request_keyframe();
-        }
-        match encoder.encode(&picture) {
-            Ok(encoded) if !encoded.data.is_empty() => {
-                let frame = MediaFrame::new(
-                    media_header(VIDEO_INDEX, 0, capture_us, encoded.keyframe),
-                    &encoded.data,
-                );
-                if out.try_send(frame).is_err() {
-                    keyframe_wanted.store(true, Ordering::Relaxed);
-                }
+    camera_on: Arc<AtomicBool>,
+    /// Where the local picture goes for the self-view, under our own id.
+    preview: Option<(ParticipantId, Arc<Pictures>)>,
+}
+
+impl VideoEncoderThread {
+    /// Paces the source at the frame rate, encodes, hands frames over; encodes nothing while the
+    /// camera is off.
+    fn run(self, mut source: Box<dyn VideoSource>) {
+        let spec = self.spec;
+        let mut encoder = match VideoEncoder::new(spec.bitrate(), spec.fps as f32, spec.fps * 3) {
+            Ok(encoder) => encoder,
+            Err(error) => return tracing::error!(%error, "cannot start the video encoder"),
+        };
+        let (w, h) = source.dimensions();
+        let mut picture = VideoFrame::new(w, h);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(spec.fps));
+        let mut next = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else if now - next > interval * 2 {
+                next = now; // fell behind: skip rather than burst
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "video encode failed"),
+            next += interval;
+            if !self.camera_on.load(Ordering::Relaxed) {
+                continue;
+            }
+            source.next_frame(&mut picture);
+            let capture_us = now_us();
+            if let Some((me, pictures)) = &self.preview {
+                pictures.store_frame(*me, &picture);
+            }
+            if self.keyframe_wanted.swap(false, Ordering::Relaxed) {
+                encoder.request_keyframe();
+            }
+            match encoder.encode(&picture) {
+                Ok(encoded) if !encoded.data.is_empty() => {
+                    let frame = MediaFrame::new(
+                        media_header(VIDEO_INDEX, 0, capture_us, encoded.keyframe),
+                        &encoded.data,
+                    );
+                    if self.out.try_send(frame).is_err() {
+                        self.keyframe_wanted.store(true, Ordering::Relaxed);
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "video encode failed"),
+            }
         }
     }
 }
@@ -616,6 +726,7 @@ fn decode_video(
     mut frames: mpsc::Receiver<(TrackId, MediaFrame)>,
     stats: SharedStats,
     keyframes: mpsc::Sender<TrackId>,
+    pictures: Option<Arc<Pictures>>,
 ) {
     let mut decoders: HashMap<TrackId, VideoDecoder> = HashMap::new();
     while let Some((track, frame)) = frames.blocking_recv() {
@@ -628,6 +739,9 @@ fn decode_video(
         };
         match decoder.decode(frame.payload()) {
             Ok(Some(picture)) => {
+                if let Some(pictures) = &pictures {
+                    pictures.store(track.participant, &picture);
+                }
                 let (w, h) = picture.dimensions();
                 let (y, stride) = picture.luma();
                 let marks = read_marks(y, stride, w, h);
@@ -652,7 +766,16 @@ fn decode_video(
 
 #[derive(Default)]
 struct StatusSnapshot {
-    peers: HashMap<ParticipantId, (u64, u64, f64)>,
+    peers: HashMap<ParticipantId, PeerSnapshot>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct PeerSnapshot {
+    video_decoded: u64,
+    audio_decoded: u64,
+    audio_concealed: u64,
+    bytes_received: u64,
+    video_latency_ms: f64,
 }
 
 impl StatusSnapshot {
@@ -671,7 +794,13 @@ impl StatusSnapshot {
                     .collect::<Vec<_>>();
                 (
                     *id,
-                    (p.video_decoded, p.audio_decoded, percentile(&recent, 0.5)),
+                    PeerSnapshot {
+                        video_decoded: p.video_decoded,
+                        audio_decoded: p.audio_decoded,
+                        audio_concealed: p.audio_concealed,
+                        bytes_received: p.bytes_received,
+                        video_latency_ms: percentile(&recent, 0.5),
+                    },
                 )
             })
             .collect();
@@ -696,8 +825,10 @@ fn status_line(
         line.push_str(" alone");
     }
     for &id in &others.present {
-        let (video, audio, latency) = now.peers.get(&id).copied().unwrap_or_default();
-        let (video_before, audio_before, _) = before.peers.get(&id).copied().unwrap_or_default();
+        let now = now.peers.get(&id).copied().unwrap_or_default();
+        let before = before.peers.get(&id).copied().unwrap_or_default();
+        let (video, audio, latency) = (now.video_decoded, now.audio_decoded, now.video_latency_ms);
+        let (video_before, audio_before) = (before.video_decoded, before.audio_decoded);
         let who = others.names.get(&id).map(String::as_str).unwrap_or("?");
         line.push_str(&format!(
             " {who}: video {} fps {latency:.0} ms, audio {}/s |",
@@ -706,6 +837,49 @@ fn status_line(
         ));
     }
     line
+}
+
+/// The overlay's numbers for the last `seconds`.
+fn live_stats(
+    session: &Session,
+    others: &Others,
+    now: &StatusSnapshot,
+    before: &StatusSnapshot,
+    seconds: f64,
+    kbps_out: f64,
+) -> LiveStats {
+    let mut stats = LiveStats {
+        rtt_ms: session.rtt().as_secs_f64() * 1000.0,
+        kbps_out,
+        ..LiveStats::default()
+    };
+    for &id in &others.present {
+        let now = now.peers.get(&id).copied().unwrap_or_default();
+        let before = before.peers.get(&id).copied().unwrap_or_default();
+        let kbps = (now.bytes_received - before.bytes_received) as f64 * 8.0 / 1000.0 / seconds;
+        let played = (now.audio_decoded + now.audio_concealed)
+            - (before.audio_decoded + before.audio_concealed);
+        let concealed = now.audio_concealed - before.audio_concealed;
+        stats.kbps_in += kbps;
+        stats.peers.push(LivePeer {
+            id,
+            fps: (now.video_decoded - before.video_decoded) as f64 / seconds,
+            kbps,
+            audio_loss: if played == 0 {
+                0.0
+            } else {
+                concealed as f64 / played as f64
+            },
+            jitter_depth: others
+                .audio
+                .iter()
+                .filter(|(track, _)| track.participant == id)
+                .map(|(_, audio)| audio.jitter.depth())
+                .sum(),
+            video_latency_ms: now.video_latency_ms,
+        });
+    }
+    stats
 }
 
 fn percentile(samples: &[f64], q: f64) -> f64 {
@@ -746,38 +920,5 @@ fn finish_report(
                 audio_latency_ms_p95: percentile(&peer.audio_latency_ms, 0.95),
             },
         );
-    }
-}
-
-impl BotReport {
-    /// A few lines for people, printed at the end of a run.
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "[{}] summary: sent {} video frames ({:.0} kb/s) and {} audio frames ({:.0} kb/s), {} decode errors, {} chat lines received\n",
-            self.name,
-            self.video_frames_sent,
-            self.video_bytes_sent as f64 * 8.0 / 1000.0 / self.seconds.max(0.001),
-            self.audio_frames_sent,
-            self.audio_bytes_sent as f64 * 8.0 / 1000.0 / self.seconds.max(0.001),
-            self.decode_errors,
-            self.chat_received.len()
-        );
-        for (name, peer) in &self.peers {
-            out.push_str(&format!(
-                "  {name}: video {} decoded ({} wrong sender), latency p50 {:.1} ms p95 {:.1} ms; audio {} decoded, {} concealed, latency p50 {:.1} ms p95 {:.1} ms\n",
-                peer.video_frames_decoded,
-                peer.video_frames_wrong_sender,
-                peer.video_latency_ms_p50,
-                peer.video_latency_ms_p95,
-                peer.audio_frames_decoded,
-                peer.audio_frames_concealed,
-                peer.audio_latency_ms_p50,
-                peer.audio_latency_ms_p95,
-            ));
-        }
-        if let Some(error) = &self.error {
-            out.push_str(&format!("  ended early: {error}\n"));
-        }
-        out
     }
 }

@@ -1,0 +1,260 @@
+//! What the call engine shares with an application (the windowed client): commands in, events
+//! out, and the latest decoded picture and voice of every participant.
+//!
+//! Commands and events go through bounded channels; pictures and voices are mailboxes the engine
+//! overwrites and the application reads at its own pace, so a slow renderer never backs up the
+//! network, and a fast network never grows memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Pose};
+
+use super::report::BotReport;
+use crate::media::{DecodedPicture, VideoFrame};
+
+/// Commands queued from the application to the engine.
+pub const COMMAND_QUEUE: usize = 256;
+/// Events queued from the engine to the application.
+pub const EVENT_QUEUE: usize = 4096;
+/// Decoded audio held per voice before the oldest is dropped (200 ms at 48 kHz).
+const VOICE_CAPACITY: usize = 9_600;
+
+/// What the application asks of the call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Say something in the chat.
+    Chat(String),
+    /// Turn the microphone on or off (off: nothing is sent, others see it muted).
+    Microphone(bool),
+    /// Turn the camera on or off.
+    Camera(bool),
+    /// Where the local participant stands and looks.
+    Pose(Pose),
+    /// Leave the room and end the call.
+    Leave,
+}
+
+/// What happened in the call.
+#[derive(Debug, Clone)]
+pub enum CallEvent {
+    /// Joined: our id and who was already there.
+    Joined {
+        /// Our id.
+        you: ParticipantId,
+        /// Everyone else present.
+        roster: Vec<ParticipantInfo>,
+    },
+    /// A message from the relay (joins, leaves, poses, mutes, chat, errors).
+    Relay(FromRelay),
+    /// Live statistics, once a second.
+    Stats(LiveStats),
+    /// The call ended; the report says why when it ended early.
+    Ended(Box<BotReport>),
+    /// The call could not start.
+    Failed(String),
+}
+
+/// Live statistics of the call, for the overlay.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveStats {
+    /// Round-trip time to the relay.
+    pub rtt_ms: f64,
+    /// Bitrate sent, video and audio, in kb/s.
+    pub kbps_out: f64,
+    /// Bitrate received, in kb/s.
+    pub kbps_in: f64,
+    /// Per remote participant.
+    pub peers: Vec<LivePeer>,
+}
+
+/// Live statistics of one remote participant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivePeer {
+    /// Who.
+    pub id: ParticipantId,
+    /// Video frames decoded in the last second.
+    pub fps: f64,
+    /// Bitrate received from them, in kb/s.
+    pub kbps: f64,
+    /// Share of audio packets concealed in the last second (0..1).
+    pub audio_loss: f64,
+    /// Audio packets waiting in the jitter buffer.
+    pub jitter_depth: usize,
+    /// Capture to decoded picture, median of the last frames.
+    pub video_latency_ms: f64,
+}
+
+/// The latest decoded picture of one participant.
+#[derive(Debug)]
+pub struct Picture {
+    /// The picture, I420.
+    pub frame: VideoFrame,
+    /// Counts up with every new picture.
+    pub serial: u64,
+}
+
+/// The latest decoded picture of every participant.
+#[derive(Debug, Default)]
+pub struct Pictures {
+    slots: Mutex<HashMap<ParticipantId, Picture>>,
+}
+
+impl Pictures {
+    /// Stores `picture` as the latest of `id`, reusing the slot's buffers.
+    pub fn store(&self, id: ParticipantId, picture: &DecodedPicture<'_>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry(id).or_insert_with(|| Picture {
+            frame: VideoFrame::new(2, 2),
+            serial: 0,
+        });
+        picture.copy_to(&mut slot.frame);
+        slot.serial += 1;
+    }
+
+    /// Stores a frame as the latest of `id` (tests and synthetic sources).
+    pub fn store_frame(&self, id: ParticipantId, frame: &VideoFrame) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry(id).or_insert_with(|| Picture {
+            frame: frame.clone(),
+            serial: 0,
+        });
+        slot.frame.clone_from(frame);
+        slot.serial += 1;
+    }
+
+    /// Calls `read` with the picture of `id` when it is newer than `seen`; returns its serial.
+    pub fn read_newer<R>(
+        &self,
+        id: ParticipantId,
+        seen: u64,
+        read: impl FnOnce(&VideoFrame) -> R,
+    ) -> Option<(u64, R)> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.get(&id).filter(|slot| slot.serial > seen)?;
+        Some((slot.serial, read(&slot.frame)))
+    }
+
+    /// Forgets the picture of someone who left.
+    pub fn remove(&self, id: ParticipantId) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+#[derive(Debug, Default)]
+struct VoiceQueue {
+    samples: VecDeque<f32>,
+    level: f32,
+}
+
+/// Decoded audio of every participant, waiting for the speakers, and how loud each one is.
+#[derive(Debug, Default)]
+pub struct Voices {
+    queues: Mutex<HashMap<ParticipantId, VoiceQueue>>,
+}
+
+impl Voices {
+    /// Appends 20 ms of decoded audio of `id` (dropping the oldest beyond 200 ms) and updates its
+    /// level.
+    pub fn push(&self, id: ParticipantId, samples: &[i16]) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = queues.entry(id).or_default();
+        let mut energy = 0.0f32;
+        for &sample in samples {
+            let value = f32::from(sample) / 32768.0;
+            energy += value * value;
+            queue.samples.push_back(value);
+        }
+        let excess = queue.samples.len().saturating_sub(VOICE_CAPACITY);
+        queue.samples.drain(..excess);
+        let rms = (energy / samples.len().max(1) as f32).sqrt();
+        // Fast attack, slower release: a glow that follows speech without flicker.
+        let smoothing = if rms > queue.level { 0.6 } else { 0.15 };
+        queue.level += (rms - queue.level) * smoothing;
+    }
+
+    /// Takes up to `out.len()` samples of `id` into `out`, padding with silence; returns how
+    /// many were real.
+    pub fn pull(&self, id: ParticipantId, out: &mut [f32]) -> usize {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(queue) = queues.get_mut(&id) else {
+            out.fill(0.0);
+            return 0;
+        };
+        let n = out.len().min(queue.samples.len());
+        for (slot, sample) in out.iter_mut().zip(queue.samples.drain(..n)) {
+            *slot = sample;
+        }
+        out[n..].fill(0.0);
+        if n == 0 {
+            // Nothing played: the level decays.
+            queue.level *= 0.9;
+        }
+        n
+    }
+
+    /// Everyone with a queue.
+    pub fn ids(&self) -> Vec<ParticipantId> {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.keys().copied().collect()
+    }
+
+    /// How loud `id` has been lately (RMS, 0..1).
+    pub fn level(&self, id: ParticipantId) -> f32 {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.get(&id).map_or(0.0, |queue| queue.level)
+    }
+
+    /// Marks `id` as silent now (muted or gone quiet).
+    pub fn silence(&self, id: ParticipantId) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queue) = queues.get_mut(&id) {
+            queue.level = 0.0;
+        }
+    }
+
+    /// Forgets someone who left.
+    pub fn remove(&self, id: ParticipantId) {
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voices_are_bounded_and_pulled_in_order() {
+        let voices = Voices::default();
+        let id = ParticipantId(3);
+        for i in 0..20 {
+            voices.push(id, &[i as i16 * 100; 960]);
+        }
+        let mut out = vec![0.0; 960];
+        // 20 x 960 pushed, 9600 kept: the first pulled block is the 11th pushed.
+        assert_eq!(voices.pull(id, &mut out), 960);
+        assert!((out[0] - 1000.0 / 32768.0).abs() < 1e-6);
+        assert!(voices.level(id) > 0.0);
+        assert_eq!(voices.pull(ParticipantId(9), &mut out), 0);
+        assert!(out.iter().all(|&s| s == 0.0));
+    }
+
+    #[test]
+    fn pictures_are_read_once_per_serial() {
+        let pictures = Pictures::default();
+        let id = ParticipantId(1);
+        assert!(pictures.read_newer(id, 0, |_| ()).is_none());
+        pictures.store_frame(id, &VideoFrame::new(4, 4));
+        let (serial, width) = pictures.read_newer(id, 0, |f| f.width).expect("a picture");
+        assert_eq!((serial, width), (1, 4));
+        assert!(pictures.read_newer(id, serial, |_| ()).is_none());
+        pictures.remove(id);
+        assert!(pictures.read_newer(id, 0, |_| ()).is_none());
+    }
+}

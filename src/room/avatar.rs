@@ -1,0 +1,208 @@
+//! The local viewer: placed at its slot in the ring on joining, moved with WASD or the arrows,
+//! turned by dragging with the mouse; its pose goes to the others at most 30 times a second.
+//! Also the self-view, showing what the camera sends.
+
+use std::time::Duration;
+
+use bevy::input::mouse::AccumulatedMouseMotion;
+use bevy::prelude::*;
+use bevy_egui::input::EguiWantsInput;
+use rotunda_proto::Pose;
+
+use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS};
+use super::panel::{VideoMaterial, pack_planes, planes_image};
+use super::scene::SelfView;
+use crate::AppSystems;
+use crate::call::Command;
+use crate::net::{Call, CallJoined, Devices};
+use crate::participants::Roster;
+use crate::screens::Screen;
+
+/// Walking speed, m/s.
+const SPEED: f32 = 2.5;
+/// Turning per pixel dragged, radians.
+const TURN: f32 = 0.004;
+/// How far behind its ring slot the viewer starts.
+const BACK_STEP: f32 = 1.5;
+/// Shortest time between two poses sent (30 Hz).
+pub const POSE_INTERVAL: Duration = Duration::from_millis(34);
+
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(
+        Update,
+        (
+            place_on_join.after(AppSystems::Update),
+            move_avatar.in_set(AppSystems::Update),
+            publish_pose.in_set(AppSystems::Present),
+            show_self_view.in_set(AppSystems::Present),
+        )
+            .run_if(in_state(Screen::InRoom).or_else(in_state(Screen::Connecting))),
+    );
+}
+
+/// The viewer's heading and pitch.
+#[derive(Component, Debug, Default)]
+pub struct Avatar {
+    /// Heading, radians.
+    pub yaw: f32,
+    /// Pitch, radians.
+    pub pitch: f32,
+}
+
+impl Avatar {
+    fn rotation(&self) -> Quat {
+        Quat::from_euler(EulerRot::YXZ, self.yaw, self.pitch, 0.0)
+    }
+}
+
+/// On joining, stand at our slot of the ring, looking at the centre.
+fn place_on_join(
+    mut joined: MessageReader<CallJoined>,
+    roster: Res<Roster>,
+    mut avatars: Query<(&mut Transform, &mut Avatar)>,
+) {
+    if joined.read().last().is_none() {
+        return;
+    }
+    let ids = roster.ids();
+    let slots = layout::ring(ids.len());
+    let Some(slot) = roster
+        .you
+        .and_then(|you| ids.iter().position(|id| *id == you))
+        .and_then(|i| slots.get(i))
+    else {
+        return;
+    };
+    for (mut transform, mut avatar) in &mut avatars {
+        // A step behind our slot, so the ring is in view.
+        let out = Vec3::new(slot.translation.x, 0.0, slot.translation.z).normalize_or_zero();
+        let position = out * (slot.translation.xz().length() + BACK_STEP) + Vec3::Y * EYE_HEIGHT;
+        let to_centre = -position;
+        avatar.yaw = (-to_centre.x).atan2(-to_centre.z);
+        avatar.pitch = -0.12;
+        transform.translation = position;
+        transform.rotation = avatar.rotation();
+    }
+}
+
+fn move_avatar(
+    time: Res<Time>,
+    keys: Res<ButtonInput<KeyCode>>,
+    buttons: Res<ButtonInput<MouseButton>>,
+    motion: Res<AccumulatedMouseMotion>,
+    wants: Option<Res<EguiWantsInput>>,
+    mut avatars: Query<(&mut Transform, &mut Avatar)>,
+) {
+    let typing = wants.as_ref().is_some_and(|w| w.wants_keyboard_input());
+    let over_ui = wants.as_ref().is_some_and(|w| w.wants_pointer_input());
+    for (mut transform, mut avatar) in &mut avatars {
+        if buttons.pressed(MouseButton::Left) && !over_ui {
+            avatar.yaw -= motion.delta.x * TURN;
+            avatar.pitch = (avatar.pitch - motion.delta.y * TURN).clamp(-1.2, 1.2);
+        }
+        let mut walk = Vec2::ZERO;
+        if !typing {
+            let pressed = |a: KeyCode, b: KeyCode| keys.pressed(a) || keys.pressed(b);
+            if pressed(KeyCode::KeyW, KeyCode::ArrowUp) {
+                walk.y += 1.0;
+            }
+            if pressed(KeyCode::KeyS, KeyCode::ArrowDown) {
+                walk.y -= 1.0;
+            }
+            if pressed(KeyCode::KeyD, KeyCode::ArrowRight) {
+                walk.x += 1.0;
+            }
+            if pressed(KeyCode::KeyA, KeyCode::ArrowLeft) {
+                walk.x -= 1.0;
+            }
+        }
+        transform.rotation = avatar.rotation();
+        if walk != Vec2::ZERO {
+            let forward = Vec3::new(-avatar.yaw.sin(), 0.0, -avatar.yaw.cos());
+            let right = Vec3::new(-forward.z, 0.0, forward.x);
+            let step =
+                (forward * walk.y + right * walk.x).normalize_or_zero() * SPEED * time.delta_secs();
+            let mut next = transform.translation + step;
+            let flat = Vec2::new(next.x, next.z);
+            let limit = ROOM_RADIUS - 1.5;
+            if flat.length() > limit {
+                let flat = flat.normalize_or_zero() * limit;
+                next = Vec3::new(flat.x, next.y, flat.y);
+            }
+            transform.translation = next;
+        }
+    }
+}
+
+/// Sends our pose when it changed, at most every [`POSE_INTERVAL`].
+fn publish_pose(
+    time: Res<Time>,
+    call: Option<Res<Call>>,
+    avatars: Query<&Transform, With<Avatar>>,
+    mut last: Local<Option<(Pose, Duration)>>,
+) {
+    let (Some(call), Some(transform)) = (call, avatars.iter().next()) else {
+        return;
+    };
+    let pose = Pose {
+        position: transform.translation.to_array(),
+        orientation: transform.rotation.to_array(),
+    };
+    let now = time.elapsed();
+    let due = match *last {
+        None => true,
+        Some((sent, at)) => sent != pose && now.saturating_sub(at) >= POSE_INTERVAL,
+    };
+    if due {
+        call.send(Command::Pose(pose));
+        *last = Some((pose, now));
+    }
+}
+
+/// Shows what our camera sends in the corner.
+fn show_self_view(
+    call: Option<Res<Call>>,
+    roster: Res<Roster>,
+    devices: Res<Devices>,
+    mut views: Query<(&mut SelfView, &mut Visibility)>,
+    mut images: ResMut<Assets<Image>>,
+    mut videos: ResMut<Assets<VideoMaterial>>,
+) {
+    let (Some(call), Some(you)) = (call, roster.you) else {
+        return;
+    };
+    for (mut view, mut visibility) in &mut views {
+        let on = devices.camera_on;
+        let wanted = if on {
+            Visibility::Inherited
+        } else {
+            Visibility::Hidden
+        };
+        visibility.set_if_neq(wanted);
+        if !on {
+            continue;
+        }
+        let image = view.image.clone();
+        let read = call.pictures.read_newer(you, view.shown, |frame| {
+            let packed = images
+                .get_mut(&image)
+                .and_then(|mut image| image.data.as_mut().map(|d| pack_planes(frame, d)));
+            (packed != Some(true)).then(|| frame.clone())
+        });
+        let Some((serial, resized)) = read else {
+            continue;
+        };
+        view.shown = serial;
+        if let Some(frame) = resized {
+            let mut fresh = planes_image(frame.width, frame.height);
+            if let Some(data) = fresh.data.as_mut() {
+                pack_planes(&frame, data);
+            }
+            view.image = images.add(fresh);
+            if let Some(mut material) = videos.get_mut(&view.material) {
+                material.planes = view.image.clone();
+                material.panel.state = Vec4::new(1.0, frame.width as f32, frame.height as f32, 0.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The egui interface in the room: top bar (room, microphone, camera, meeting mode, leave),
+//! participants list, chat, statistics overlay (F3), name tags over the panels, and badges for
+//! devices that did not work. Keys: M microphone, V camera, F3 statistics, Enter chat.
+
+pub mod model;
+
+use bevy::camera::Viewport;
+use bevy::ecs::system::SystemParam;
+use bevy::prelude::*;
+use bevy_egui::input::EguiWantsInput;
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+
+use crate::audio::{Ears, MeetingMode};
+use crate::call::Command;
+use crate::media::SourceState;
+use crate::net::{Call, Devices};
+use crate::participants::{Departing, Muted, Participant, Speaking};
+use crate::room::layout::PANEL_HEIGHT;
+use crate::screens::Screen;
+use crate::settings::Settings;
+use model::{CallStats, ChatLog, Panels, ParticipantRows};
+
+/// The UI's model, without drawing (what tests build on).
+pub fn logic_plugin(app: &mut App) {
+    app.add_plugins(model::plugin);
+}
+
+/// Drawing and keys.
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(Update, handle_keys.run_if(in_state(Screen::InRoom)));
+    app.add_systems(OnExit(Screen::InRoom), reset_view);
+    app.add_systems(
+        EguiPrimaryContextPass,
+        draw_room_ui.run_if(in_state(Screen::InRoom)),
+    );
+}
+
+/// A root `Ui` covering the window, for panels (egui 0.36 shows panels inside a `Ui`).
+pub fn root_ui(ctx: &egui::Context, id: &'static str) -> egui::Ui {
+    egui::Ui::new(
+        ctx.clone(),
+        egui::Id::new(id),
+        egui::UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
+    )
+}
+
+/// Everything the room's interface reads and changes.
+#[derive(SystemParam)]
+struct RoomUi<'w, 's> {
+    settings: Res<'w, Settings>,
+    call: Option<Res<'w, Call>>,
+    stats: Res<'w, CallStats>,
+    devices: ResMut<'w, Devices>,
+    meeting: ResMut<'w, MeetingMode>,
+    panels: ResMut<'w, Panels>,
+    log: ResMut<'w, ChatLog>,
+    rows: Res<'w, ParticipantRows>,
+    cameras: Query<'w, 's, (&'static mut Camera, &'static GlobalTransform), With<Ears>>,
+    participants: Query<
+        'w,
+        's,
+        (
+            &'static Participant,
+            &'static Muted,
+            &'static Speaking,
+            &'static GlobalTransform,
+        ),
+        Without<Departing>,
+    >,
+}
+
+fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
+    let ctx = contexts.ctx_mut()?.clone();
+    let mut ui = root_ui(&ctx, "room");
+    draw_top_bar(&mut ui, &mut room);
+    draw_participants(&mut ui, &room);
+    draw_chat(&mut ui, &mut room);
+    fit_view(&ctx, ui.available_rect_before_wrap(), &mut room);
+    draw_stats(&ctx, &room);
+    draw_name_tags(&ctx, &room);
+    Ok(())
+}
+
+/// Turns the microphone on or off.
+pub fn set_microphone(devices: &mut Devices, call: Option<&Call>, on: bool) {
+    if !devices.microphone.sends() || devices.microphone_on == on {
+        return;
+    }
+    devices.microphone_on = on;
+    if let Some(call) = call {
+        call.send(Command::Microphone(on));
+    }
+}
+
+/// Turns the camera on or off.
+pub fn set_camera(devices: &mut Devices, call: Option<&Call>, on: bool) {
+    if !devices.camera.sends() || devices.camera_on == on {
+        return;
+    }
+    devices.camera_on = on;
+    if let Some(call) = call {
+        call.send(Command::Camera(on));
+    }
+}
+
+fn handle_keys(
+    keys: Res<ButtonInput<KeyCode>>,
+    wants: Option<Res<EguiWantsInput>>,
+    call: Option<Res<Call>>,
+    mut devices: ResMut<Devices>,
+    mut panels: ResMut<Panels>,
+) {
+    if wants.is_some_and(|w| w.wants_keyboard_input()) {
+        return;
+    }
+    if keys.just_pressed(KeyCode::KeyM) {
+        let on = !devices.microphone_on;
+        set_microphone(&mut devices, call.as_deref(), on);
+    }
+    if keys.just_pressed(KeyCode::KeyV) {
+        let on = !devices.camera_on;
+        set_camera(&mut devices, call.as_deref(), on);
+    }
+    if keys.just_pressed(KeyCode::F3) {
+        panels.stats = !panels.stats;
+    }
+}
+
+fn badge(ui: &mut egui::Ui, what: &str, state: &SourceState) {
+    if let SourceState::Fallback(reason) = state {
+        ui.label(
+            egui::RichText::new(format!("⚠ no {what}"))
+                .color(egui::Color32::BLACK)
+                .background_color(egui::Color32::from_rgb(250, 180, 60)),
+        )
+        .on_hover_text(reason.as_str());
+    }
+}
+
+fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi) {
+    let RoomUi {
+        settings,
+        call,
+        stats,
+        devices,
+        meeting,
+        panels,
+        log,
+        ..
+    } = room;
+    egui::Panel::top("top").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            ui.strong(format!("Rotunda · {}", settings.room));
+            ui.separator();
+            ui.label(format!("connected · {:.0} ms", stats.0.rtt_ms));
+            ui.separator();
+            let mut microphone = devices.microphone_on;
+            if ui
+                .add_enabled(
+                    devices.microphone.sends(),
+                    egui::Checkbox::new(&mut microphone, "Microphone (M)"),
+                )
+                .changed()
+            {
+                set_microphone(devices, call.as_deref(), microphone);
+            }
+            let mut camera = devices.camera_on;
+            if ui
+                .add_enabled(
+                    devices.camera.sends(),
+                    egui::Checkbox::new(&mut camera, "Camera (V)"),
+                )
+                .changed()
+            {
+                set_camera(devices, call.as_deref(), camera);
+            }
+            ui.checkbox(&mut meeting.0, "Meeting mode")
+                .on_hover_text("Every voice centred, as in a flat call");
+            ui.separator();
+            let chat_label = if log.unread > 0 && !panels.chat {
+                format!("Chat ({})", log.unread)
+            } else {
+                "Chat".to_owned()
+            };
+            if ui.selectable_label(panels.chat, chat_label).clicked() {
+                panels.chat = !panels.chat;
+                if panels.chat {
+                    log.unread = 0;
+                }
+            }
+            if ui.selectable_label(panels.participants, "People").clicked() {
+                panels.participants = !panels.participants;
+            }
+            if ui.selectable_label(panels.stats, "Stats (F3)").clicked() {
+                panels.stats = !panels.stats;
+            }
+            badge(ui, "camera", &devices.camera);
+            badge(ui, "microphone", &devices.microphone);
+            badge(ui, "speakers", &devices.speakers);
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui.button("Leave").clicked()
+                    && let Some(call) = &call
+                {
+                    call.leave();
+                }
+            });
+        });
+    });
+}
+
+fn draw_participants(ui: &mut egui::Ui, room: &RoomUi) {
+    let rows = &room.rows;
+    if !room.panels.participants {
+        return;
+    }
+    egui::Panel::left("people")
+        .default_size(170.0)
+        .show(ui, |ui| {
+            ui.heading(format!("People ({})", rows.0.len()));
+            ui.separator();
+            for row in &rows.0 {
+                ui.horizontal(|ui| {
+                    let name = if row.you {
+                        format!("{} (you)", row.name)
+                    } else {
+                        row.name.clone()
+                    };
+                    let text = egui::RichText::new(name);
+                    ui.label(if row.speaking {
+                        text.color(egui::Color32::LIGHT_GREEN).strong()
+                    } else {
+                        text
+                    });
+                    if row.audio_muted {
+                        ui.colored_label(egui::Color32::LIGHT_RED, "mic off");
+                    }
+                    if row.video_muted {
+                        ui.colored_label(egui::Color32::LIGHT_RED, "cam off");
+                    }
+                });
+            }
+        });
+}
+
+fn draw_chat(ui: &mut egui::Ui, room: &mut RoomUi) {
+    let RoomUi {
+        panels, log, call, ..
+    } = room;
+    if !panels.chat {
+        return;
+    }
+    log.unread = 0;
+    egui::Panel::right("chat")
+        .default_size(260.0)
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("Chat");
+                if ui.small_button("×").clicked() {
+                    panels.chat = false;
+                }
+            });
+            ui.separator();
+            let input_height = 36.0;
+            egui::ScrollArea::vertical()
+                .max_height(ui.available_height() - input_height)
+                .stick_to_bottom(true)
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
+                    for line in &log.lines {
+                        ui.horizontal_wrapped(|ui| {
+                            let name = egui::RichText::new(format!("{}:", line.name)).strong();
+                            ui.label(if line.mine {
+                                name.color(egui::Color32::LIGHT_BLUE)
+                            } else {
+                                name
+                            });
+                            ui.label(&line.text);
+                        });
+                    }
+                });
+            let response = ui.add(
+                egui::TextEdit::singleline(&mut log.draft)
+                    .hint_text("Say something… (Enter)")
+                    .desired_width(f32::INFINITY),
+            );
+            if response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                let text = log.draft.trim().to_owned();
+                if !text.is_empty()
+                    && let Some(call) = &call
+                {
+                    call.send(Command::Chat(text.chars().take(1000).collect()));
+                }
+                log.draft.clear();
+                response.request_focus();
+            }
+        });
+}
+
+/// Renders the room only where the panels leave room for it, so nothing hides behind them.
+fn fit_view(ctx: &egui::Context, free: egui::Rect, room: &mut RoomUi) {
+    let scale = ctx.pixels_per_point();
+    let min = UVec2::new(
+        (free.min.x * scale).max(0.0) as u32,
+        (free.min.y * scale).max(0.0) as u32,
+    );
+    let size = UVec2::new(
+        (free.width() * scale).max(1.0) as u32,
+        (free.height() * scale).max(1.0) as u32,
+    );
+    for (mut camera, _) in &mut room.cameras {
+        let unchanged = camera
+            .viewport
+            .as_ref()
+            .is_some_and(|v| v.physical_position == min && v.physical_size == size);
+        if !unchanged && free.width() >= 16.0 && free.height() >= 16.0 {
+            camera.viewport = Some(Viewport {
+                physical_position: min,
+                physical_size: size,
+                ..default()
+            });
+        }
+    }
+}
+
+/// Outside the room the whole window is the room's view again.
+fn reset_view(mut cameras: Query<&mut Camera, With<Ears>>) {
+    for mut camera in &mut cameras {
+        camera.viewport = None;
+    }
+}
+
+fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
+    if !room.panels.stats {
+        return;
+    }
+    let stats = &room.stats.0;
+    egui::Window::new("Statistics")
+        .anchor(egui::Align2::LEFT_BOTTOM, [12.0, -12.0])
+        .resizable(false)
+        .show(ctx, |ui| {
+            ui.label(format!(
+                "RTT {:.1} ms · out {:.0} kb/s · in {:.0} kb/s",
+                stats.rtt_ms, stats.kbps_out, stats.kbps_in
+            ));
+            egui::Grid::new("peers").striped(true).show(ui, |ui| {
+                for header in ["id", "fps", "kb/s", "audio loss", "jitter", "latency"] {
+                    ui.strong(header);
+                }
+                ui.end_row();
+                for peer in &stats.peers {
+                    ui.label(peer.id.0.to_string());
+                    ui.label(format!("{:.0}", peer.fps));
+                    ui.label(format!("{:.0}", peer.kbps));
+                    ui.label(format!("{:.1} %", peer.audio_loss * 100.0));
+                    ui.label(format!("{} × 20 ms", peer.jitter_depth));
+                    ui.label(format!("{:.0} ms", peer.video_latency_ms));
+                    ui.end_row();
+                }
+            });
+        });
+}
+
+/// Name tags above every panel in sight, with the microphone state and a speaking dot.
+fn draw_name_tags(ctx: &egui::Context, room: &RoomUi) {
+    let Some((camera, camera_transform)) = room.cameras.iter().next() else {
+        return;
+    };
+    for (participant, muted, speaking, transform) in &room.participants {
+        let above = transform.translation() + Vec3::Y * (PANEL_HEIGHT / 2.0 + 0.18);
+        let Ok(at) = camera.world_to_viewport(camera_transform, above) else {
+            continue;
+        };
+        egui::Area::new(egui::Id::new(("tag", participant.id.0)))
+            .fixed_pos(egui::pos2(at.x, at.y))
+            .pivot(egui::Align2::CENTER_BOTTOM)
+            .interactable(false)
+            .order(egui::Order::Middle)
+            .show(ctx, |ui| {
+                egui::Frame::new()
+                    .fill(egui::Color32::from_black_alpha(170))
+                    .corner_radius(6.0)
+                    .inner_margin(egui::Margin::symmetric(8, 3))
+                    .show(ui, |ui| {
+                        ui.horizontal(|ui| {
+                            let (dot, _) = ui
+                                .allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                            let colour = if muted.audio {
+                                egui::Color32::from_rgb(220, 70, 70)
+                            } else if speaking.0 > 0.15 {
+                                egui::Color32::from_rgb(90, 230, 120)
+                            } else {
+                                egui::Color32::from_gray(110)
+                            };
+                            ui.painter().circle_filled(dot.center(), 4.5, colour);
+                            ui.label(
+                                egui::RichText::new(&participant.name)
+                                    .color(egui::Color32::WHITE)
+                                    .strong(),
+                            );
+                            if muted.audio {
+                                ui.colored_label(egui::Color32::LIGHT_RED, "muted");
+                            }
+                        });
+                    });
+            });
+    }
+}
