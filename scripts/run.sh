@@ -1,36 +1,47 @@
 #!/usr/bin/env bash
-# Runs Rotunda on loopback: a relay and three participants (alice, bob, carol) that see and hear
-# each other, each printing whom it decodes, at what frame rate and latency.
-#   ROTUNDA_LISTEN (127.0.0.1:4443)  ROTUNDA_ROOM (lobby)  ROTUNDA_DURATION (30s)
+# Runs Rotunda on loopback: the 3D room client, which starts a relay in-process on
+# 127.0.0.1:4443 (or joins the one already there), and two bots (alice, bob) in the same room
+# so there is someone to meet. Another `rotunda --room lobby` on this machine joins them.
+#   ROTUNDA_ROOM (lobby)  ROTUNDA_NAME ($USER)  ROTUNDA_BOTS (2)  ROTUNDA_RELAY (a relay URL)
+# Without a display (a server, a container), the room runs under Xvfb for 30 s and saves a
+# screenshot to rotunda-room.png instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo build --quiet --workspace --bins
 bin="$CARGO_TARGET_DIR/debug"
-listen="${ROTUNDA_LISTEN:-127.0.0.1:4443}"
 room="${ROTUNDA_ROOM:-lobby}"
-duration="${ROTUNDA_DURATION:-30s}"
+name="${ROTUNDA_NAME:-${USER:-guest}}"
+bots="${ROTUNDA_BOTS:-2}"
+relay="${ROTUNDA_RELAY:-https://127.0.0.1:4443}"
 
-relay_out="$(mktemp)"
-"$bin/rotunda-relay" --listen "$listen" >"$relay_out" &
-relay=$!
-trap 'kill $relay 2>/dev/null || true; wait $relay 2>/dev/null || true; rm -f "$relay_out"' EXIT
-until [ -s "$relay_out" ]; do
-    kill -0 $relay 2>/dev/null || { echo "the relay did not start (is $listen taken? set ROTUNDA_LISTEN)" >&2; exit 1; }
-    sleep 0.1
-done
-url="$(head -n 1 "$relay_out" | awk '{print $NF}')"
-cat "$relay_out"
-echo "join from another terminal: $bin/rotunda bot --relay $url --room $room --name you"
-echo
+args=(--room "$room" --name "$name")
+[ -n "${ROTUNDA_RELAY:-}" ] && args+=(--relay "$ROTUNDA_RELAY")
+if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+    echo "no display: running the room under Xvfb for 30 s; the screenshot goes to rotunda-room.png"
+    export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
+    client=(xvfb-run -a -s "-screen 0 1280x720x24" "$bin/rotunda" "${args[@]}"
+        --camera synthetic --mic synthetic --duration 30s
+        --screenshot rotunda-room.png --screenshot-after 20s --stats-json rotunda-stats.json)
+else
+    client=("$bin/rotunda" "${args[@]}")
+fi
 
+"${client[@]}" &
+window=$!
 pids=()
-for name in alice bob carol; do
-    "$bin/rotunda" bot --relay "$url" --room "$room" --name "$name" --duration "$duration" \
-        --chat "hello from $name" &
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+# The bots join once the relay answers (the client starts it).
+for _ in $(seq 100); do
+    curl -sf "http://${relay#https://}/healthz" >/dev/null 2>&1 && break
+    kill -0 $window 2>/dev/null || break
+    sleep 0.2
+done
+names=(alice bob carol dave erin frank)
+for ((i = 0; i < bots && i < ${#names[@]}; i++)); do
+    "$bin/rotunda" bot --relay "$relay" --room "$room" --name "${names[$i]}" --duration 24h \
+        --chat "hello from ${names[$i]}" >/dev/null &
     pids+=($!)
 done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-exit $status
+wait $window

@@ -1,13 +1,22 @@
-# Sourced by run.sh and test.sh: installs, on Debian, what building Rotunda needs and is missing,
-# and points cargo at a build directory outside the clone that later runs reuse.
+# Sourced by run.sh and test.sh: installs, on Debian, what building and running Rotunda needs and
+# is missing, and points cargo at a build directory outside the clone that later runs reuse.
 
 need=()
+want() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed' || need+=("$1"); }
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v nasm >/dev/null 2>&1 || need+=(nasm)             # openh264's assembly, 3x faster
 command -v cmake >/dev/null 2>&1 || need+=(cmake)           # builds libopus
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+want libasound2-dev       # cpal: microphone and speakers (ALSA, PulseAudio through it)
+want libclang-dev         # nokhwa: camera bindings (V4L2) are generated with bindgen
+want libvulkan1           # the renderer (wgpu)
+want mesa-vulkan-drivers  # software Vulkan (lavapipe) where there is no GPU: tests, servers
+want libxkbcommon-x11-0   # the window (winit on X11)
+want xvfb                 # a screen for the windowed tests, and for run.sh without a display
+want xauth                # xvfb-run
+command -v curl >/dev/null 2>&1 || need+=(curl)  # run.sh waits for the relay
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -73,6 +73,12 @@ pub fn app(settings: Settings) -> App {
     .add_plugins(bevy_egui::EguiPlugin::default())
     .insert_resource(settings)
     .add_plugins(logic_plugin)
-    .add_plugins((room::plugin, audio::plugin, ui::plugin, automation::plugin));
+    .add_plugins((
+        net::io_plugin,
+        room::plugin,
+        audio::plugin,
+        ui::plugin,
+        automation::plugin,
+    ));
     app
 }

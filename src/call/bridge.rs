@@ -5,7 +5,7 @@
 //! overwrites and the application reads at its own pace, so a slow renderer never backs up the
 //! network, and a fast network never grows memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Pose};
@@ -94,13 +94,33 @@ pub struct Picture {
     pub serial: u64,
 }
 
-/// The latest decoded picture of every participant.
+/// The latest decoded picture of every participant, and whose pictures nobody looks at.
 #[derive(Debug, Default)]
 pub struct Pictures {
     slots: Mutex<HashMap<ParticipantId, Picture>>,
+    hidden: Mutex<HashSet<ParticipantId>>,
 }
 
 impl Pictures {
+    /// Marks `id`'s panel as out of sight (or too small to matter): its video is not decoded
+    /// until it shows again, then from the next keyframe.
+    pub fn set_hidden(&self, id: ParticipantId, hidden: bool) {
+        let mut set = self.hidden.lock().unwrap_or_else(|e| e.into_inner());
+        if hidden {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+
+    /// Whether `id`'s video is out of sight.
+    pub fn is_hidden(&self, id: ParticipantId) -> bool {
+        self.hidden
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
     /// Stores `picture` as the latest of `id`, reusing the slot's buffers.
     pub fn store(&self, id: ParticipantId, picture: &DecodedPicture<'_>) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -141,6 +161,7 @@ impl Pictures {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
+        self.set_hidden(id, false);
     }
 }
 

@@ -15,7 +15,7 @@
 pub mod bridge;
 pub mod report;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,6 +156,7 @@ impl AppLink {
 struct PeerStats {
     video_received: u64,
     video_decoded: u64,
+    video_skipped: u64,
     wrong_sender: u64,
     audio_received: u64,
     audio_decoded: u64,
@@ -729,7 +730,33 @@ fn decode_video(
     pictures: Option<Arc<Pictures>>,
 ) {
     let mut decoders: HashMap<TrackId, VideoDecoder> = HashMap::new();
+    // Tracks whose panel went out of sight: they resume at a keyframe.
+    let mut paused: HashSet<TrackId> = HashSet::new();
     while let Some((track, frame)) = frames.blocking_recv() {
+        if let Some(pictures) = &pictures {
+            if pictures.is_hidden(track.participant) {
+                paused.insert(track);
+                lock(&stats)
+                    .peers
+                    .entry(track.participant)
+                    .or_default()
+                    .video_skipped += 1;
+                continue;
+            }
+            if paused.contains(&track) {
+                if !frame.header.keyframe {
+                    // Asked once per skipped frame; the relay rate-limits the requests.
+                    let _ = keyframes.try_send(track);
+                    lock(&stats)
+                        .peers
+                        .entry(track.participant)
+                        .or_default()
+                        .video_skipped += 1;
+                    continue;
+                }
+                paused.remove(&track);
+            }
+        }
         let decoder = match decoders.entry(track) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => match VideoDecoder::new() {
@@ -910,6 +937,7 @@ fn finish_report(
                 id: id.0,
                 video_frames_received: peer.video_received,
                 video_frames_decoded: peer.video_decoded,
+                video_frames_skipped: peer.video_skipped,
                 video_frames_wrong_sender: peer.wrong_sender,
                 audio_frames_received: peer.audio_received,
                 audio_frames_decoded: peer.audio_decoded,

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One chat line as received.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatLine {
     /// Sender's display name.
     pub from: String,
@@ -15,7 +15,7 @@ pub struct ChatLine {
 }
 
 /// What a bot saw of one other participant.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PeerReport {
     /// The participant's id.
     pub id: u32,
@@ -23,6 +23,9 @@ pub struct PeerReport {
     pub video_frames_received: u64,
     /// Video frames decoded.
     pub video_frames_decoded: u64,
+    /// Video frames not decoded because their panel was out of sight.
+    #[serde(default)]
+    pub video_frames_skipped: u64,
     /// Decoded pictures whose marks named someone else (or were unreadable).
     pub video_frames_wrong_sender: u64,
     /// Audio packets received.
@@ -42,7 +45,7 @@ pub struct PeerReport {
 }
 
 /// What a bot saw, written by `--stats-json`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BotReport {
     /// The bot's display name.
     pub name: String,

@@ -37,10 +37,14 @@ pub(super) fn plugin(app: &mut App) {
         .add_message::<StatsUpdated>()
         .add_message::<CallEnded>();
     app.init_resource::<Devices>();
-    app.add_systems(Startup, start_local_relay);
-    app.add_systems(OnEnter(Screen::Connecting), start_call);
     app.add_systems(Update, drain_call.in_set(AppSystems::RecordInput));
     app.add_systems(Update, follow_call_end.in_set(AppSystems::Update));
+}
+
+/// Starting calls (and the local relay): the part that opens devices and sockets.
+pub(super) fn io_plugin(app: &mut App) {
+    app.add_systems(Startup, start_local_relay);
+    app.add_systems(OnEnter(Screen::Connecting), start_call);
 }
 
 /// We joined the room.
@@ -416,7 +420,7 @@ fn explain_end(error: Option<&str>) -> (Option<String>, bool) {
 
 /// Words for a call that could not start, and whether to try again.
 pub fn explain_failure(reason: &str) -> (String, bool) {
-    let refused = |code: ErrorCode| reason.contains(&format!("Refused({code:?})"));
+    let refused = |code: ErrorCode| reason.contains(&format!("refused the join: {code:?}"));
     if refused(ErrorCode::RoomFull) {
         return ("The room is full.".into(), false);
     }

@@ -18,6 +18,11 @@ pub(super) fn plugin(app: &mut bevy::prelude::App) {
     bridge::plugin(app);
 }
 
+/// Starts calls and the in-process relay (left out of tests that use no network).
+pub(super) fn io_plugin(app: &mut bevy::prelude::App) {
+    bridge::io_plugin(app);
+}
+
 use rotunda_proto::{ErrorCode, FromRelay, MediaFrame, TrackKind};
 
 /// Where and as whom to join.

@@ -5,6 +5,8 @@
 //! in place every new frame (bevy reuses the GPU texture when the size is unchanged) and turned
 //! into RGB by the panel's shader. Panels the camera does not see are not uploaded.
 
+use std::time::Duration;
+
 use bevy::asset::{RenderAssetUsages, embedded_asset};
 use bevy::pbr::{Material, MaterialPlugin};
 use bevy::prelude::*;
@@ -27,7 +29,13 @@ pub(super) fn plugin(app: &mut App) {
     app.add_observer(dress_panel);
     app.add_systems(
         Update,
-        (upload_video, show_speaking_glow, face_viewer).in_set(AppSystems::Present),
+        (
+            pause_hidden_video,
+            upload_video,
+            show_speaking_glow,
+            face_viewer,
+        )
+            .in_set(AppSystems::Present),
     );
 }
 
@@ -70,7 +78,14 @@ pub struct PanelParts {
     pub image: Handle<Image>,
     /// The serial of the picture shown.
     pub shown: u64,
+    /// Since when the panel has been out of sight or tiny.
+    pub unseen_since: Option<Duration>,
 }
+
+/// A panel out of sight (or smaller than this many pixels tall) this long stops being decoded.
+pub const UNSEEN_GRACE: Duration = Duration::from_secs(1);
+/// Panels shorter than this on screen are not worth decoding.
+pub const TINY_PIXELS: f32 = 24.0;
 
 /// An R8 image holding an I420 picture of `width` x `height`.
 pub fn planes_image(width: usize, height: usize) -> Image {
@@ -178,7 +193,48 @@ fn dress_panel(
             frame,
             image,
             shown: 0,
+            unseen_since: None,
         });
+}
+
+/// Stops decoding the video of panels out of sight or tiny for [`UNSEEN_GRACE`]; resumes (from a
+/// keyframe) as soon as they show.
+fn pause_hidden_video(
+    time: Res<Time<Real>>,
+    call: Option<Res<Call>>,
+    cameras: Query<(&Camera, &GlobalTransform), With<Ears>>,
+    mut panels: Query<(&Participant, &GlobalTransform, &mut PanelParts)>,
+    screens: Query<&ViewVisibility>,
+) {
+    let (Some(call), Some((camera, eye))) = (call, cameras.iter().next()) else {
+        return;
+    };
+    let now = time.elapsed();
+    for (participant, transform, mut parts) in &mut panels {
+        let in_view = screens.get(parts.screen).is_ok_and(|v| v.get());
+        let centre = transform.translation();
+        // Full size even while growing in: an arriving panel is about to be seen.
+        let half = Vec3::Y * (PANEL_HEIGHT / 2.0);
+        let tall = match (
+            camera.world_to_viewport(eye, centre + half),
+            camera.world_to_viewport(eye, centre - half),
+        ) {
+            (Ok(top), Ok(bottom)) => (bottom.y - top.y).abs(),
+            _ => 0.0,
+        };
+        let seen = in_view && tall >= TINY_PIXELS;
+        if seen {
+            parts.unseen_since = None;
+        } else if parts.unseen_since.is_none() {
+            parts.unseen_since = Some(now);
+        }
+        let hidden = parts
+            .unseen_since
+            .is_some_and(|since| now.saturating_sub(since) >= UNSEEN_GRACE);
+        if hidden != call.pictures.is_hidden(participant.id) {
+            call.pictures.set_hidden(participant.id, hidden);
+        }
+    }
 }
 
 /// Copies each visible participant's newest picture into its panel's texture.

@@ -5,6 +5,9 @@ use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use super::Screen;
+use crate::audio::device;
+use crate::call::VideoSpec;
+use crate::media::camera;
 use crate::settings::{DeviceChoice, Settings};
 
 pub(super) fn plugin(app: &mut App) {
@@ -19,9 +22,49 @@ pub(super) fn plugin(app: &mut App) {
 #[derive(Resource, Default)]
 struct JoinForm {
     relay: String,
-    camera: String,
-    microphone: String,
+    camera: DeviceChoice,
+    microphone: DeviceChoice,
+    video: VideoSpec,
+    cameras: Vec<(DeviceChoice, String)>,
+    microphones: Vec<(DeviceChoice, String)>,
     error: Option<String>,
+}
+
+/// The choices a device menu offers: the system's default, every device found, the synthetic
+/// source and none.
+fn menu(
+    devices: impl IntoIterator<Item = (String, String)>,
+    synthetic: &str,
+) -> Vec<(DeviceChoice, String)> {
+    let mut menu = vec![(DeviceChoice::Default, "system default".to_owned())];
+    menu.extend(
+        devices
+            .into_iter()
+            .map(|(id, name)| (DeviceChoice::Named(id), name)),
+    );
+    menu.push((DeviceChoice::Synthetic, synthetic.to_owned()));
+    menu.push((DeviceChoice::None, "none".to_owned()));
+    menu
+}
+
+fn device_menu(
+    ui: &mut egui::Ui,
+    id: &str,
+    choice: &mut DeviceChoice,
+    menu: &[(DeviceChoice, String)],
+) {
+    let selected = menu
+        .iter()
+        .find(|(c, _)| c == choice)
+        .map_or_else(|| choice.to_string(), |(_, label)| label.clone());
+    egui::ComboBox::from_id_salt(id)
+        .selected_text(selected)
+        .width(260.0)
+        .show_ui(ui, |ui| {
+            for (value, label) in menu {
+                ui.selectable_value(choice, value.clone(), label);
+            }
+        });
 }
 
 fn skip_when_scripted(
@@ -36,9 +79,10 @@ fn skip_when_scripted(
     }
     commands.insert_resource(JoinForm {
         relay: settings.relay.clone().unwrap_or_default(),
-        camera: settings.camera.to_string(),
-        microphone: settings.microphone.to_string(),
-        error: None,
+        camera: settings.camera.clone(),
+        microphone: settings.microphone.clone(),
+        video: settings.video,
+        ..default()
     });
 }
 
@@ -51,6 +95,19 @@ fn draw_join_form(
     let Some(mut form) = form else {
         return Ok(());
     };
+    if form.cameras.is_empty() {
+        // Listed when the form is first drawn, not in tests that never draw it.
+        let cameras = camera::list()
+            .into_iter()
+            .map(|(index, name)| (index.to_string(), format!("{index}: {name}")));
+        let microphones = device::list()
+            .0
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| (index.to_string(), format!("{index}: {name}")));
+        form.cameras = menu(cameras, "test pattern");
+        form.microphones = menu(microphones, "test tone");
+    }
     let ctx = contexts.ctx_mut()?;
     let mut root = crate::ui::root_ui(ctx, "screen");
     egui::CentralPanel::default().show(&mut root, |ui| {
@@ -76,17 +133,26 @@ fn draw_join_form(
                         .hint_text(format!("empty: start one on {}", settings.local_relay)),
                 );
                 ui.end_row();
+                let form = &mut *form;
                 ui.label("Camera");
-                ui.add(
-                    egui::TextEdit::singleline(&mut form.camera)
-                        .hint_text("default, an index, synthetic or none"),
-                );
+                device_menu(ui, "camera", &mut form.camera, &form.cameras);
+                ui.end_row();
+                ui.label("Resolution");
+                egui::ComboBox::from_id_salt("resolution")
+                    .selected_text(format!("{}x{}", form.video.width, form.video.height))
+                    .show_ui(ui, |ui| {
+                        for (width, height) in [(320, 240), (640, 480), (1280, 720)] {
+                            let spec = VideoSpec {
+                                width,
+                                height,
+                                fps: 30,
+                            };
+                            ui.selectable_value(&mut form.video, spec, format!("{width}x{height}"));
+                        }
+                    });
                 ui.end_row();
                 ui.label("Microphone");
-                ui.add(
-                    egui::TextEdit::singleline(&mut form.microphone)
-                        .hint_text("default, an index, synthetic or none"),
-                );
+                device_menu(ui, "microphone", &mut form.microphone, &form.microphones);
                 ui.end_row();
             });
         ui.add_space(12.0);
@@ -97,10 +163,11 @@ fn draw_join_form(
             ui.button("Join").clicked() || ui.input(|input| input.key_pressed(egui::Key::Enter));
         if join {
             match validate(&form, &settings) {
-                Ok((relay, camera, microphone)) => {
+                Ok(relay) => {
                     settings.relay = relay;
-                    settings.camera = camera;
-                    settings.microphone = microphone;
+                    settings.camera = form.camera.clone();
+                    settings.microphone = form.microphone.clone();
+                    settings.video = form.video;
                     next.set(Screen::Connecting);
                 }
                 Err(error) => form.error = Some(error),
@@ -110,9 +177,8 @@ fn draw_join_form(
     Ok(())
 }
 
-type Choices = (Option<String>, DeviceChoice, DeviceChoice);
-
-fn validate(form: &JoinForm, settings: &Settings) -> Result<Choices, String> {
+/// Checks the form; the relay to use (`None`: the local one).
+fn validate(form: &JoinForm, settings: &Settings) -> Result<Option<String>, String> {
     if settings.name.trim().is_empty() || settings.name.len() > 64 {
         return Err("Enter a name of 1 to 64 characters.".into());
     }
@@ -127,7 +193,5 @@ fn validate(form: &JoinForm, settings: &Settings) -> Result<Choices, String> {
     } else {
         return Err("The relay address looks like https://host:port.".into());
     };
-    let camera = form.camera.parse().unwrap_or_default();
-    let microphone = form.microphone.parse().unwrap_or_default();
-    Ok((relay, camera, microphone))
+    Ok(relay)
 }

@@ -1,0 +1,391 @@
+//! The client's systems on a bare `App`: no window, no GPU, no network. Messages stand in for the
+//! relay; time advances 100 ms per update.
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::state::app::StatesPlugin;
+use bevy::time::TimeUpdateStrategy;
+use bevy::transform::TransformPlugin;
+use rotunda::audio::{AudioOutput, Ears, MeetingMode};
+use rotunda::net::{
+    CallEnded, CallJoined, ChatReceived, ParticipantJoined, ParticipantLeft, ParticipantMoved,
+    ParticipantMuted,
+};
+use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
+use rotunda::room::layout::{self, PANEL_WIDTH};
+use rotunda::screens::{LeftReason, Screen};
+use rotunda::settings::Settings;
+use rotunda::ui::model::{ChatLog, Panels, ParticipantRows};
+use rotunda_proto::{LeaveReason, ParticipantId, ParticipantInfo, Pose};
+
+const STEP: Duration = Duration::from_millis(100);
+
+fn app() -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, StatesPlugin, TransformPlugin));
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+    // The logic only: no call, relay or device starts in these tests.
+    app.insert_resource(Settings::default());
+    app.add_plugins(rotunda::logic_plugin);
+    app.update();
+    app
+}
+
+fn info(id: u32, name: &str) -> ParticipantInfo {
+    ParticipantInfo {
+        id: ParticipantId(id),
+        name: name.into(),
+        tracks: Vec::new(),
+        audio_muted: false,
+        video_muted: false,
+        pose: Pose::default(),
+    }
+}
+
+fn join(app: &mut App, you: u32, others: &[(u32, &str)]) {
+    app.world_mut().write_message(CallJoined {
+        you: ParticipantId(you),
+        name: "me".into(),
+    });
+    for (id, name) in others {
+        app.world_mut()
+            .write_message(ParticipantJoined(info(*id, name)));
+    }
+    app.update();
+}
+
+fn entity(app: &App, id: u32) -> Option<Entity> {
+    app.world()
+        .resource::<Roster>()
+        .entities
+        .get(&ParticipantId(id))
+        .copied()
+}
+
+fn position(app: &App, id: u32) -> Vec3 {
+    let entity = entity(app, id).expect("participant present");
+    app.world()
+        .get::<Transform>(entity)
+        .expect("transform")
+        .translation
+}
+
+fn participants(app: &mut App) -> usize {
+    app.world_mut()
+        .query::<&Participant>()
+        .iter(app.world())
+        .count()
+}
+
+fn run(app: &mut App, updates: usize) {
+    for _ in 0..updates {
+        app.update();
+    }
+}
+
+#[test]
+fn joins_spawn_panels_that_grow_in() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice"), (3, "bob")]);
+    assert_eq!(participants(&mut app), 2, "one panel per other participant");
+    assert!(entity(&app, 1).is_none(), "no panel for ourselves");
+    let alice = entity(&app, 2).expect("alice");
+    assert!(app.world().get::<Arriving>(alice).is_some());
+    let start = app.world().get::<Transform>(alice).expect("t").scale.x;
+    assert!(start < 0.5, "a new panel starts small ({start})");
+    run(&mut app, 8);
+    assert!(app.world().get::<Arriving>(alice).is_none());
+    assert_eq!(
+        app.world().get::<Transform>(alice).expect("t").scale,
+        Vec3::ONE
+    );
+}
+
+#[test]
+fn a_repeated_join_updates_rather_than_duplicates() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice")]);
+    let mut renamed = info(2, "alice (laptop)");
+    renamed.audio_muted = true;
+    app.world_mut().write_message(ParticipantJoined(renamed));
+    app.update();
+    assert_eq!(participants(&mut app), 1);
+    let alice = entity(&app, 2).expect("alice");
+    assert_eq!(
+        app.world().get::<Participant>(alice).expect("p").name,
+        "alice (laptop)"
+    );
+    assert!(app.world().get::<Muted>(alice).expect("m").audio);
+}
+
+#[test]
+fn leaves_shrink_out_and_despawn() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice"), (3, "bob")]);
+    run(&mut app, 8);
+    let alice = entity(&app, 2).expect("alice");
+    app.world_mut().write_message(ParticipantLeft {
+        id: ParticipantId(2),
+        reason: LeaveReason::Left,
+    });
+    app.update();
+    assert!(entity(&app, 2).is_none(), "gone from the roster at once");
+    assert!(
+        app.world().get::<Departing>(alice).is_some(),
+        "animating out"
+    );
+    run(&mut app, 8);
+    assert!(
+        app.world().get_entity(alice).is_err(),
+        "despawned after shrinking"
+    );
+    assert_eq!(participants(&mut app), 1, "bob stays");
+}
+
+#[test]
+fn poses_move_panels_smoothly() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice")]);
+    let start = position(&app, 2);
+    let goal = Vec3::new(6.0, layout::PANEL_CENTER_Y, -2.0);
+    app.world_mut().write_message(ParticipantMoved {
+        id: ParticipantId(2),
+        pose: Pose {
+            position: [6.0, 1.6, -2.0],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        },
+    });
+    app.update();
+    let target = app
+        .world()
+        .get::<Target>(entity(&app, 2).expect("alice"))
+        .expect("target");
+    assert_eq!(target.position, goal);
+    // It glides: every step covers part of the remaining way, never jumping or overshooting.
+    let mut last = start.distance(goal);
+    let first = position(&app, 2).distance(goal);
+    assert!(
+        first < last && first > 0.2 * last,
+        "no jump: {first} of {last}"
+    );
+    for _ in 0..20 {
+        app.update();
+        let left = position(&app, 2).distance(goal);
+        assert!(left < last, "keeps closing in");
+        last = left;
+    }
+    assert!(last < 0.01, "arrives ({last})");
+}
+
+#[test]
+fn participants_without_poses_stand_apart_in_the_ring() {
+    let mut app = app();
+    let others: Vec<(u32, String)> = (2..=12).map(|id| (id, format!("p{id}"))).collect();
+    let named: Vec<(u32, &str)> = others.iter().map(|(id, n)| (*id, n.as_str())).collect();
+    join(&mut app, 1, &named);
+    run(&mut app, 2);
+    let positions: Vec<Vec3> = (2..=12).map(|id| position(&app, id)).collect();
+    for (i, a) in positions.iter().enumerate() {
+        for b in &positions[i + 1..] {
+            assert!(a.distance(*b) >= PANEL_WIDTH, "{a} and {b} overlap");
+        }
+    }
+    // Our own slot stays free: nobody stands there.
+    let ours = layout::ring(12)[0].translation;
+    assert!(positions.iter().all(|p| p.distance(ours) > PANEL_WIDTH));
+}
+
+#[test]
+fn the_ring_keeps_1_to_30_panels_apart_and_facing_the_centre() {
+    for count in 1..=30 {
+        let slots = layout::ring(count);
+        assert_eq!(slots.len(), count);
+        for (i, slot) in slots.iter().enumerate() {
+            let to_centre =
+                (Vec3::new(0.0, slot.translation.y, 0.0) - slot.translation).normalize_or_zero();
+            let front = slot.rotation * Vec3::Z;
+            assert!(
+                front.dot(to_centre) > 0.999,
+                "slot {i} of {count} faces {front}, not the centre"
+            );
+            assert!(slot.translation.xz().length() < layout::ROOM_RADIUS - 2.0);
+            for other in &slots[i + 1..] {
+                let gap = slot.translation.distance(other.translation);
+                assert!(gap >= PANEL_WIDTH + layout::GAP - 1e-3, "{count}: {gap}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mute_state_reaches_the_participants_list() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice"), (3, "bob")]);
+    app.world_mut().write_message(ParticipantMuted {
+        id: ParticipantId(3),
+        audio: true,
+        video: false,
+    });
+    app.update();
+    let bob = entity(&app, 3).expect("bob");
+    assert_eq!(
+        *app.world().get::<Muted>(bob).expect("muted"),
+        Muted {
+            audio: true,
+            video: false
+        }
+    );
+    let rows = app.world().resource::<ParticipantRows>().0.clone();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["me", "alice", "bob"], "us first, then by name");
+    assert!(rows[0].you);
+    assert!(rows[2].audio_muted && !rows[2].video_muted);
+    assert!(!rows[1].audio_muted);
+}
+
+#[test]
+fn chat_is_kept_in_room_order_and_counts_unread() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice")]);
+    app.world_mut().resource_mut::<Panels>().chat = false;
+    let line = |seq: u64, from: u32, text: &str| ChatReceived {
+        seq,
+        from: ParticipantId(from),
+        name: if from == 1 { "me" } else { "alice" }.into(),
+        text: text.into(),
+    };
+    for message in [
+        line(3, 2, "third"),
+        line(1, 2, "first"),
+        line(2, 1, "mine"),
+        line(3, 2, "third again"),
+    ] {
+        app.world_mut().write_message(message);
+    }
+    app.update();
+    let log = app.world().resource::<ChatLog>();
+    let texts: Vec<&str> = log.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["first", "mine", "third"], "by seq, repeats dropped");
+    assert!(log.lines[1].mine);
+    assert_eq!(log.unread, 2, "our own line is not unread");
+}
+
+#[test]
+fn voices_are_placed_where_panels_stand() {
+    let mut app = app();
+    app.world_mut().spawn((
+        Ears,
+        Transform::from_xyz(0.0, 1.6, 0.0).looking_at(Vec3::new(0.0, 1.6, -1.0), Vec3::Y),
+    ));
+    join(&mut app, 1, &[(2, "alice")]);
+    let alice = entity(&app, 2).expect("alice");
+    // Alice to our right, 2 m away.
+    app.world_mut().write_message(ParticipantMoved {
+        id: ParticipantId(2),
+        pose: Pose {
+            position: [2.0, 1.6, 0.0],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        },
+    });
+    run(&mut app, 30);
+    let near = app
+        .world()
+        .resource::<AudioOutput>()
+        .with(|out| out.mixer.params(2))
+        .expect("alice is placed");
+    assert!(
+        (near.azimuth - std::f32::consts::FRAC_PI_2).abs() < 0.1,
+        "{near:?}"
+    );
+    assert!(
+        near.delay_right < 1e-6 && near.delay_left > 0.0005,
+        "{near:?}"
+    );
+    assert!(
+        near.alpha_right > near.alpha_left,
+        "the far ear is shadowed"
+    );
+    // Farther away on the same side: quieter, same direction.
+    app.world_mut().write_message(ParticipantMoved {
+        id: ParticipantId(2),
+        pose: Pose {
+            position: [8.0, 1.6, 0.0],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        },
+    });
+    run(&mut app, 30);
+    let far = app
+        .world()
+        .resource::<AudioOutput>()
+        .with(|out| out.mixer.params(2))
+        .expect("alice is placed");
+    assert!(far.gain < near.gain * 0.5, "{} vs {}", far.gain, near.gain);
+    assert!(app.world().get::<Transform>(alice).is_some());
+}
+
+#[test]
+fn meeting_mode_reaches_the_mixer() {
+    let mut app = app();
+    app.world_mut().resource_mut::<MeetingMode>().0 = true;
+    app.update();
+    assert!(
+        app.world()
+            .resource::<AudioOutput>()
+            .with(|out| out.mixer.meeting_mode())
+    );
+}
+
+#[test]
+fn joining_enters_the_room_and_a_lost_call_retries() {
+    let mut app = app();
+    app.world_mut()
+        .resource_mut::<NextState<Screen>>()
+        .set(Screen::Connecting);
+    app.update();
+    join(&mut app, 1, &[(2, "alice")]);
+    app.update();
+    assert_eq!(
+        *app.world().resource::<State<Screen>>().get(),
+        Screen::InRoom
+    );
+    app.world_mut().write_message(CallEnded {
+        report: None,
+        error: Some("The connection to the relay was lost.".into()),
+        retry: true,
+    });
+    run(&mut app, 2);
+    assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Left);
+    let reason = app.world().resource::<LeftReason>().clone();
+    assert!(reason.message.is_some_and(|m| m.contains("lost")));
+    assert!(reason.retry.is_some(), "a lost connection is retried");
+    assert_eq!(participants(&mut app), 0, "the room's panels are gone");
+    assert!(app.world().resource::<Roster>().entities.is_empty());
+    // The retry fires after its pause.
+    run(&mut app, 12);
+    assert_eq!(
+        *app.world().resource::<State<Screen>>().get(),
+        Screen::Connecting
+    );
+}
+
+#[test]
+fn a_refused_join_is_not_retried() {
+    let mut app = app();
+    app.world_mut()
+        .resource_mut::<NextState<Screen>>()
+        .set(Screen::Connecting);
+    app.update();
+    let (message, retry) = rotunda::net::bridge::explain_failure(
+        "joining room \"r\" at https://x:1: the relay refused the join: RoomFull",
+    );
+    assert_eq!(message, "The room is full.");
+    app.world_mut().write_message(CallEnded {
+        report: None,
+        error: Some(message),
+        retry,
+    });
+    run(&mut app, 20);
+    assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Left);
+    assert!(app.world().resource::<LeftReason>().retry.is_none());
+}

@@ -1,0 +1,223 @@
+//! The windowed client in a real room: a relay and two bots in this process, the `rotunda`
+//! binary under Xvfb with Mesa's software Vulkan, a scripted 20 s stay. The viewer must decode
+//! nearly everything the bots send, and its screenshot must show both bots' panels, in their
+//! pattern colours, side by side in a lit room.
+//!
+//! Needs `xvfb-run` and `mesa-vulkan-drivers` (the test command installs them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{PATIENCE, TestRelay};
+use rotunda::call::{self, BotReport, CallConfig, VideoSpec};
+use rotunda::media::pattern::TestPattern;
+
+/// How long the viewer stays, and when it takes its screenshot.
+const STAY: &str = "20s";
+const SCREENSHOT_AFTER: &str = "12s";
+
+/// Kept after the test (in cargo's target directory) so the screenshot can be looked at.
+fn output_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("room-test");
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
+    let relay = TestRelay::start(|_| {}).await;
+    let dir = output_dir();
+    let bots: Vec<_> = ["alice", "bob"]
+        .into_iter()
+        .map(|name| {
+            let config = CallConfig {
+                join: relay.join("room", name),
+                // Longer than the viewer stays; stopped when the viewer is done.
+                duration: Some(Duration::from_secs(120)),
+                video: Some(VideoSpec::default()),
+                audio: true,
+                chat: vec![format!("hello from {name}")],
+                status: false,
+            };
+            tokio::spawn(call::run(config, None))
+        })
+        .collect();
+
+    let stats = dir.join("viewer.json");
+    let shot = dir.join("room.png");
+    let mut viewer = std::process::Command::new("xvfb-run");
+    viewer
+        .args(["-a", "-s", "-screen 0 1280x720x24"])
+        .arg(env!("CARGO_BIN_EXE_rotunda"))
+        .args(["--relay", &relay.url, "--cert-hash", &hex(&relay.hash)])
+        .args(["--room", "room", "--name", "viewer"])
+        .args([
+            "--camera",
+            "synthetic",
+            "--mic",
+            "synthetic",
+            "--speakers",
+            "none",
+        ])
+        .args(["--duration", STAY, "--screenshot-after", SCREENSHOT_AFTER])
+        .arg("--stats-json")
+        .arg(&stats)
+        .arg("--screenshot")
+        .arg(&shot)
+        .env("WGPU_BACKEND", "vulkan")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let viewer = viewer
+        .spawn()
+        .expect("xvfb-run starts (apt-get install xvfb mesa-vulkan-drivers)");
+    let output = tokio::time::timeout(
+        PATIENCE * 6,
+        tokio::task::spawn_blocking(move || viewer.wait_with_output()),
+    )
+    .await
+    .expect("the viewer finishes within two minutes")
+    .expect("the wait")
+    .expect("the viewer runs");
+    for bot in &bots {
+        bot.abort();
+    }
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "viewer failed: {log}");
+
+    let report: BotReport =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats written"))
+            .expect("stats parse");
+    check_media(&report);
+    assert!(
+        report
+            .chat_received
+            .iter()
+            .any(|l| l.text == "hello from alice")
+            && report
+                .chat_received
+                .iter()
+                .any(|l| l.text == "hello from bob"),
+        "chat history reached the viewer: {:?}",
+        report.chat_received
+    );
+    let ids: Vec<u32> = ["alice", "bob"]
+        .iter()
+        .map(|n| report.peers[*n].id)
+        .collect();
+    check_screenshot(&shot, &ids);
+    relay.stop().await;
+    eprintln!("screenshot: {}", shot.display());
+}
+
+/// At least 90 % of the frames the bots sent while the viewer was there were decoded, all from
+/// the right sender.
+fn check_media(report: &BotReport) {
+    // The first second goes to joining and the first keyframe.
+    let present = report.seconds - 1.0;
+    for name in ["alice", "bob"] {
+        let peer = report
+            .peers
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from {report:?}"));
+        let video = peer.video_frames_decoded as f64 / (30.0 * present);
+        let audio = peer.audio_frames_decoded as f64 / (50.0 * present);
+        assert!(
+            video >= 0.9,
+            "{name}: video {video:.2} of the frames: {peer:?}"
+        );
+        assert!(
+            audio >= 0.9,
+            "{name}: audio {audio:.2} of the frames: {peer:?}"
+        );
+        assert_eq!(peer.video_frames_wrong_sender, 0, "{name}: {peer:?}");
+    }
+}
+
+/// Where a hue shows up in the picture: pixel count and mean position.
+#[derive(Debug)]
+struct Blob {
+    pixels: u32,
+    x: f64,
+    y: f64,
+}
+
+/// BT.601 chroma of an sRGB pixel, as the pattern's hue is defined.
+fn hue(r: u8, g: u8, b: u8) -> Option<f64> {
+    let (r, g, b) = (f64::from(r), f64::from(g), f64::from(b));
+    let u = (-38.0 * r - 74.0 * g + 112.0 * b) / 256.0;
+    let v = (112.0 * r - 94.0 * g - 18.0 * b) / 256.0;
+    (u.hypot(v) > 20.0).then(|| v.atan2(u).to_degrees())
+}
+
+fn find(image: &image::RgbImage, sender: u32) -> Blob {
+    let (u, v) = TestPattern::chroma(sender as u16);
+    let want = (f64::from(v) - 128.0)
+        .atan2(f64::from(u) - 128.0)
+        .to_degrees();
+    let mut blob = Blob {
+        pixels: 0,
+        x: 0.0,
+        y: 0.0,
+    };
+    for (x, y, pixel) in image.enumerate_pixels() {
+        let [r, g, b] = pixel.0;
+        if let Some(h) = hue(r, g, b) {
+            let off = (h - want + 540.0) % 360.0 - 180.0;
+            if off.abs() < 10.0 {
+                blob.pixels += 1;
+                blob.x += f64::from(x);
+                blob.y += f64::from(y);
+            }
+        }
+    }
+    if blob.pixels > 0 {
+        blob.x /= f64::from(blob.pixels);
+        blob.y /= f64::from(blob.pixels);
+    }
+    blob
+}
+
+fn check_screenshot(path: &Path, ids: &[u32]) {
+    let image = image::open(path).expect("screenshot is a PNG").to_rgb8();
+    assert_eq!(image.dimensions(), (1280, 720));
+    let blobs: Vec<Blob> = ids.iter().map(|id| find(&image, *id)).collect();
+    eprintln!("panels found: {blobs:?}");
+    for (id, blob) in ids.iter().zip(&blobs) {
+        // A panel of about 170 x 120 px at this distance; the pattern covers most of it.
+        assert!(
+            blob.pixels > 6_000,
+            "participant {id}'s panel is not in the picture: {blob:?}"
+        );
+        assert!(
+            (150.0..450.0).contains(&blob.y),
+            "participant {id}'s panel is not at eye height: {blob:?}"
+        );
+    }
+    assert!(
+        (blobs[0].x - blobs[1].x).abs() > 300.0,
+        "the two panels stand apart: {blobs:?}"
+    );
+    // A lit room: the middle of the view (walls, floor) is neither black nor blown out.
+    let mut luma = 0.0;
+    let mut count = 0.0;
+    for y in (100..650).step_by(5) {
+        for x in (300..900).step_by(5) {
+            let [r, g, b] = image.get_pixel(x, y).0;
+            luma += 0.299 * f64::from(r) + 0.587 * f64::from(g) + 0.114 * f64::from(b);
+            count += 1.0;
+        }
+    }
+    let luma = luma / count;
+    eprintln!("mean luma of the view: {luma:.0}");
+    assert!(
+        (60.0..230.0).contains(&luma),
+        "the room is not lit: mean luma {luma:.0}"
+    );
+}
