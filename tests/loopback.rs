@@ -526,6 +526,11 @@ async fn the_dev_certificate_fingerprint_is_served_and_trusted_on_loopback() {
         matches!(refused, Some(net::Error::Unreachable { .. })),
         "{refused:?}"
     );
+    // And the window says so in words.
+    let reason = refused.map(|e| e.to_string()).unwrap_or_default();
+    let (message, retry) = net::bridge::explain_failure(&reason);
+    assert!(message.contains("certificate does not match"), "{message}");
+    assert!(!retry);
     drop(ada);
     relay.stop().await;
 }

@@ -427,7 +427,9 @@ pub fn explain_failure(reason: &str) -> (String, bool) {
     if refused(ErrorCode::Unauthorized) {
         return ("The relay refused the access token.".into(), false);
     }
-    if reason.contains("certificate") || reason.contains("Certificate") {
+    // A TLS refusal of the relay's certificate (a fingerprint fetch that failed names the
+    // certificate too, but is an unreachable relay).
+    if reason.contains("invalid peer certificate") || reason.contains("UnknownIssuer") {
         return (
             format!("The relay's certificate does not match the one expected ({reason})."),
             false,
