@@ -29,7 +29,7 @@ fn main() {
     );
     println!();
     println!(
-        "| panels | decode ms/frame | store + upload copy ms/frame | total ms/frame (p50 / p95) | share of a 33 ms frame |"
+        "| panels | decode + mailbox copy, ms/frame | texture copy, ms/frame | total ms/frame (p50 / p95) | share of a 33 ms frame |"
     );
     println!("|---:|---:|---:|---:|---:|");
     for panels in [1usize, 9, 25] {

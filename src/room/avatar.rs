@@ -22,8 +22,8 @@ use crate::screens::Screen;
 const SPEED: f32 = 2.5;
 /// Turning per pixel dragged, radians.
 const TURN: f32 = 0.004;
-/// How far behind its ring slot the viewer starts.
-const BACK_STEP: f32 = 1.5;
+/// How far behind its ring slot the viewer starts, in ring radii.
+const BACK_STEP: f32 = 1.0;
 /// Shortest time between two poses sent (30 Hz).
 pub const POSE_INTERVAL: Duration = Duration::from_millis(34);
 
@@ -74,9 +74,11 @@ fn place_on_join(
         return;
     };
     for (mut transform, mut avatar) in &mut avatars {
-        // A step behind our slot, so the ring is in view.
+        // Behind our slot, far enough that a small ring is all in view (inside the walls).
+        let ring = slot.translation.xz().length();
         let out = Vec3::new(slot.translation.x, 0.0, slot.translation.z).normalize_or_zero();
-        let position = out * (slot.translation.xz().length() + BACK_STEP) + Vec3::Y * EYE_HEIGHT;
+        let back = (ring * BACK_STEP).min(ROOM_RADIUS - 2.0 - ring).max(0.0);
+        let position = out * (ring + back) + Vec3::Y * EYE_HEIGHT;
         let to_centre = -position;
         avatar.yaw = (-to_centre.x).atan2(-to_centre.z);
         avatar.pitch = -0.12;

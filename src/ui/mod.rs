@@ -345,12 +345,17 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                 stats.rtt_ms, stats.kbps_out, stats.kbps_in
             ));
             egui::Grid::new("peers").striped(true).show(ui, |ui| {
-                for header in ["id", "fps", "kb/s", "audio loss", "jitter", "latency"] {
+                for header in ["who", "fps", "kb/s", "audio loss", "jitter", "latency"] {
                     ui.strong(header);
                 }
                 ui.end_row();
                 for peer in &stats.peers {
-                    ui.label(peer.id.0.to_string());
+                    let name = room
+                        .participants
+                        .iter()
+                        .find(|(p, ..)| p.id == peer.id)
+                        .map_or_else(|| peer.id.to_string(), |(p, ..)| p.name.clone());
+                    ui.label(name);
                     ui.label(format!("{:.0}", peer.fps));
                     ui.label(format!("{:.0}", peer.kbps));
                     ui.label(format!("{:.1} %", peer.audio_loss * 100.0));
@@ -372,6 +377,13 @@ fn draw_name_tags(ctx: &egui::Context, room: &RoomUi) {
         let Ok(at) = camera.world_to_viewport(camera_transform, above) else {
             continue;
         };
+        // Only over the room's view, not over the side panels.
+        if camera
+            .logical_viewport_rect()
+            .is_some_and(|view| !view.contains(at))
+        {
+            continue;
+        }
         egui::Area::new(egui::Id::new(("tag", participant.id.0)))
             .fixed_pos(egui::pos2(at.x, at.y))
             .pivot(egui::Align2::CENTER_BOTTOM)
