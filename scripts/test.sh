@@ -14,6 +14,10 @@ cargo check --quiet -p rotunda-proto --target wasm32-unknown-unknown
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
+set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"

@@ -131,12 +131,16 @@ fn exit_when_done(
     // A call that ended before the screenshot could be taken ends the run too.
     let gave_up = script.ended && !script.screenshot_requested;
     if (screenshot_done && call_done) || gave_up {
+        let failed = script.failed || (gave_up && settings.screenshot.is_some());
+        if gave_up && settings.screenshot.is_some() {
+            eprintln!("rotunda: the call ended before the screenshot could be taken");
+        }
         info!(
             frames = *frames,
             seconds = time.elapsed_secs(),
             "scripted run over"
         );
-        exit.write(if script.failed {
+        exit.write(if failed {
             AppExit::error()
         } else {
             AppExit::Success

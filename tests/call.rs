@@ -21,7 +21,7 @@ struct Linked {
 
 fn start(relay: &TestRelay, name: &str) -> Linked {
     let (commands, commands_rx) = mpsc::channel(64);
-    let (events_tx, events) = std::sync::mpsc::sync_channel(4096);
+    let (events_tx, events) = std::sync::mpsc::channel();
     let pictures = Arc::new(Pictures::default());
     let voices = Arc::new(Voices::default());
     let config = CallConfig {
@@ -41,6 +41,7 @@ fn start(relay: &TestRelay, name: &str) -> Linked {
         events: events_tx,
         pictures: pictures.clone(),
         voices: voices.clone(),
+        poses: Arc::default(),
         camera: None,
         microphone: None,
         microphone_off: false,
@@ -196,12 +197,13 @@ async fn muting_stops_media_and_everyone_sees_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_relay_is_reported_not_hung() {
     let (_commands, commands_rx) = mpsc::channel(4);
-    let (events_tx, events) = std::sync::mpsc::sync_channel(16);
+    let (events_tx, events) = std::sync::mpsc::channel();
     let link = AppLink {
         commands: commands_rx,
         events: events_tx,
         pictures: Arc::default(),
         voices: Arc::default(),
+        poses: Arc::default(),
         camera: None,
         microphone: None,
         microphone_off: false,

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rotunda_proto::ParticipantId;
+
 use super::spatial::{DistanceModel, SpatialMixer};
 use crate::call::Voices;
 
@@ -14,6 +16,7 @@ pub struct AudioOut {
     voices: Arc<Voices>,
     scratch: HashMap<u32, Vec<f32>>,
     stereo: Vec<f32>,
+    ids: Vec<ParticipantId>,
 }
 
 impl Default for AudioOut {
@@ -23,6 +26,7 @@ impl Default for AudioOut {
             voices: Arc::default(),
             scratch: HashMap::new(),
             stereo: Vec::new(),
+            ids: Vec::new(),
         }
     }
 }
@@ -37,9 +41,18 @@ impl AudioOut {
     pub fn render(&mut self, out: &mut [f32], channels: usize) {
         let channels = channels.max(1);
         let frames = out.len() / channels;
-        let ids = self.voices.ids();
-        self.scratch.retain(|id, _| ids.iter().any(|i| i.0 == *id));
-        for id in &ids {
+        self.voices.ids_into(&mut self.ids);
+        let ids = &self.ids;
+        let mixer = &mut self.mixer;
+        self.scratch.retain(|id, _| {
+            let present = ids.iter().any(|i| i.0 == *id);
+            if !present {
+                // Gone: its voice slot in the mixer goes too.
+                mixer.remove(*id);
+            }
+            present
+        });
+        for id in ids {
             let buffer = self.scratch.entry(id.0).or_default();
             buffer.resize(frames, 0.0);
             self.voices.pull(*id, buffer);

@@ -1,7 +1,9 @@
 //! What the call engine shares with an application (the windowed client): commands in, events
 //! out, and the latest decoded picture and voice of every participant.
 //!
-//! Commands and events go through bounded channels; pictures and voices are mailboxes the engine
+//! Commands go through a bounded channel. Events (joins, leaves, mutes, chat, statistics, the
+//! end) must all arrive and are few (the relay limits every sender's control messages), so their
+//! channel is unbounded; the frequent ones, poses, pictures and voices, are mailboxes the engine
 //! overwrites and the application reads at its own pace, so a slow renderer never backs up the
 //! network, and a fast network never grows memory.
 
@@ -15,10 +17,14 @@ use crate::media::{DecodedPicture, VideoFrame};
 
 /// Commands queued from the application to the engine.
 pub const COMMAND_QUEUE: usize = 256;
-/// Events queued from the engine to the application.
-pub const EVENT_QUEUE: usize = 4096;
-/// Decoded audio held per voice before the oldest is dropped (200 ms at 48 kHz).
-const VOICE_CAPACITY: usize = 9_600;
+/// Decoded audio held per voice before playout catches up (150 ms at 48 kHz): the speakers' clock
+/// and the call's 20 ms tick drift apart, and this bounds how far.
+const VOICE_CAPACITY: usize = 7_200;
+/// Where playout catches up to (60 ms).
+const VOICE_CATCH_UP: usize = 2_880;
+/// Audio queued before a voice starts playing, and again after it ran dry (40 ms): the tick's
+/// jitter is absorbed here instead of cutting silence into speech.
+const VOICE_PRIME: usize = 1_920;
 
 /// What the application asks of the call.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +51,7 @@ pub enum CallEvent {
         /// Everyone else present.
         roster: Vec<ParticipantInfo>,
     },
-    /// A message from the relay (joins, leaves, poses, mutes, chat, errors).
+    /// A message from the relay (joins, leaves, mutes, chat, errors; poses go to [`Poses`]).
     Relay(FromRelay),
     /// Live statistics, once a second.
     Stats(LiveStats),
@@ -83,6 +89,39 @@ pub struct LivePeer {
     pub jitter_depth: usize,
     /// Capture to decoded picture, median of the last frames.
     pub video_latency_ms: f64,
+}
+
+/// The latest pose of every participant that moved.
+#[derive(Debug, Default)]
+pub struct Poses {
+    latest: Mutex<HashMap<ParticipantId, Pose>>,
+}
+
+impl Poses {
+    /// Keeps `pose` as the latest of `id`.
+    pub fn store(&self, id: ParticipantId, pose: Pose) {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, pose);
+    }
+
+    /// The poses stored since the last call.
+    pub fn take(&self) -> Vec<(ParticipantId, Pose)> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect()
+    }
+
+    /// Forgets someone who left.
+    pub fn remove(&self, id: ParticipantId) {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
 }
 
 /// The latest decoded picture of one participant.
@@ -169,6 +208,8 @@ impl Pictures {
 struct VoiceQueue {
     samples: VecDeque<f32>,
     level: f32,
+    /// Playing (primed); false until [`VOICE_PRIME`] samples wait.
+    playing: bool,
 }
 
 /// Decoded audio of every participant, waiting for the speakers, and how loud each one is.
@@ -189,8 +230,10 @@ impl Voices {
             energy += value * value;
             queue.samples.push_back(value);
         }
-        let excess = queue.samples.len().saturating_sub(VOICE_CAPACITY);
-        queue.samples.drain(..excess);
+        if queue.samples.len() > VOICE_CAPACITY {
+            let excess = queue.samples.len() - VOICE_CATCH_UP;
+            queue.samples.drain(..excess);
+        }
         let rms = (energy / samples.len().max(1) as f32).sqrt();
         // Fast attack, slower release: a glow that follows speech without flicker.
         let smoothing = if rms > queue.level { 0.6 } else { 0.15 };
@@ -205,6 +248,17 @@ impl Voices {
             out.fill(0.0);
             return 0;
         };
+        if !queue.playing && queue.samples.len() >= VOICE_PRIME.max(out.len()) {
+            queue.playing = true;
+        }
+        if !queue.playing {
+            out.fill(0.0);
+            return 0;
+        }
+        if queue.samples.len() < out.len() {
+            // Ran dry: play what is left, then prime again.
+            queue.playing = false;
+        }
         let n = out.len().min(queue.samples.len());
         for (slot, sample) in out.iter_mut().zip(queue.samples.drain(..n)) {
             *slot = sample;
@@ -217,10 +271,11 @@ impl Voices {
         n
     }
 
-    /// Everyone with a queue.
-    pub fn ids(&self) -> Vec<ParticipantId> {
+    /// Everyone with a queue, into `ids` (cleared first; no allocation once it is big enough).
+    pub fn ids_into(&self, ids: &mut Vec<ParticipantId>) {
+        ids.clear();
         let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        queues.keys().copied().collect()
+        ids.extend(queues.keys().copied());
     }
 
     /// How loud `id` has been lately (RMS, 0..1).
@@ -254,13 +309,24 @@ mod tests {
     fn voices_are_bounded_and_pulled_in_order() {
         let voices = Voices::default();
         let id = ParticipantId(3);
-        for i in 0..20 {
-            voices.push(id, &[i as i16 * 100; 960]);
-        }
         let mut out = vec![0.0; 960];
-        // 20 x 960 pushed, 9600 kept: the first pulled block is the 11th pushed.
+        // Not primed yet: 20 ms waiting is not enough to start.
+        voices.push(id, &[100; 960]);
+        assert_eq!(voices.pull(id, &mut out), 0);
+        voices.push(id, &[200; 960]);
+        assert_eq!(voices.pull(id, &mut out), 960, "primed at 40 ms");
+        assert!((out[0] - 100.0 / 32768.0).abs() < 1e-6);
+        // A burst beyond 150 ms is cut back to the newest 60 ms: 20 ms were left, the seventh
+        // block pushed makes 160 ms, cut to blocks 4, 5 and 6; then 7, 8 and 9 follow.
+        for i in 0..10 {
+            voices.push(id, &[i as i16 * 1000; 960]);
+        }
         assert_eq!(voices.pull(id, &mut out), 960);
-        assert!((out[0] - 1000.0 / 32768.0).abs() < 1e-6);
+        assert!(
+            (out[0] - 4000.0 / 32768.0).abs() < 1e-6,
+            "{}",
+            out[0] * 32768.0
+        );
         assert!(voices.level(id) > 0.0);
         assert_eq!(voices.pull(ParticipantId(9), &mut out), 0);
         assert!(out.iter().all(|&s| s == 0.0));

@@ -28,12 +28,13 @@ use rotunda_proto::{
 };
 use tokio::sync::mpsc;
 
-pub use bridge::{CallEvent, Command, LivePeer, LiveStats, Pictures, Voices};
+pub use bridge::{CallEvent, Command, LivePeer, LiveStats, Pictures, Poses, Voices};
 pub use report::{BotReport, ChatLine, PeerReport};
 
 use crate::audio::{JitterBuffer, Playout};
 use crate::media::pattern::{TestPattern, read_marks};
 use crate::media::reorder::Reorder;
+use crate::media::sequence::Unwrapper;
 use crate::media::tone::Tone;
 use crate::media::{
     AUDIO_CODEC, AUDIO_FRAME_SAMPLES, AudioDecoder, AudioEncoder, AudioSource, VIDEO_CODEC,
@@ -130,8 +131,10 @@ pub type VideoSourceFactory = Box<dyn FnOnce(ParticipantId) -> Box<dyn VideoSour
 pub struct AppLink {
     /// Commands from the application.
     pub commands: mpsc::Receiver<Command>,
-    /// Events for the application; dropped (never blocking) when the application is behind.
-    pub events: std::sync::mpsc::SyncSender<CallEvent>,
+    /// Events for the application (never blocking).
+    pub events: std::sync::mpsc::Sender<CallEvent>,
+    /// Where others' poses go.
+    pub poses: Arc<Poses>,
     /// Where decoded pictures go.
     pub pictures: Arc<Pictures>,
     /// Where decoded voices go.
@@ -148,7 +151,7 @@ pub struct AppLink {
 
 impl AppLink {
     fn emit(&self, event: CallEvent) {
-        let _ = self.events.try_send(event);
+        let _ = self.events.send(event);
     }
 }
 
@@ -161,9 +164,12 @@ struct PeerStats {
     audio_received: u64,
     audio_decoded: u64,
     audio_concealed: u64,
-    video_latency_ms: Vec<f64>,
-    audio_latency_ms: Vec<f64>,
+    video_latency_ms: Reservoir,
+    audio_latency_ms: Reservoir,
     bytes_received: u64,
+    /// Sequence numbers seen (extended to 64 bits): first and last, per kind.
+    video_span: SequenceSpan,
+    audio_span: SequenceSpan,
 }
 
 #[derive(Debug, Default)]
@@ -325,15 +331,19 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
         session.send(ToRelay::Chat { text: text.clone() })?;
     }
 
-    let (decode_tx, decode_rx) = mpsc::channel::<(TrackId, MediaFrame)>(64);
+    let (decode_tx, decode_rx) = mpsc::channel::<DecodeJob>(64);
     let (keyframe_tx, mut keyframe_requests) = mpsc::channel::<TrackId>(64);
     let decoder_thread = {
         let stats = stats.clone();
         let pictures = link.as_ref().map(|link| link.pictures.clone());
         std::thread::Builder::new()
             .name("video-decode".into())
-            .spawn(move || decode_video(decode_rx, stats, keyframe_tx, pictures))?
+            .spawn({
+                let stop = stop.clone();
+                move || decode_video(decode_rx, stats, keyframe_tx, pictures, stop)
+            })?
     };
+    let mut limiter = ControlLimiter::new();
     let voices = link.as_ref().map(|link| link.voices.clone());
     let (_commands_open, mut commands) = match link.as_mut() {
         Some(link) => {
@@ -382,7 +392,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                         }
                     }
                 }
-                play_audio(&mut others.audio, &stats, &mut samples, voices.as_deref());
+                play_audio(&mut others.audio, &stats, voices.as_deref());
             }
             Some(mut frame) = video_out.recv() => {
                 let header = MediaHeader { sequence: video_sequence, ..frame.header };
@@ -398,22 +408,24 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                 }
             }
             Some(track) = keyframe_requests.recv() => {
-                session.send(ToRelay::KeyframeRequest { track })?;
+                limiter.request_keyframe(&session, track)?;
             }
-            Some(command) = commands.recv() => {
+            command = commands.recv() => {
+                // The application gone counts as leaving.
+                let Some(command) = command else { break };
                 match command {
-                    Command::Chat(text) => session.send(ToRelay::Chat { text })?,
-                    Command::Pose(pose) => session.send(ToRelay::Pose(pose))?,
+                    Command::Chat(text) => soft(session.send(ToRelay::Chat { text }))?,
+                    Command::Pose(pose) => limiter.send_optional(&session, ToRelay::Pose(pose))?,
                     Command::Microphone(on) => {
                         microphone_on = on;
-                        session.send(ToRelay::Mute { audio: !on, video: !camera_on.load(Ordering::Relaxed) })?;
+                        soft(session.send(ToRelay::Mute { audio: !on, video: !camera_on.load(Ordering::Relaxed) }))?;
                     }
                     Command::Camera(on) => {
                         camera_on.store(on, Ordering::Relaxed);
                         if on {
                             keyframe_wanted.store(true, Ordering::Relaxed);
                         }
-                        session.send(ToRelay::Mute { audio: !microphone_on, video: !on })?;
+                        soft(session.send(ToRelay::Mute { audio: !microphone_on, video: !on }))?;
                     }
                     Command::Leave => break,
                 }
@@ -428,16 +440,17 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                             let peer = stats.peers.entry(track.participant).or_default();
                             peer.video_received += 1;
                             peer.bytes_received += frame.payload().len() as u64;
+                            peer.video_span.see(frame.header.sequence);
                         }
                         let released = others.reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame, Instant::now());
                         if released.need_keyframe {
-                            session.send(ToRelay::KeyframeRequest { track })?;
+                            limiter.request_keyframe(&session, track)?;
                         }
                         for frame in released.frames {
-                            if decode_tx.try_send((track, frame)).is_err() {
+                            if decode_tx.try_send(DecodeJob::Frame(track, frame)).is_err() {
                                 // The decoder fell behind: start again at a keyframe.
                                 others.reorders.remove(&track);
-                                session.send(ToRelay::KeyframeRequest { track })?;
+                                limiter.request_keyframe(&session, track)?;
                                 break;
                             }
                         }
@@ -449,22 +462,31 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                             let peer = stats.peers.entry(track.participant).or_default();
                             peer.audio_received += 1;
                             peer.bytes_received += frame.payload().len() as u64;
+                            peer.audio_span.see(frame.header.sequence);
                         }
                         if let Some(audio) = others.audio.get_mut(&track) {
                             audio.jitter.push(frame.header.sequence, frame);
                         }
                     }
                     Event::Control(message) => {
-                        if let Some(link) = &link
-                            && !matches!(message, FromRelay::Pong { .. } | FromRelay::Welcome { .. })
-                        {
-                            link.emit(CallEvent::Relay(message.clone()));
+                        if let Some(link) = &link {
+                            match &message {
+                                FromRelay::Pose { id, pose } => link.poses.store(*id, *pose),
+                                FromRelay::Pong { .. } | FromRelay::Welcome { .. } => {}
+                                _ => link.emit(CallEvent::Relay(message.clone())),
+                            }
                         }
-                        if let FromRelay::ParticipantLeft { id, .. } = &message
-                            && let Some(link) = &link
-                        {
-                            link.pictures.remove(*id);
-                            link.voices.remove(*id);
+                        if let FromRelay::ParticipantLeft { id, .. } = &message {
+                            // After the frames already queued, so none of them brings it back.
+                            if decode_tx.try_send(DecodeJob::Forget(*id)).is_err()
+                                && let Some(link) = &link
+                            {
+                                link.pictures.remove(*id);
+                            }
+                            if let Some(link) = &link {
+                                link.voices.remove(*id);
+                                link.poses.remove(*id);
+                            }
                         }
                         if let Some(error) = handle_control(message, &session, &mut others, &mut report, &keyframe_wanted)? {
                             report.error = Some(error);
@@ -501,15 +523,162 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
     if report.error.is_none() {
         session.leave().await;
     }
-    if let Some(thread) = encoder_thread {
-        let _ = thread.join();
-    }
-    let _ = decoder_thread.join();
+    // Joined off the async workers (which also carry the in-process relay).
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(thread) = encoder_thread {
+            let _ = thread.join();
+        }
+        let _ = decoder_thread.join();
+    })
+    .await;
     finish_report(&mut report, &stats, &others.names);
     if let Some(link) = &link {
         link.emit(CallEvent::Ended(Box::new(report.clone())));
     }
     Ok(report)
+}
+
+/// A control message that could not be queued is dropped and logged; only a lost session ends
+/// the call.
+fn soft(result: Result<(), net::Error>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(net::Error::Lost) => Err(net::Error::Lost.into()),
+        Err(error) => {
+            tracing::warn!(%error, "control message dropped");
+            Ok(())
+        }
+    }
+}
+
+/// Keeps the optional control messages (poses, keyframe requests) well under the relay's budget
+/// per participant (60 a second, bursts of 120), so that recovering many panels at once while
+/// walking never gets the session closed; at most one keyframe request per track per 300 ms.
+struct ControlLimiter {
+    tokens: f64,
+    last: Instant,
+    keyframes: HashMap<TrackId, Instant>,
+}
+
+impl ControlLimiter {
+    /// Optional messages per second, and the burst allowed.
+    const RATE: f64 = 30.0;
+    const BURST: f64 = 40.0;
+    const KEYFRAME_GAP: Duration = Duration::from_millis(300);
+
+    fn new() -> Self {
+        Self {
+            tokens: Self::BURST,
+            last: Instant::now(),
+            keyframes: HashMap::new(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * Self::RATE).min(Self::BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn send_optional(&mut self, session: &Session, message: ToRelay) -> anyhow::Result<()> {
+        if self.take() {
+            soft(session.send(message))?;
+        }
+        Ok(())
+    }
+
+    fn request_keyframe(&mut self, session: &Session, track: TrackId) -> anyhow::Result<()> {
+        let now = Instant::now();
+        if self
+            .keyframes
+            .get(&track)
+            .is_some_and(|at| now.duration_since(*at) < Self::KEYFRAME_GAP)
+        {
+            return Ok(());
+        }
+        if self.keyframes.len() > 256 {
+            self.keyframes
+                .retain(|_, at| now.duration_since(*at) < Self::KEYFRAME_GAP);
+        }
+        self.keyframes.insert(track, now);
+        self.send_optional(session, ToRelay::KeyframeRequest { track })
+    }
+}
+
+/// The span of sequence numbers seen on a track: how many frames were sent while we were there,
+/// whether they arrived or not.
+#[derive(Debug, Default)]
+struct SequenceSpan {
+    unwrapper: Unwrapper,
+    first: Option<u64>,
+    last: u64,
+}
+
+impl SequenceSpan {
+    fn see(&mut self, sequence: u32) {
+        let extended = self.unwrapper.extend(sequence);
+        let first = *self.first.get_or_insert(extended);
+        if extended < first {
+            self.first = Some(extended);
+        }
+        self.last = self.last.max(extended);
+    }
+
+    fn count(&self) -> u64 {
+        self.first.map_or(0, |first| self.last - first + 1)
+    }
+}
+
+/// Work for the decoder thread.
+enum DecodeJob {
+    /// A frame to decode.
+    Frame(TrackId, MediaFrame),
+    /// Someone left: drop their decoders and picture.
+    Forget(ParticipantId),
+}
+
+/// Latency samples, at most [`Reservoir::CAPACITY`] of them, a uniform sample of the whole call
+/// (so a day-long meeting does not grow memory).
+#[derive(Debug, Default)]
+struct Reservoir {
+    samples: Vec<f64>,
+    seen: u64,
+    rng: u64,
+}
+
+impl Reservoir {
+    const CAPACITY: usize = 20_000;
+
+    fn push(&mut self, value: f64) {
+        self.seen += 1;
+        if self.samples.len() < Self::CAPACITY {
+            self.samples.push(value);
+            return;
+        }
+        // xorshift64: no dependency, good enough to pick a slot.
+        self.rng = if self.rng == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            self.rng
+        };
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.seen;
+        if let Some(sample) = self.samples.get_mut(slot as usize) {
+            *sample = value;
+        }
+    }
+
+    fn recent(&self, n: usize) -> &[f64] {
+        &self.samples[self.samples.len().saturating_sub(n)..]
+    }
 }
 
 /// Sets its flag when dropped.
@@ -621,43 +790,47 @@ fn handle_control(
 fn play_audio(
     tracks: &mut HashMap<TrackId, AudioTrack>,
     stats: &SharedStats,
-    out: &mut [i16; AUDIO_FRAME_SAMPLES],
     voices: Option<&Voices>,
 ) {
+    // A buffer of its own: a peer's short packet must never leave our microphone's (or
+    // another peer's) samples behind it.
+    let mut out = [0i16; AUDIO_FRAME_SAMPLES];
     for (track, audio) in tracks.iter_mut() {
         let played = match audio.jitter.pop() {
             Playout::Packet(frame) => {
-                let decoded = audio.decoder.decode(frame.payload(), out);
+                let decoded = audio.decoder.decode(frame.payload(), &mut out);
                 let mut stats = lock(stats);
                 match decoded {
-                    Ok(_) => {
+                    Ok(n) => {
                         let peer = stats.peers.entry(track.participant).or_default();
                         peer.audio_decoded += 1;
                         peer.audio_latency_ms
                             .push(latency_ms(frame.header.capture_us));
-                        true
+                        n.min(out.len())
                     }
                     Err(_) => {
                         stats.decode_errors += 1;
-                        false
+                        0
                     }
                 }
             }
-            Playout::Conceal => {
-                let concealed = audio.decoder.conceal(out).is_ok();
-                if concealed {
+            Playout::Conceal => match audio.decoder.conceal(&mut out) {
+                Ok(n) => {
                     lock(stats)
                         .peers
                         .entry(track.participant)
                         .or_default()
                         .audio_concealed += 1;
+                    n.min(out.len())
                 }
-                concealed
-            }
-            Playout::Silence => false,
+                Err(_) => 0,
+            },
+            Playout::Silence => 0,
         };
-        if played && let Some(voices) = voices {
-            voices.push(track.participant, out);
+        if played > 0
+            && let Some(voices) = voices
+        {
+            voices.push(track.participant, &out[..played]);
         }
     }
 }
@@ -722,17 +895,37 @@ impl VideoEncoderThread {
     }
 }
 
-/// The decoder thread: one H.264 decoder per track; checks every picture's marks.
+/// Pictures larger than this are not shown (nor decoded further): a peer cannot make us
+/// allocate textures beyond what any GPU takes.
+const MAX_PICTURE: (usize, usize) = (3840, 2160);
+
+/// The decoder thread: one H.264 decoder per track; checks every picture's marks. Stops when the
+/// call does, dropping what is still queued.
 fn decode_video(
-    mut frames: mpsc::Receiver<(TrackId, MediaFrame)>,
+    mut jobs: mpsc::Receiver<DecodeJob>,
     stats: SharedStats,
     keyframes: mpsc::Sender<TrackId>,
     pictures: Option<Arc<Pictures>>,
+    stop: Arc<AtomicBool>,
 ) {
     let mut decoders: HashMap<TrackId, VideoDecoder> = HashMap::new();
     // Tracks whose panel went out of sight: they resume at a keyframe.
     let mut paused: HashSet<TrackId> = HashSet::new();
-    while let Some((track, frame)) = frames.blocking_recv() {
+    while let Some(job) = jobs.blocking_recv() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let (track, frame) = match job {
+            DecodeJob::Frame(track, frame) => (track, frame),
+            DecodeJob::Forget(id) => {
+                decoders.retain(|track, _| track.participant != id);
+                paused.retain(|track| track.participant != id);
+                if let Some(pictures) = &pictures {
+                    pictures.remove(id);
+                }
+                continue;
+            }
+        };
         if let Some(pictures) = &pictures {
             if pictures.is_hidden(track.participant) {
                 paused.insert(track);
@@ -745,7 +938,7 @@ fn decode_video(
             }
             if paused.contains(&track) {
                 if !frame.header.keyframe {
-                    // Asked once per skipped frame; the relay rate-limits the requests.
+                    // The call's limiter keeps these requests sparse.
                     let _ = keyframes.try_send(track);
                     lock(&stats)
                         .peers
@@ -766,10 +959,15 @@ fn decode_video(
         };
         match decoder.decode(frame.payload()) {
             Ok(Some(picture)) => {
+                let (w, h) = picture.dimensions();
+                if w > MAX_PICTURE.0 || h > MAX_PICTURE.1 {
+                    tracing::debug!(w, h, %track.participant, "picture too large, not shown");
+                    lock(&stats).decode_errors += 1;
+                    continue;
+                }
                 if let Some(pictures) = &pictures {
                     pictures.store(track.participant, &picture);
                 }
-                let (w, h) = picture.dimensions();
                 let (y, stride) = picture.luma();
                 let marks = read_marks(y, stride, w, h);
                 let latency = latency_ms(frame.header.capture_us);
@@ -812,13 +1010,7 @@ impl StatusSnapshot {
             .peers
             .iter()
             .map(|(id, p)| {
-                let recent = p
-                    .video_latency_ms
-                    .iter()
-                    .rev()
-                    .take(30)
-                    .copied()
-                    .collect::<Vec<_>>();
+                let recent = p.video_latency_ms.recent(30);
                 (
                     *id,
                     PeerSnapshot {
@@ -826,7 +1018,7 @@ impl StatusSnapshot {
                         audio_decoded: p.audio_decoded,
                         audio_concealed: p.audio_concealed,
                         bytes_received: p.bytes_received,
-                        video_latency_ms: percentile(&recent, 0.5),
+                        video_latency_ms: percentile(recent, 0.5),
                     },
                 )
             })
@@ -942,10 +1134,12 @@ fn finish_report(
                 audio_frames_received: peer.audio_received,
                 audio_frames_decoded: peer.audio_decoded,
                 audio_frames_concealed: peer.audio_concealed,
-                video_latency_ms_p50: percentile(&peer.video_latency_ms, 0.5),
-                video_latency_ms_p95: percentile(&peer.video_latency_ms, 0.95),
-                audio_latency_ms_p50: percentile(&peer.audio_latency_ms, 0.5),
-                audio_latency_ms_p95: percentile(&peer.audio_latency_ms, 0.95),
+                video_latency_ms_p50: percentile(&peer.video_latency_ms.samples, 0.5),
+                video_latency_ms_p95: percentile(&peer.video_latency_ms.samples, 0.95),
+                audio_latency_ms_p50: percentile(&peer.audio_latency_ms.samples, 0.5),
+                audio_latency_ms_p95: percentile(&peer.audio_latency_ms.samples, 0.95),
+                video_frames_expected: peer.video_span.count(),
+                audio_frames_expected: peer.audio_span.count(),
             },
         );
     }

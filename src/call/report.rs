@@ -21,6 +21,10 @@ pub struct PeerReport {
     pub id: u32,
     /// Video frames received from the relay.
     pub video_frames_received: u64,
+    /// Video frames the sender numbered while we were there (from the first to the last
+    /// sequence number received), arrived or not.
+    #[serde(default)]
+    pub video_frames_expected: u64,
     /// Video frames decoded.
     pub video_frames_decoded: u64,
     /// Video frames not decoded because their panel was out of sight.
@@ -30,6 +34,9 @@ pub struct PeerReport {
     pub video_frames_wrong_sender: u64,
     /// Audio packets received.
     pub audio_frames_received: u64,
+    /// Audio packets the sender numbered while we were there, arrived or not.
+    #[serde(default)]
+    pub audio_frames_expected: u64,
     /// Audio packets decoded.
     pub audio_frames_decoded: u64,
     /// Audio packets lost and concealed.

@@ -85,9 +85,15 @@ impl Camera {
                 .spawn(move || capture(index, spec, latest, stop, ready_tx))
                 .map_err(|e| e.to_string())?
         };
-        let name = ready
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| format!("camera {index} did not answer"))??;
+        let name = match ready.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(name)) => name,
+            Ok(Err(reason)) => return Err(reason),
+            Err(_) => {
+                // Let a camera that answers late go again instead of capturing for nobody.
+                stop.store(true, Ordering::Relaxed);
+                return Err(format!("camera {index} did not answer"));
+            }
+        };
         Ok(Self {
             name,
             width: spec.width,
@@ -101,10 +107,10 @@ impl Camera {
 
 impl Drop for Camera {
     fn drop(&mut self) {
+        // The capture thread ends after its current picture; a camera stuck in a read must not
+        // hold up the end of a call, so it is not waited for.
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        drop(self.thread.take());
     }
 }
 

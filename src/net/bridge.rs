@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::AppSystems;
 use crate::audio::device::{self, DeviceThread};
-use crate::call::bridge::{COMMAND_QUEUE, EVENT_QUEUE};
+use crate::call::bridge::COMMAND_QUEUE;
 use crate::call::{
-    self, AppLink, BotReport, CallConfig, CallEvent, Command, LiveStats, Pictures, Voices,
+    self, AppLink, BotReport, CallConfig, CallEvent, Command, LiveStats, Pictures, Poses, Voices,
 };
 use crate::media::{SourceState, camera};
 use crate::net::JoinOptions;
@@ -126,20 +126,26 @@ pub struct Call {
     pub pictures: Arc<Pictures>,
     /// Decoded voices, by participant.
     pub voices: Arc<Voices>,
+    /// Others' latest poses.
+    pub poses: Arc<Poses>,
     /// The call said it ended (or could not start); nothing more will come.
     finished: std::sync::atomic::AtomicBool,
     _microphone: Option<DeviceThread>,
 }
 
 impl Call {
-    /// Sends a command; dropped when the call is behind or over.
-    pub fn send(&self, command: Command) {
-        let _ = self.commands.try_send(command);
+    /// Sends a command; false (and dropped) when the call is behind or over.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.try_send(command).is_ok()
     }
 
     /// Leaves the room.
     pub fn leave(&self) {
-        self.send(Command::Leave);
+        if !self.send(Command::Leave) {
+            // Behind: the call also ends when its command channel closes (this resource
+            // dropped), so nothing more is needed.
+            debug!("leave queued behind other commands");
+        }
     }
 }
 
@@ -241,9 +247,10 @@ fn start_call(world: &mut World) {
         }
     }
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-    let (events_tx, events) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let (events_tx, events) = std::sync::mpsc::channel();
     let pictures = Arc::new(Pictures::default());
     let voices = Arc::new(Voices::default());
+    let poses = Arc::new(Poses::default());
     let config = CallConfig {
         join: JoinOptions {
             relay: settings.relay_url(),
@@ -263,6 +270,7 @@ fn start_call(world: &mut World) {
         events: events_tx,
         pictures: pictures.clone(),
         voices: voices.clone(),
+        poses: poses.clone(),
         camera,
         microphone,
         microphone_off: false,
@@ -289,6 +297,7 @@ fn start_call(world: &mut World) {
         events: Mutex::new(events),
         pictures,
         voices,
+        poses,
         finished: std::sync::atomic::AtomicBool::new(false),
         _microphone: microphone_thread,
     });
@@ -311,6 +320,9 @@ fn drain_call(
     let Some(call) = call else {
         return;
     };
+    for (id, pose) in call.poses.take() {
+        moved.write(ParticipantMoved { id, pose });
+    }
     if call.finished.load(Ordering::Relaxed) {
         return;
     }
@@ -352,9 +364,6 @@ fn drain_call(
                     }
                     FromRelay::ParticipantLeft { id, reason } => {
                         left.write(ParticipantLeft { id, reason });
-                    }
-                    FromRelay::Pose { id, pose } => {
-                        moved.write(ParticipantMoved { id, pose });
                     }
                     FromRelay::Mute { id, audio, video } => {
                         muted.write(ParticipantMuted { id, audio, video });
@@ -458,6 +467,10 @@ fn follow_call_end(
     let Some(end) = ended.read().last() else {
         return;
     };
+    // Only a call being joined or in progress leads to the left screen.
+    if !matches!(screen.get(), Screen::Connecting | Screen::InRoom) {
+        return;
+    }
     let attempt = reason.retry.as_ref().map_or(0, |r| r.attempt + 1);
     // A scripted run does not retry: it reports and exits.
     let retry = end.retry && settings.duration.is_none() && settings.screenshot.is_none();

@@ -76,9 +76,12 @@ pub enum Error {
     /// The relay refused the join.
     #[error("the relay refused the join: {0:?}")]
     Refused(ErrorCode),
-    /// The connection dropped during the join.
-    #[error("connection lost while joining")]
+    /// The connection dropped.
+    #[error("connection lost")]
     Lost,
+    /// Too many control messages queued: this one was dropped.
+    #[error("control messages are backing up; one was dropped")]
+    Congested,
     /// A message could not be encoded or decoded.
     #[error(transparent)]
     Protocol(#[from] rotunda_proto::Error),

@@ -47,6 +47,11 @@ pub(super) fn plugin(app: &mut App) {
             .in_set(AppSystems::Update),
     );
     app.add_systems(OnExit(Screen::InRoom), clear_roster);
+    // A new call starts from an empty room, whatever the last one left behind.
+    app.add_systems(
+        OnEnter(Screen::Connecting),
+        (clear_roster, despawn_participants),
+    );
 }
 
 /// A remote participant.
@@ -274,6 +279,12 @@ fn animate_departures(
 fn ease(t: f32) -> f32 {
     let t = t.clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
+}
+
+fn despawn_participants(participants: Query<Entity, With<Participant>>, mut commands: Commands) {
+    for entity in &participants {
+        commands.entity(entity).despawn();
+    }
 }
 
 fn clear_roster(mut roster: ResMut<Roster>) {

@@ -24,8 +24,8 @@ const SPEED: f32 = 2.5;
 const TURN: f32 = 0.004;
 /// How far behind its ring slot the viewer starts, in ring radii.
 const BACK_STEP: f32 = 1.0;
-/// Shortest time between two poses sent (30 Hz).
-pub const POSE_INTERVAL: Duration = Duration::from_millis(34);
+/// Shortest time between two poses sent (20 Hz; others interpolate between them).
+pub const POSE_INTERVAL: Duration = Duration::from_millis(50);
 
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(
@@ -146,6 +146,10 @@ fn publish_pose(
     let (Some(call), Some(transform)) = (call, avatars.iter().next()) else {
         return;
     };
+    if call.is_added() {
+        // A new call: it has not heard our pose yet.
+        *last = None;
+    }
     let pose = Pose {
         position: transform.translation.to_array(),
         orientation: transform.rotation.to_array(),
@@ -155,8 +159,7 @@ fn publish_pose(
         None => true,
         Some((sent, at)) => sent != pose && now.saturating_sub(at) >= POSE_INTERVAL,
     };
-    if due {
-        call.send(Command::Pose(pose));
+    if due && call.send(Command::Pose(pose)) {
         *last = Some((pose, now));
     }
 }

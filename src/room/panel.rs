@@ -21,7 +21,7 @@ use crate::audio::Ears;
 use crate::media::VideoFrame;
 use crate::media::pattern::TestPattern;
 use crate::net::Call;
-use crate::participants::{Muted, Participant, Speaking};
+use crate::participants::{Departing, Muted, Participant, Speaking};
 
 pub(super) fn plugin(app: &mut App) {
     embedded_asset!(app, "yuv.wgsl");
@@ -203,7 +203,7 @@ fn pause_hidden_video(
     time: Res<Time<Real>>,
     call: Option<Res<Call>>,
     cameras: Query<(&Camera, &GlobalTransform), With<Ears>>,
-    mut panels: Query<(&Participant, &GlobalTransform, &mut PanelParts)>,
+    mut panels: Query<(&Participant, &GlobalTransform, &mut PanelParts), Without<Departing>>,
     screens: Query<&ViewVisibility>,
 ) {
     let (Some(call), Some((camera, eye))) = (call, cameras.iter().next()) else {

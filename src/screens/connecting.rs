@@ -19,6 +19,7 @@ fn draw_connecting(
     settings: Res<Settings>,
     call: Option<Res<Call>>,
     mut next: ResMut<NextState<Screen>>,
+    mut commands: Commands,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let mut root = crate::ui::root_ui(ctx, "screen");
@@ -34,6 +35,8 @@ fn draw_connecting(
             if ui.button("Cancel").clicked() {
                 if let Some(call) = call {
                     call.leave();
+                    // Nothing more from that call reaches the screens.
+                    commands.remove_resource::<Call>();
                 }
                 next.set(Screen::Join);
             }

@@ -83,26 +83,33 @@ fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
     Ok(())
 }
 
-/// Turns the microphone on or off.
+/// Turns the microphone on or off (the switch moves only when the call took the command).
 pub fn set_microphone(devices: &mut Devices, call: Option<&Call>, on: bool) {
     if !devices.microphone.sends() || devices.microphone_on == on {
         return;
     }
-    devices.microphone_on = on;
-    if let Some(call) = call {
-        call.send(Command::Microphone(on));
+    if call.is_none_or(|call| call.send(Command::Microphone(on))) {
+        devices.microphone_on = on;
     }
 }
 
-/// Turns the camera on or off.
+/// Turns the camera on or off (the switch moves only when the call took the command).
 pub fn set_camera(devices: &mut Devices, call: Option<&Call>, on: bool) {
     if !devices.camera.sends() || devices.camera_on == on {
         return;
     }
-    devices.camera_on = on;
-    if let Some(call) = call {
-        call.send(Command::Camera(on));
+    if call.is_none_or(|call| call.send(Command::Camera(on))) {
+        devices.camera_on = on;
     }
+}
+
+/// Cuts `text` to the protocol's chat limit (in bytes), on a character boundary.
+pub fn chat_text(text: &str) -> String {
+    let mut end = text.len().min(rotunda_proto::limits::MAX_CHAT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 fn handle_keys(
@@ -290,7 +297,7 @@ fn draw_chat(ui: &mut egui::Ui, room: &mut RoomUi) {
                 if !text.is_empty()
                     && let Some(call) = &call
                 {
-                    call.send(Command::Chat(text.chars().take(1000).collect()));
+                    call.send(Command::Chat(chat_text(&text)));
                 }
                 log.draft.clear();
                 response.request_focus();
