@@ -162,6 +162,10 @@ pub struct Devices {
     pub microphone_on: bool,
     /// Camera on (sending).
     pub camera_on: bool,
+    /// The user turned the microphone off: it stays off when the call is rejoined.
+    pub microphone_off_by_user: bool,
+    /// The user turned the camera off: it stays off when the call is rejoined.
+    pub camera_off_by_user: bool,
 }
 
 /// The async runtime the network runs on.
@@ -273,13 +277,13 @@ fn start_call(world: &mut World) {
         poses: poses.clone(),
         camera,
         microphone,
-        microphone_off: false,
-        camera_off: false,
+        microphone_off: world.resource::<Devices>().microphone_off_by_user,
+        camera_off: world.resource::<Devices>().camera_off_by_user,
     };
     {
         let mut devices = world.resource_mut::<Devices>();
-        devices.camera_on = camera_state.sends();
-        devices.microphone_on = microphone_state.sends();
+        devices.camera_on = camera_state.sends() && !devices.camera_off_by_user;
+        devices.microphone_on = microphone_state.sends() && !devices.microphone_off_by_user;
         devices.camera = camera_state;
         devices.microphone = microphone_state;
     }

@@ -77,13 +77,20 @@ fn place_on_join(
         // Behind our slot, far enough that a small ring is all in view (inside the walls).
         let ring = slot.translation.xz().length();
         let out = Vec3::new(slot.translation.x, 0.0, slot.translation.z).normalize_or_zero();
-        let back = (ring * BACK_STEP).min(ROOM_RADIUS - 2.0 - ring).max(0.0);
+        // (With one other, a step back is enough: they stand right across.)
+        let step = if ids.len() <= 2 {
+            0.5
+        } else {
+            ring * BACK_STEP
+        };
+        let back = step.min(ROOM_RADIUS - 2.0 - ring).max(0.0);
         let position = out * (ring + back) + Vec3::Y * EYE_HEIGHT;
         let to_centre = -position;
         avatar.yaw = (-to_centre.x).atan2(-to_centre.z);
         avatar.pitch = -0.12;
         transform.translation = position;
         transform.rotation = avatar.rotation();
+        debug!(present = ids.len(), %position, "standing at our place in the ring");
     }
 }
 

@@ -18,6 +18,8 @@ pub const EYE_HEIGHT: f32 = 1.6;
 pub const GAP: f32 = 0.5;
 /// Smallest ring radius.
 pub const MIN_RADIUS: f32 = 3.5;
+/// The ring's radius for two: they face each other across a smaller table.
+pub const PAIR_RADIUS: f32 = 2.2;
 /// The room's radius: walls stand here.
 pub const ROOM_RADIUS: f32 = 14.0;
 
@@ -26,6 +28,9 @@ pub const ROOM_RADIUS: f32 = 14.0;
 pub fn radius(count: usize) -> f32 {
     if count < 2 {
         return MIN_RADIUS;
+    }
+    if count == 2 {
+        return PAIR_RADIUS;
     }
     let chord = PANEL_WIDTH + GAP;
     let r = chord / (2.0 * (std::f32::consts::PI / count as f32).sin());

@@ -117,62 +117,68 @@ fn draw_join_form(
             ui.label("Meet in a 3D room: every voice comes from where its panel stands.");
             ui.add_space(16.0);
         });
-        egui::Grid::new("join")
-            .num_columns(2)
-            .spacing([12.0, 8.0])
-            .show(ui, |ui| {
-                ui.label("Name");
-                ui.text_edit_singleline(&mut settings.name);
-                ui.end_row();
-                ui.label("Room");
-                ui.text_edit_singleline(&mut settings.room);
-                ui.end_row();
-                ui.label("Relay");
-                ui.add(
-                    egui::TextEdit::singleline(&mut form.relay)
-                        .hint_text(format!("empty: start one on {}", settings.local_relay)),
-                );
-                ui.end_row();
-                let form = &mut *form;
-                ui.label("Camera");
-                device_menu(ui, "camera", &mut form.camera, &form.cameras);
-                ui.end_row();
-                ui.label("Resolution");
-                egui::ComboBox::from_id_salt("resolution")
-                    .selected_text(format!("{}x{}", form.video.width, form.video.height))
-                    .show_ui(ui, |ui| {
-                        for (width, height) in [(320, 240), (640, 480), (1280, 720)] {
-                            let spec = VideoSpec {
-                                width,
-                                height,
-                                fps: 30,
-                            };
-                            ui.selectable_value(&mut form.video, spec, format!("{width}x{height}"));
-                        }
-                    });
-                ui.end_row();
-                ui.label("Microphone");
-                device_menu(ui, "microphone", &mut form.microphone, &form.microphones);
-                ui.end_row();
-            });
-        ui.add_space(12.0);
-        if let Some(error) = &form.error {
-            ui.colored_label(egui::Color32::LIGHT_RED, error);
-        }
-        let join =
-            ui.button("Join").clicked() || ui.input(|input| input.key_pressed(egui::Key::Enter));
-        if join {
-            match validate(&form, &settings) {
-                Ok(relay) => {
-                    settings.relay = relay;
-                    settings.camera = form.camera.clone();
-                    settings.microphone = form.microphone.clone();
-                    settings.video = form.video;
-                    next.set(Screen::Connecting);
-                }
-                Err(error) => form.error = Some(error),
+        crate::ui::centred(ui, 380.0, |ui| {
+            egui::Grid::new("join")
+                .num_columns(2)
+                .spacing([12.0, 8.0])
+                .show(ui, |ui| {
+                    ui.label("Name");
+                    ui.text_edit_singleline(&mut settings.name);
+                    ui.end_row();
+                    ui.label("Room");
+                    ui.text_edit_singleline(&mut settings.room);
+                    ui.end_row();
+                    ui.label("Relay");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut form.relay)
+                            .hint_text(format!("empty: start one on {}", settings.local_relay)),
+                    );
+                    ui.end_row();
+                    let form = &mut *form;
+                    ui.label("Camera");
+                    device_menu(ui, "camera", &mut form.camera, &form.cameras);
+                    ui.end_row();
+                    ui.label("Resolution");
+                    egui::ComboBox::from_id_salt("resolution")
+                        .selected_text(format!("{}x{}", form.video.width, form.video.height))
+                        .show_ui(ui, |ui| {
+                            for (width, height) in [(320, 240), (640, 480), (1280, 720)] {
+                                let spec = VideoSpec {
+                                    width,
+                                    height,
+                                    fps: 30,
+                                };
+                                ui.selectable_value(
+                                    &mut form.video,
+                                    spec,
+                                    format!("{width}x{height}"),
+                                );
+                            }
+                        });
+                    ui.end_row();
+                    ui.label("Microphone");
+                    device_menu(ui, "microphone", &mut form.microphone, &form.microphones);
+                    ui.end_row();
+                });
+            ui.add_space(12.0);
+            if let Some(error) = &form.error {
+                ui.colored_label(egui::Color32::LIGHT_RED, error);
             }
-        }
+            let join = ui.button("Join").clicked()
+                || ui.input(|input| input.key_pressed(egui::Key::Enter));
+            if join {
+                match validate(&form, &settings) {
+                    Ok(relay) => {
+                        settings.relay = relay;
+                        settings.camera = form.camera.clone();
+                        settings.microphone = form.microphone.clone();
+                        settings.video = form.video;
+                        next.set(Screen::Connecting);
+                    }
+                    Err(error) => form.error = Some(error),
+                }
+            }
+        });
     });
     Ok(())
 }

@@ -87,18 +87,20 @@ fn draw_left(
                 ));
             }
             ui.add_space(12.0);
-            ui.horizontal(|ui| {
-                if ui.button("Rejoin").clicked() {
-                    reason.retry = None;
-                    next.set(Screen::Connecting);
-                }
-                if ui.button("Change room").clicked() {
-                    reason.retry = None;
-                    next.set(Screen::Join);
-                }
-                if ui.button("Quit").clicked() {
-                    exit.write(AppExit::Success);
-                }
+            crate::ui::centred(ui, 210.0, |ui| {
+                ui.horizontal(|ui| {
+                    if ui.button("Rejoin").clicked() {
+                        reason.retry = None;
+                        next.set(Screen::Connecting);
+                    }
+                    if ui.button("Change room").clicked() {
+                        reason.retry = None;
+                        next.set(Screen::Join);
+                    }
+                    if ui.button("Quit").clicked() {
+                        exit.write(AppExit::Success);
+                    }
+                });
             });
         });
     });

@@ -35,6 +35,17 @@ pub(super) fn plugin(app: &mut App) {
     );
 }
 
+/// Lays `contents` out in a column `width` wide, centred in `ui`.
+pub fn centred(ui: &mut egui::Ui, width: f32, contents: impl FnOnce(&mut egui::Ui)) {
+    ui.horizontal(|ui| {
+        ui.add_space(((ui.available_width() - width) / 2.0).max(0.0));
+        ui.vertical(|ui| {
+            ui.set_width(width);
+            contents(ui);
+        });
+    });
+}
+
 /// A root `Ui` covering the window, for panels (egui 0.36 shows panels inside a `Ui`).
 pub fn root_ui(ctx: &egui::Context, id: &'static str) -> egui::Ui {
     egui::Ui::new(
@@ -90,6 +101,7 @@ pub fn set_microphone(devices: &mut Devices, call: Option<&Call>, on: bool) {
     }
     if call.is_none_or(|call| call.send(Command::Microphone(on))) {
         devices.microphone_on = on;
+        devices.microphone_off_by_user = !on;
     }
 }
 
@@ -100,6 +112,7 @@ pub fn set_camera(devices: &mut Devices, call: Option<&Call>, on: bool) {
     }
     if call.is_none_or(|call| call.send(Command::Camera(on))) {
         devices.camera_on = on;
+        devices.camera_off_by_user = !on;
     }
 }
 
