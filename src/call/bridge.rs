@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Pose};
 
 use super::report::BotReport;
-use crate::media::{DecodedPicture, VideoFrame};
+use crate::media::{DecodedPicture, SourceState, VideoFrame};
 
 /// Commands queued from the application to the engine.
 pub const COMMAND_QUEUE: usize = 256;
@@ -44,6 +44,13 @@ pub enum Command {
 /// What happened in the call.
 #[derive(Debug, Clone)]
 pub enum CallEvent {
+    /// The devices are open (or stood in for): what they turned out to be.
+    Devices {
+        /// The camera.
+        camera: SourceState,
+        /// The microphone.
+        microphone: SourceState,
+    },
     /// Joined: our id and who was already there.
     Joined {
         /// Our id.

@@ -14,7 +14,7 @@ use rotunda_proto::{ErrorCode, LeaveReason, ParticipantId, ParticipantInfo, Pose
 use tokio::sync::mpsc;
 
 use crate::AppSystems;
-use crate::audio::device::{self, DeviceThread};
+use crate::audio::device;
 use crate::call::bridge::COMMAND_QUEUE;
 use crate::call::{
     self, AppLink, BotReport, CallConfig, CallEvent, Command, LiveStats, Pictures, Poses, Voices,
@@ -130,7 +130,6 @@ pub struct Call {
     pub poses: Arc<Poses>,
     /// The call said it ended (or could not start); nothing more will come.
     finished: std::sync::atomic::AtomicBool,
-    _microphone: Option<DeviceThread>,
 }
 
 impl Call {
@@ -235,6 +234,8 @@ fn start_local_relay(world: &mut World) {
     }
 }
 
+/// Starts a call: the devices open on a thread of their own (a camera can take seconds to
+/// answer, and the window must not freeze meanwhile), then the call runs on the network runtime.
 fn start_call(world: &mut World) {
     let Some(settings) = world.get_resource::<Settings>().cloned() else {
         return;
@@ -242,60 +243,75 @@ fn start_call(world: &mut World) {
     if let Some(old) = world.remove_resource::<Call>() {
         old.leave();
     }
-    let (camera, camera_state) = camera::open(&settings.camera, settings.video);
-    let (microphone, microphone_thread, microphone_state) =
-        device::open_microphone(&settings.microphone);
-    for (what, state) in [("camera", &camera_state), ("microphone", &microphone_state)] {
-        if let SourceState::Fallback(reason) = state {
-            warn!("{what}: {reason}; using a stand-in");
-        }
-    }
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events) = std::sync::mpsc::channel();
     let pictures = Arc::new(Pictures::default());
     let voices = Arc::new(Voices::default());
     let poses = Arc::new(Poses::default());
-    let config = CallConfig {
-        join: JoinOptions {
-            relay: settings.relay_url(),
-            cert_hash: settings.cert_hash,
-            room: settings.room.clone(),
-            name: settings.name.clone(),
-            token: settings.token.clone(),
-        },
-        duration: settings.duration,
-        video: camera_state.sends().then_some(settings.video),
-        audio: microphone_state.sends(),
-        chat: Vec::new(),
-        status: false,
+    let (microphone_off, camera_off) = {
+        let devices = world.resource::<Devices>();
+        (devices.microphone_off_by_user, devices.camera_off_by_user)
     };
-    let link = AppLink {
-        commands,
-        events: events_tx,
-        pictures: pictures.clone(),
-        voices: voices.clone(),
-        poses: poses.clone(),
-        camera,
-        microphone,
-        microphone_off: world.resource::<Devices>().microphone_off_by_user,
-        camera_off: world.resource::<Devices>().camera_off_by_user,
-    };
-    {
-        let mut devices = world.resource_mut::<Devices>();
-        devices.camera_on = camera_state.sends() && !devices.camera_off_by_user;
-        devices.microphone_on = microphone_state.sends() && !devices.microphone_off_by_user;
-        devices.camera = camera_state;
-        devices.microphone = microphone_state;
-    }
-    let Some(runtime) = runtime(world) else {
+    let Some(runtime) = runtime(world).map(|r| r.handle().clone()) else {
         return;
     };
-    runtime.spawn(async move {
-        match call::run(config, Some(link)).await {
-            Ok(report) => debug!(?report.error, "call over"),
-            Err(error) => debug!("call ended: {error:#}"),
-        }
-    });
+    let link_parts = (pictures.clone(), voices.clone(), poses.clone());
+    let failed = events_tx.clone();
+    let opened = std::thread::Builder::new()
+        .name("open-devices".into())
+        .spawn(move || {
+            let (camera, camera_state) = camera::open(&settings.camera, settings.video);
+            let (microphone, microphone_thread, microphone_state) =
+                device::open_microphone(&settings.microphone);
+            for (what, state) in [("camera", &camera_state), ("microphone", &microphone_state)] {
+                if let SourceState::Fallback(reason) = state {
+                    warn!("{what}: {reason}; using a stand-in");
+                }
+            }
+            let _ = events_tx.send(CallEvent::Devices {
+                camera: camera_state.clone(),
+                microphone: microphone_state.clone(),
+            });
+            let config = CallConfig {
+                join: JoinOptions {
+                    relay: settings.relay_url(),
+                    cert_hash: settings.cert_hash,
+                    room: settings.room.clone(),
+                    name: settings.name.clone(),
+                    token: settings.token.clone(),
+                },
+                duration: settings.duration,
+                video: camera_state.sends().then_some(settings.video),
+                audio: microphone_state.sends(),
+                chat: Vec::new(),
+                status: false,
+            };
+            let (pictures, voices, poses) = link_parts;
+            let link = AppLink {
+                commands,
+                events: events_tx,
+                pictures,
+                voices,
+                poses,
+                camera,
+                microphone,
+                microphone_off,
+                camera_off,
+            };
+            runtime.spawn(async move {
+                // The microphone's stream lives as long as the call.
+                let _microphone = microphone_thread;
+                match call::run(config, Some(link)).await {
+                    Ok(report) => debug!(?report.error, "call over"),
+                    Err(error) => debug!("call ended: {error:#}"),
+                }
+            });
+        });
+    if let Err(error) = opened {
+        let _ = failed.send(CallEvent::Failed(format!(
+            "cannot open the devices: {error}"
+        )));
+    }
     world.insert_resource(Call {
         commands: commands_tx,
         events: Mutex::new(events),
@@ -303,7 +319,6 @@ fn start_call(world: &mut World) {
         voices,
         poses,
         finished: std::sync::atomic::AtomicBool::new(false),
-        _microphone: microphone_thread,
     });
 }
 
@@ -320,6 +335,7 @@ fn drain_call(
     mut chat: MessageWriter<ChatReceived>,
     mut stats: MessageWriter<StatsUpdated>,
     mut ended: MessageWriter<CallEnded>,
+    mut devices: ResMut<Devices>,
 ) {
     let Some(call) = call else {
         return;
@@ -351,6 +367,12 @@ fn drain_call(
         };
         debug!(?event, "call event");
         match event {
+            CallEvent::Devices { camera, microphone } => {
+                devices.camera_on = camera.sends() && !devices.camera_off_by_user;
+                devices.microphone_on = microphone.sends() && !devices.microphone_off_by_user;
+                devices.camera = camera;
+                devices.microphone = microphone;
+            }
             CallEvent::Joined { you, roster } => {
                 joined.write(CallJoined {
                     you,
