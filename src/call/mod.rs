@@ -435,13 +435,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                 match event {
                     Event::Media(frame, TrackKind::Video) => {
                         let track = frame.header.track;
-                        {
-                            let mut stats = lock(&stats);
-                            let peer = stats.peers.entry(track.participant).or_default();
-                            peer.video_received += 1;
-                            peer.bytes_received += frame.payload().len() as u64;
-                            peer.video_span.see(frame.header.sequence);
-                        }
+                        note_received(&stats, &frame, TrackKind::Video);
                         let released = others.reorders.entry(track).or_default().push(frame.header.sequence, frame.header.keyframe, frame, Instant::now());
                         if released.need_keyframe {
                             limiter.request_keyframe(&session, track)?;
@@ -457,13 +451,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                     }
                     Event::Media(frame, TrackKind::Audio) => {
                         let track = frame.header.track;
-                        {
-                            let mut stats = lock(&stats);
-                            let peer = stats.peers.entry(track.participant).or_default();
-                            peer.audio_received += 1;
-                            peer.bytes_received += frame.payload().len() as u64;
-                            peer.audio_span.see(frame.header.sequence);
-                        }
+                        note_received(&stats, &frame, TrackKind::Audio);
                         if let Some(audio) = others.audio.get_mut(&track) {
                             audio.jitter.push(frame.header.sequence, frame);
                         }
@@ -536,6 +524,26 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
         link.emit(CallEvent::Ended(Box::new(report.clone())));
     }
     Ok(report)
+}
+
+/// Counts a frame received from the relay.
+fn note_received(stats: &SharedStats, frame: &MediaFrame, kind: TrackKind) {
+    let mut stats = lock(stats);
+    let peer = stats
+        .peers
+        .entry(frame.header.track.participant)
+        .or_default();
+    peer.bytes_received += frame.payload().len() as u64;
+    match kind {
+        TrackKind::Video => {
+            peer.video_received += 1;
+            peer.video_span.see(frame.header.sequence);
+        }
+        TrackKind::Audio => {
+            peer.audio_received += 1;
+            peer.audio_span.see(frame.header.sequence);
+        }
+    }
 }
 
 /// A control message that could not be queued is dropped and logged; only a lost session ends

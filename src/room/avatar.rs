@@ -10,7 +10,7 @@ use bevy_egui::input::EguiWantsInput;
 use rotunda_proto::Pose;
 
 use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS};
-use super::panel::{VideoMaterial, pack_planes, planes_image};
+use super::panel::{VideoMaterial, VideoSurface};
 use super::scene::SelfView;
 use crate::AppSystems;
 use crate::call::Command;
@@ -194,27 +194,12 @@ fn show_self_view(
         if !on {
             continue;
         }
-        let image = view.image.clone();
-        let read = call.pictures.read_newer(you, view.shown, |frame| {
-            let packed = images
-                .get_mut(&image)
-                .and_then(|mut image| image.data.as_mut().map(|d| pack_planes(frame, d)));
-            (packed != Some(true)).then(|| frame.clone())
-        });
-        let Some((serial, resized)) = read else {
-            continue;
+        let view = &mut *view;
+        let mut surface = VideoSurface {
+            image: &mut view.image,
+            material: &view.material,
+            shown: &mut view.shown,
         };
-        view.shown = serial;
-        if let Some(frame) = resized {
-            let mut fresh = planes_image(frame.width, frame.height);
-            if let Some(data) = fresh.data.as_mut() {
-                pack_planes(&frame, data);
-            }
-            view.image = images.add(fresh);
-            if let Some(mut material) = videos.get_mut(&view.material) {
-                material.planes = view.image.clone();
-                material.panel.state = Vec4::new(1.0, frame.width as f32, frame.height as f32, 0.0);
-            }
-        }
+        surface.show_newest(&call.pictures, you, &mut images, &mut videos);
     }
 }

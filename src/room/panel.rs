@@ -14,10 +14,12 @@ use bevy::render::render_resource::{
     AsBindGroup, Extent3d, ShaderType, TextureDimension, TextureFormat,
 };
 use bevy::shader::ShaderRef;
+use rotunda_proto::ParticipantId;
 
 use super::layout::{PANEL_HEIGHT, PANEL_WIDTH};
 use crate::AppSystems;
 use crate::audio::Ears;
+use crate::call::Pictures;
 use crate::media::VideoFrame;
 use crate::media::pattern::TestPattern;
 use crate::net::Call;
@@ -264,32 +266,59 @@ fn upload_video(
         if parts.shown > 0 && !visible {
             continue;
         }
-        let image = parts.image.clone();
-        let updated = call
-            .pictures
-            .read_newer(participant.id, parts.shown, |frame| {
-                let packed = images
-                    .get_mut(&image)
-                    .and_then(|mut image| image.data.as_mut().map(|d| pack_planes(frame, d)));
-                // Only a picture of a new size is copied out (rarely): the texture is replaced.
-                (packed != Some(true)).then(|| frame.clone())
-            });
-        let Some((serial, resized)) = updated else {
-            continue;
+        let parts = &mut *parts;
+        let mut surface = VideoSurface {
+            image: &mut parts.image,
+            material: &parts.material,
+            shown: &mut parts.shown,
         };
-        parts.shown = serial;
-        if let Some(frame) = resized {
-            let (width, height) = (frame.width, frame.height);
-            // First picture, or a new size: a new texture of the right size.
-            let mut fresh = planes_image(width, height);
-            if let Some(data) = fresh.data.as_mut() {
-                pack_planes(&frame, data);
-            }
-            parts.image = images.add(fresh);
-            if let Some(mut material) = videos.get_mut(&parts.material) {
-                material.planes = parts.image.clone();
-                material.panel.state = Vec4::new(1.0, width as f32, height as f32, 0.0);
-            }
+        surface.show_newest(&call.pictures, participant.id, &mut images, &mut videos);
+    }
+}
+
+/// A video surface: its texture, its material, and the serial of the picture it shows.
+pub struct VideoSurface<'a> {
+    /// The texture (replaced when the picture's size changes).
+    pub image: &'a mut Handle<Image>,
+    /// The material drawing it.
+    pub material: &'a Handle<VideoMaterial>,
+    /// The serial of the picture shown.
+    pub shown: &'a mut u64,
+}
+
+impl VideoSurface<'_> {
+    /// Shows `id`'s newest picture if it is newer than the one shown: written into the texture in
+    /// place, or, for the first picture or a new size, into a new texture of the right size.
+    pub fn show_newest(
+        &mut self,
+        pictures: &Pictures,
+        id: ParticipantId,
+        images: &mut Assets<Image>,
+        videos: &mut Assets<VideoMaterial>,
+    ) {
+        let image = self.image.clone();
+        let updated = pictures.read_newer(id, *self.shown, |frame| {
+            let packed = images
+                .get_mut(&image)
+                .and_then(|mut image| image.data.as_mut().map(|d| pack_planes(frame, d)));
+            // Only a picture of a new size is copied out (rarely).
+            (packed != Some(true)).then(|| frame.clone())
+        });
+        let Some((serial, resized)) = updated else {
+            return;
+        };
+        *self.shown = serial;
+        let Some(frame) = resized else {
+            return;
+        };
+        let mut fresh = planes_image(frame.width, frame.height);
+        if let Some(data) = fresh.data.as_mut() {
+            pack_planes(&frame, data);
+        }
+        *self.image = images.add(fresh);
+        if let Some(mut material) = videos.get_mut(self.material) {
+            material.planes = self.image.clone();
+            material.panel.state = Vec4::new(1.0, frame.width as f32, frame.height as f32, 0.0);
         }
     }
 }
