@@ -62,14 +62,28 @@ pub fn logic_plugin(app: &mut App) {
 /// The whole client: window, renderer, egui, devices and every plugin.
 pub fn app(settings: Settings) -> App {
     let mut app = App::new();
-    app.add_plugins(DefaultPlugins.set(WindowPlugin {
-        primary_window: Some(Window {
-            title: format!("Rotunda — {}", settings.room),
-            resolution: (1280, 720).into(),
-            ..default()
-        }),
+    let log = bevy::log::LogPlugin {
+        // Our own news (and the in-process relay's) at info; the engine's only when something
+        // is wrong. RUST_LOG adds to this.
+        level: bevy::log::Level::WARN,
+        filter: format!(
+            "{}rotunda=info,rotunda_server=info",
+            bevy::log::DEFAULT_FILTER
+        ),
         ..default()
-    }))
+    };
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin {
+                primary_window: Some(Window {
+                    title: format!("Rotunda — {}", settings.room),
+                    resolution: (1280, 720).into(),
+                    ..default()
+                }),
+                ..default()
+            })
+            .set(log),
+    )
     .add_plugins(bevy_egui::EguiPlugin::default())
     .insert_resource(settings)
     .add_plugins(logic_plugin)

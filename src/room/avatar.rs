@@ -7,7 +7,7 @@ use std::time::Duration;
 use bevy::input::mouse::AccumulatedMouseMotion;
 use bevy::prelude::*;
 use bevy_egui::input::EguiWantsInput;
-use rotunda_proto::Pose;
+use rotunda_proto::{ParticipantId, Pose};
 
 use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS};
 use super::panel::{VideoMaterial, VideoSurface};
@@ -31,8 +31,8 @@ pub(super) fn plugin(app: &mut App) {
     app.add_systems(
         Update,
         (
-            place_on_join.after(AppSystems::Update),
-            move_avatar.in_set(AppSystems::Update),
+            keep_place.after(AppSystems::Update).before(move_avatar),
+            move_avatar.after(AppSystems::Update),
             publish_pose.in_set(AppSystems::Present),
             show_self_view.in_set(AppSystems::Present),
         )
@@ -40,13 +40,19 @@ pub(super) fn plugin(app: &mut App) {
     );
 }
 
-/// The viewer's heading and pitch.
+/// The viewer's heading and pitch, and where the ring would have it stand.
 #[derive(Component, Debug, Default)]
 pub struct Avatar {
     /// Heading, radians.
     pub yaw: f32,
     /// Pitch, radians.
     pub pitch: f32,
+    /// The spot the ring gives us (position, heading), followed until the user moves.
+    pub place: Option<(Vec3, f32)>,
+    /// The ring size `place` was worked out for.
+    pub placed_for: usize,
+    /// The user walked or looked around: the ring no longer moves us.
+    pub moved: bool,
 }
 
 impl Avatar {
@@ -55,42 +61,72 @@ impl Avatar {
     }
 }
 
-/// On joining, stand at our slot of the ring, looking at the centre.
-fn place_on_join(
+/// How fast the viewer glides to a new place in the ring (1/s).
+const GLIDE_RATE: f32 = 3.0;
+
+/// Our spot for a ring of `ids`: behind our slot, far enough that a small ring is all in view
+/// (and inside the walls), facing the centre.
+fn place_in_ring(ids: &[ParticipantId], you: ParticipantId) -> Option<(Vec3, f32)> {
+    let slots = layout::ring(ids.len());
+    let slot = ids
+        .iter()
+        .position(|id| *id == you)
+        .and_then(|i| slots.get(i))?;
+    let ring = slot.translation.xz().length();
+    let out = Vec3::new(slot.translation.x, 0.0, slot.translation.z).normalize_or_zero();
+    // (With one other, a step back is enough: they stand right across.)
+    let step = if ids.len() <= 2 {
+        0.5
+    } else {
+        ring * BACK_STEP
+    };
+    let back = step.min(ROOM_RADIUS - 2.0 - ring).max(0.0);
+    let position = out * (ring + back) + Vec3::Y * EYE_HEIGHT;
+    let yaw = position.x.atan2(position.z);
+    Some((position, yaw))
+}
+
+/// On joining, stand at our place in the ring, looking at the centre; while the user has not
+/// moved, glide to the new place when people come or go.
+fn keep_place(
+    time: Res<Time>,
     mut joined: MessageReader<CallJoined>,
     roster: Res<Roster>,
     mut avatars: Query<(&mut Transform, &mut Avatar)>,
 ) {
-    if joined.read().last().is_none() {
-        return;
-    }
-    let ids = roster.ids();
-    let slots = layout::ring(ids.len());
-    let Some(slot) = roster
-        .you
-        .and_then(|you| ids.iter().position(|id| *id == you))
-        .and_then(|i| slots.get(i))
-    else {
+    let just_joined = joined.read().last().is_some();
+    let Some(you) = roster.you else {
         return;
     };
     for (mut transform, mut avatar) in &mut avatars {
-        // Behind our slot, far enough that a small ring is all in view (inside the walls).
-        let ring = slot.translation.xz().length();
-        let out = Vec3::new(slot.translation.x, 0.0, slot.translation.z).normalize_or_zero();
-        // (With one other, a step back is enough: they stand right across.)
-        let step = if ids.len() <= 2 {
-            0.5
-        } else {
-            ring * BACK_STEP
+        if just_joined {
+            avatar.moved = false;
+            avatar.placed_for = 0;
+        }
+        if avatar.moved {
+            continue;
+        }
+        let ids = roster.ids();
+        if avatar.placed_for != ids.len() {
+            avatar.placed_for = ids.len();
+            avatar.place = place_in_ring(&ids, you);
+            if just_joined && let Some((position, yaw)) = avatar.place {
+                // Arriving: straight there.
+                transform.translation = position;
+                avatar.yaw = yaw;
+                avatar.pitch = -0.12;
+                debug!(present = ids.len(), %position, "standing at our place in the ring");
+            }
+        }
+        let Some((position, yaw)) = avatar.place else {
+            continue;
         };
-        let back = step.min(ROOM_RADIUS - 2.0 - ring).max(0.0);
-        let position = out * (ring + back) + Vec3::Y * EYE_HEIGHT;
-        let to_centre = -position;
-        avatar.yaw = (-to_centre.x).atan2(-to_centre.z);
-        avatar.pitch = -0.12;
-        transform.translation = position;
+        let blend = 1.0 - (-GLIDE_RATE * time.delta_secs()).exp();
+        transform.translation = transform.translation.lerp(position, blend);
+        let turn = (yaw - avatar.yaw + std::f32::consts::PI).rem_euclid(std::f32::consts::TAU)
+            - std::f32::consts::PI;
+        avatar.yaw += turn * blend;
         transform.rotation = avatar.rotation();
-        debug!(present = ids.len(), %position, "standing at our place in the ring");
     }
 }
 
@@ -105,9 +141,10 @@ fn move_avatar(
     let typing = wants.as_ref().is_some_and(|w| w.wants_keyboard_input());
     let over_ui = wants.as_ref().is_some_and(|w| w.wants_pointer_input());
     for (mut transform, mut avatar) in &mut avatars {
-        if buttons.pressed(MouseButton::Left) && !over_ui {
+        if buttons.pressed(MouseButton::Left) && !over_ui && motion.delta != Vec2::ZERO {
             avatar.yaw -= motion.delta.x * TURN;
             avatar.pitch = (avatar.pitch - motion.delta.y * TURN).clamp(-1.2, 1.2);
+            avatar.moved = true;
         }
         let mut walk = Vec2::ZERO;
         if !typing {
@@ -127,6 +164,7 @@ fn move_avatar(
         }
         transform.rotation = avatar.rotation();
         if walk != Vec2::ZERO {
+            avatar.moved = true;
             let forward = Vec3::new(-avatar.yaw.sin(), 0.0, -avatar.yaw.cos());
             let right = Vec3::new(-forward.z, 0.0, forward.x);
             let step =
