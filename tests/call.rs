@@ -195,6 +195,82 @@ async fn muting_stops_media_and_everyone_sees_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_nobody_looks_at_is_not_decoded_and_resumes_at_a_keyframe() {
+    let relay = TestRelay::start(|_| {}).await;
+    let viewer = start(&relay, "viewer");
+    let (events, _) = wait_for(viewer.events, |e| {
+        matches!(e, CallEvent::Joined { .. }).then_some(())
+    })
+    .await;
+    let talker = start(&relay, "talker");
+    let (_talker_events, talker_id) = wait_for(talker.events, |e| match e {
+        CallEvent::Joined { you, .. } => Some(*you),
+        _ => None,
+    })
+    .await;
+    let decoding = move |e: &CallEvent| match e {
+        CallEvent::Stats(stats) => stats
+            .peers
+            .iter()
+            .any(|p| p.id == talker_id && p.fps > 20.0)
+            .then_some(()),
+        _ => None,
+    };
+    let (events, _) = wait_for(events, decoding).await;
+
+    // Out of sight: the frames still arrive, but none is decoded.
+    viewer.pictures.set_hidden(talker_id, true);
+    let mut idle = 0;
+    let (events, _) = wait_for(events, move |e| match e {
+        CallEvent::Stats(stats) => {
+            let peer = stats.peers.iter().find(|p| p.id == talker_id)?;
+            if peer.fps == 0.0 && peer.kbps > 50.0 {
+                idle += 1;
+            } else {
+                idle = 0;
+            }
+            (idle >= 2).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    let before = viewer
+        .pictures
+        .read_newer(talker_id, 0, |_| ())
+        .map(|(s, _)| s);
+
+    // Back in sight: decoding resumes (from a keyframe it asks for) with the right pictures.
+    viewer.pictures.set_hidden(talker_id, false);
+    let (events, _) = wait_for(events, decoding).await;
+    let after = viewer
+        .pictures
+        .read_newer(talker_id, 0, |frame| {
+            rotunda::media::pattern::read_marks(&frame.y, frame.width, frame.width, frame.height)
+                .map(|m| m.sender)
+        })
+        .expect("a picture");
+    assert!(Some(after.0) > before, "new pictures after resuming");
+    assert_eq!(
+        after.1,
+        Some(talker_id.0 as u16),
+        "and they are the talker's"
+    );
+
+    viewer.commands.send(Command::Leave).await.expect("command");
+    let (_, report) = wait_for(events, |e| match e {
+        CallEvent::Ended(report) => Some(report.clone()),
+        _ => None,
+    })
+    .await;
+    let peer = &report.peers["talker"];
+    assert!(peer.video_frames_skipped >= 30, "{peer:?}");
+    assert_eq!(peer.video_frames_wrong_sender, 0, "{peer:?}");
+    assert_eq!(report.decode_errors, 0, "resumed cleanly at a keyframe");
+    talker.commands.send(Command::Leave).await.expect("command");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_relay_is_reported_not_hung() {
     let (_commands, commands_rx) = mpsc::channel(4);
     let (events_tx, events) = std::sync::mpsc::channel();
