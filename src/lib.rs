@@ -22,6 +22,7 @@ pub mod participants;
 pub mod room;
 pub mod screens;
 pub mod settings;
+mod sync;
 pub mod ui;
 
 use bevy::prelude::*;

@@ -17,6 +17,7 @@ use cpal::{SampleFormat, SampleRate, StreamConfig};
 use super::output::AudioOut;
 use crate::media::{AUDIO_FRAME_SAMPLES, AudioSource, SAMPLE_RATE, SourceState};
 use crate::settings::DeviceChoice;
+use crate::sync::lock;
 
 /// Microphone samples kept before the oldest are dropped (100 ms).
 const MICROPHONE_BACKLOG: usize = 4_800;
@@ -155,7 +156,7 @@ pub struct Microphone {
 
 impl AudioSource for Microphone {
     fn next_samples(&mut self, out: &mut [i16; AUDIO_FRAME_SAMPLES]) {
-        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let mut samples = lock(&self.samples);
         let n = out.len().min(samples.len());
         for (slot, sample) in out.iter_mut().zip(samples.drain(..n)) {
             *slot = sample;
@@ -196,7 +197,7 @@ pub fn open_microphone(
         let (config, format) = config_48k(&device, true)?;
         let channels = usize::from(config.channels.max(1));
         let push = move |mono: &mut dyn Iterator<Item = i16>| {
-            let mut samples = sink.lock().unwrap_or_else(|e| e.into_inner());
+            let mut samples = lock(&sink);
             samples.extend(mono);
             let excess = samples.len().saturating_sub(MICROPHONE_BACKLOG);
             samples.drain(..excess);
@@ -260,10 +261,7 @@ pub fn open_speakers(
                 SampleFormat::F32 => device.build_output_stream(
                     &config,
                     move |data: &mut [f32], _: &_| {
-                        mixer
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .render(data, channels);
+                        lock(&mixer).render(data, channels);
                     },
                     error,
                     None,
@@ -274,10 +272,7 @@ pub fn open_speakers(
                         &config,
                         move |data: &mut [i16], _: &_| {
                             scratch.resize(data.len(), 0.0f32);
-                            mixer
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .render(&mut scratch, channels);
+                            lock(&mixer).render(&mut scratch, channels);
                             for (slot, sample) in data.iter_mut().zip(&scratch) {
                                 *slot = (sample * 32767.0) as i16;
                             }
@@ -308,9 +303,7 @@ pub fn open_speakers(
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                out.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .render(&mut buffer, 2);
+                lock(&out).render(&mut buffer, 2);
             }
         })
         .ok();

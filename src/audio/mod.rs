@@ -21,6 +21,7 @@ use spatial::Listener;
 use crate::net::{Call, Devices};
 use crate::participants::{Participant, Speaking};
 use crate::settings::Settings;
+use crate::sync::lock;
 
 /// The mixer the speakers play, shared with their callback.
 #[derive(Resource, Clone, Default)]
@@ -29,7 +30,7 @@ pub struct AudioOutput(pub Arc<Mutex<AudioOut>>);
 impl AudioOutput {
     /// Runs `f` on the mixer state.
     pub fn with<R>(&self, f: impl FnOnce(&mut AudioOut) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut lock(&self.0))
     }
 }
 

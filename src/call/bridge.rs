@@ -14,6 +14,7 @@ use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Pose};
 
 use super::report::BotReport;
 use crate::media::{DecodedPicture, SourceState, VideoFrame};
+use crate::sync::lock;
 
 /// Commands queued from the application to the engine.
 pub const COMMAND_QUEUE: usize = 256;
@@ -107,27 +108,17 @@ pub struct Poses {
 impl Poses {
     /// Keeps `pose` as the latest of `id`.
     pub fn store(&self, id: ParticipantId, pose: Pose) {
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, pose);
+        lock(&self.latest).insert(id, pose);
     }
 
     /// The poses stored since the last call.
     pub fn take(&self) -> Vec<(ParticipantId, Pose)> {
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect()
+        lock(&self.latest).drain().collect()
     }
 
     /// Forgets someone who left.
     pub fn remove(&self, id: ParticipantId) {
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        lock(&self.latest).remove(&id);
     }
 }
 
@@ -151,7 +142,7 @@ impl Pictures {
     /// Marks `id`'s panel as out of sight (or too small to matter): its video is not decoded
     /// until it shows again, then from the next keyframe.
     pub fn set_hidden(&self, id: ParticipantId, hidden: bool) {
-        let mut set = self.hidden.lock().unwrap_or_else(|e| e.into_inner());
+        let mut set = lock(&self.hidden);
         if hidden {
             set.insert(id);
         } else {
@@ -161,15 +152,12 @@ impl Pictures {
 
     /// Whether `id`'s video is out of sight.
     pub fn is_hidden(&self, id: ParticipantId) -> bool {
-        self.hidden
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&id)
+        lock(&self.hidden).contains(&id)
     }
 
     /// Stores `picture` as the latest of `id`, reusing the slot's buffers.
     pub fn store(&self, id: ParticipantId, picture: &DecodedPicture<'_>) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = lock(&self.slots);
         let slot = slots.entry(id).or_insert_with(|| Picture {
             frame: VideoFrame::new(2, 2),
             serial: 0,
@@ -180,7 +168,7 @@ impl Pictures {
 
     /// Stores a frame as the latest of `id` (tests and synthetic sources).
     pub fn store_frame(&self, id: ParticipantId, frame: &VideoFrame) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = lock(&self.slots);
         let slot = slots.entry(id).or_insert_with(|| Picture {
             frame: frame.clone(),
             serial: 0,
@@ -196,17 +184,14 @@ impl Pictures {
         seen: u64,
         read: impl FnOnce(&VideoFrame) -> R,
     ) -> Option<(u64, R)> {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = lock(&self.slots);
         let slot = slots.get(&id).filter(|slot| slot.serial > seen)?;
         Some((slot.serial, read(&slot.frame)))
     }
 
     /// Forgets the picture of someone who left.
     pub fn remove(&self, id: ParticipantId) {
-        self.slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        lock(&self.slots).remove(&id);
         self.set_hidden(id, false);
     }
 }
@@ -229,7 +214,7 @@ impl Voices {
     /// Appends 20 ms of decoded audio of `id` (dropping the oldest beyond 200 ms) and updates its
     /// level.
     pub fn push(&self, id: ParticipantId, samples: &[i16]) {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queues = lock(&self.queues);
         let queue = queues.entry(id).or_default();
         let mut energy = 0.0f32;
         for &sample in samples {
@@ -250,7 +235,7 @@ impl Voices {
     /// Takes up to `out.len()` samples of `id` into `out`, padding with silence; returns how
     /// many were real.
     pub fn pull(&self, id: ParticipantId, out: &mut [f32]) -> usize {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queues = lock(&self.queues);
         let Some(queue) = queues.get_mut(&id) else {
             out.fill(0.0);
             return 0;
@@ -281,19 +266,19 @@ impl Voices {
     /// Everyone with a queue, into `ids` (cleared first; no allocation once it is big enough).
     pub fn ids_into(&self, ids: &mut Vec<ParticipantId>) {
         ids.clear();
-        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queues = lock(&self.queues);
         ids.extend(queues.keys().copied());
     }
 
     /// How loud `id` has been lately (RMS, 0..1).
     pub fn level(&self, id: ParticipantId) -> f32 {
-        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queues = lock(&self.queues);
         queues.get(&id).map_or(0.0, |queue| queue.level)
     }
 
     /// Marks `id` as silent now (muted or gone quiet).
     pub fn silence(&self, id: ParticipantId) {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queues = lock(&self.queues);
         if let Some(queue) = queues.get_mut(&id) {
             queue.level = 0.0;
         }
@@ -301,10 +286,7 @@ impl Voices {
 
     /// Forgets someone who left.
     pub fn remove(&self, id: ParticipantId) {
-        self.queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        lock(&self.queues).remove(&id);
     }
 }
 

@@ -41,6 +41,7 @@ use crate::media::{
     VideoDecoder, VideoEncoder, VideoFrame, VideoSource,
 };
 use crate::net::{self, Event, JoinOptions, Session};
+use crate::sync::lock;
 
 const VIDEO_INDEX: u8 = 0;
 const AUDIO_INDEX: u8 = 1;
@@ -179,10 +180,6 @@ struct Stats {
 }
 
 type SharedStats = Arc<Mutex<Stats>>;
-
-fn lock(stats: &SharedStats) -> std::sync::MutexGuard<'_, Stats> {
-    stats.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Microseconds since the Unix epoch: the capture clock shared by everyone on one machine.
 pub fn now_us() -> u64 {

@@ -15,6 +15,7 @@ use nokhwa::utils::{
 use super::{SourceState, VideoFrame, VideoSource, rgb_to_i420};
 use crate::call::{VideoSourceFactory, VideoSpec};
 use crate::settings::DeviceChoice;
+use crate::sync::lock;
 
 /// The cameras the system offers, as (index, name).
 pub fn list() -> Vec<(u32, String)> {
@@ -156,10 +157,7 @@ fn capture(
             Ok(rgb) => {
                 let (w, h) = (rgb.width() as usize, rgb.height() as usize);
                 rgb_to_i420(rgb.as_raw(), w, h, &mut converted);
-                latest
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone_from(&converted);
+                lock(&latest).clone_from(&converted);
                 failures = 0;
             }
             Err(error) => {
@@ -182,6 +180,6 @@ impl VideoSource for Camera {
     }
 
     fn next_frame(&mut self, frame: &mut VideoFrame) {
-        frame.clone_from(&self.latest.lock().unwrap_or_else(|e| e.into_inner()));
+        frame.clone_from(&lock(&self.latest));
     }
 }

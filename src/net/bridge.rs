@@ -23,6 +23,7 @@ use crate::media::{SourceState, camera};
 use crate::net::JoinOptions;
 use crate::screens::{LeftReason, Retry, Screen};
 use crate::settings::Settings;
+use crate::sync::lock;
 
 /// Call events turned into messages per frame, at most; the rest wait for the next frame.
 pub const EVENTS_PER_FRAME: usize = 256;
@@ -346,7 +347,7 @@ fn drain_call(
     if call.finished.load(Ordering::Relaxed) {
         return;
     }
-    let events = call.events.lock().unwrap_or_else(|e| e.into_inner());
+    let events = lock(&call.events);
     for _ in 0..EVENTS_PER_FRAME {
         let event = match events.try_recv() {
             Ok(event) => event,

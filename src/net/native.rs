@@ -20,6 +20,7 @@ use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::{Error, Event, JoinOptions, trust};
+use crate::sync::lock;
 
 /// Events queued for the application before media is dropped (control is never dropped).
 const EVENT_QUEUE: usize = 4096;
@@ -89,10 +90,7 @@ impl Session {
         let Ok(permit) = self.video_permits.clone().try_acquire_owned() else {
             return false;
         };
-        let priority = self
-            .priorities
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let priority = lock(&self.priorities)
             .entry(frame.header.track.index)
             .or_default()
             .next(frame.header.keyframe);

@@ -1,0 +1,10 @@
+//! Locking shared state between the call's threads, the devices' callbacks and the ECS.
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks `mutex`. A thread that panicked while holding it left data that is still whole for
+/// every use here (counters, queues, mailboxes), so the lock is taken anyway rather than
+/// spreading the panic to the audio callback or the window.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
