@@ -9,21 +9,44 @@ use std::time::{Duration, Instant};
 
 use common::{PATIENCE, TestRelay};
 use rotunda::call::{self, AppLink, CallConfig, CallEvent, Command, Pictures, VideoSpec, Voices};
-use rotunda_proto::FromRelay;
+use rotunda::media::pattern::read_marks;
+use rotunda_proto::{FromRelay, ParticipantId};
 use tokio::sync::mpsc;
 
+/// The application's ends of a call (its events are carried separately, by [`wait_for`]).
 struct Linked {
     commands: mpsc::Sender<Command>,
-    events: Receiver<CallEvent>,
     pictures: Arc<Pictures>,
     voices: Arc<Voices>,
 }
 
-fn start(relay: &TestRelay, name: &str) -> Linked {
+/// What the application hands a call (synthetic sources), its own ends of it, and the events.
+fn link() -> (AppLink, Linked, Receiver<CallEvent>) {
     let (commands, commands_rx) = mpsc::channel(64);
     let (events_tx, events) = std::sync::mpsc::channel();
     let pictures = Arc::new(Pictures::default());
     let voices = Arc::new(Voices::default());
+    let link = AppLink {
+        commands: commands_rx,
+        events: events_tx,
+        pictures: pictures.clone(),
+        voices: voices.clone(),
+        poses: Arc::default(),
+        camera: None,
+        microphone: None,
+        microphone_off: false,
+        camera_off: false,
+    };
+    let linked = Linked {
+        commands,
+        pictures,
+        voices,
+    };
+    (link, linked, events)
+}
+
+/// A call in `room` publishing 320x240@30 video and audio.
+fn start(relay: &TestRelay, name: &str) -> (Linked, Receiver<CallEvent>) {
     let config = CallConfig {
         join: relay.join("room", name),
         duration: None,
@@ -36,24 +59,53 @@ fn start(relay: &TestRelay, name: &str) -> Linked {
         chat: Vec::new(),
         status: false,
     };
-    let link = AppLink {
-        commands: commands_rx,
-        events: events_tx,
-        pictures: pictures.clone(),
-        voices: voices.clone(),
-        poses: Arc::default(),
-        camera: None,
-        microphone: None,
-        microphone_off: false,
-        camera_off: false,
-    };
+    let (link, linked, events) = link();
     tokio::spawn(call::run(config, Some(link)));
-    Linked {
-        commands,
-        events,
-        pictures,
-        voices,
+    (linked, events)
+}
+
+/// A viewer, then a talker joining after it: both calls, the viewer's events, the talker's events
+/// and the talker's id.
+async fn viewer_and_talker(
+    relay: &TestRelay,
+) -> (
+    Linked,
+    Receiver<CallEvent>,
+    Linked,
+    Receiver<CallEvent>,
+    ParticipantId,
+) {
+    let (viewer, events) = start(relay, "viewer");
+    let (events, _) = wait_for(events, |e| {
+        matches!(e, CallEvent::Joined { .. }).then_some(())
+    })
+    .await;
+    let (talker, talker_events) = start(relay, "talker");
+    let (talker_events, talker_id) = wait_for(talker_events, |e| match e {
+        CallEvent::Joined { you, .. } => Some(*you),
+        _ => None,
+    })
+    .await;
+    (viewer, events, talker, talker_events, talker_id)
+}
+
+/// Picks the statistics showing `id`'s video decoded at more than 20 fps.
+fn decoding(id: ParticipantId) -> impl FnMut(&CallEvent) -> Option<()> + Send + 'static {
+    move |e| match e {
+        CallEvent::Stats(stats) => stats
+            .peers
+            .iter()
+            .any(|p| p.id == id && p.fps > 20.0)
+            .then_some(()),
+        _ => None,
     }
+}
+
+/// The serial of `id`'s newest picture in `pictures`, and the sender its marks name.
+fn newest_marked(pictures: &Pictures, id: ParticipantId) -> Option<(u64, Option<u16>)> {
+    pictures.read_newer(id, 0, |frame| {
+        read_marks(&frame.y, frame.width, frame.width, frame.height).map(|m| m.sender)
+    })
 }
 
 /// Waits (off the async workers) for the first event `pick` accepts.
@@ -83,35 +135,11 @@ async fn wait_for<T: Send + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muting_stops_media_and_everyone_sees_it() {
     let relay = TestRelay::start(|_| {}).await;
-    let viewer = start(&relay, "viewer");
-    let (events, _) = wait_for(viewer.events, |e| {
-        matches!(e, CallEvent::Joined { .. }).then_some(())
-    })
-    .await;
-    let talker = start(&relay, "talker");
-    let (talker_events, talker_id) = wait_for(talker.events, |e| match e {
-        CallEvent::Joined { you, .. } => Some(*you),
-        _ => None,
-    })
-    .await;
+    let (viewer, events, talker, talker_events, talker_id) = viewer_and_talker(&relay).await;
 
     // The viewer gets the talker's pictures (with its mark) and voice.
-    let (events, _) = wait_for(events, move |e| match e {
-        CallEvent::Stats(stats) => stats
-            .peers
-            .iter()
-            .any(|p| p.id == talker_id && p.fps > 20.0)
-            .then_some(()),
-        _ => None,
-    })
-    .await;
-    let mark = viewer
-        .pictures
-        .read_newer(talker_id, 0, |frame| {
-            rotunda::media::pattern::read_marks(&frame.y, frame.width, frame.width, frame.height)
-                .map(|m| m.sender)
-        })
-        .and_then(|(_, sender)| sender);
+    let (events, _) = wait_for(events, decoding(talker_id)).await;
+    let mark = newest_marked(&viewer.pictures, talker_id).and_then(|(_, sender)| sender);
     assert_eq!(
         mark,
         Some(talker_id.0 as u16),
@@ -197,26 +225,8 @@ async fn muting_stops_media_and_everyone_sees_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_nobody_looks_at_is_not_decoded_and_resumes_at_a_keyframe() {
     let relay = TestRelay::start(|_| {}).await;
-    let viewer = start(&relay, "viewer");
-    let (events, _) = wait_for(viewer.events, |e| {
-        matches!(e, CallEvent::Joined { .. }).then_some(())
-    })
-    .await;
-    let talker = start(&relay, "talker");
-    let (_talker_events, talker_id) = wait_for(talker.events, |e| match e {
-        CallEvent::Joined { you, .. } => Some(*you),
-        _ => None,
-    })
-    .await;
-    let decoding = move |e: &CallEvent| match e {
-        CallEvent::Stats(stats) => stats
-            .peers
-            .iter()
-            .any(|p| p.id == talker_id && p.fps > 20.0)
-            .then_some(()),
-        _ => None,
-    };
-    let (events, _) = wait_for(events, decoding).await;
+    let (viewer, events, talker, _talker_events, talker_id) = viewer_and_talker(&relay).await;
+    let (events, _) = wait_for(events, decoding(talker_id)).await;
 
     // Out of sight: the frames still arrive, but none is decoded.
     viewer.pictures.set_hidden(talker_id, true);
@@ -241,14 +251,8 @@ async fn video_nobody_looks_at_is_not_decoded_and_resumes_at_a_keyframe() {
 
     // Back in sight: decoding resumes (from a keyframe it asks for) with the right pictures.
     viewer.pictures.set_hidden(talker_id, false);
-    let (events, _) = wait_for(events, decoding).await;
-    let after = viewer
-        .pictures
-        .read_newer(talker_id, 0, |frame| {
-            rotunda::media::pattern::read_marks(&frame.y, frame.width, frame.width, frame.height)
-                .map(|m| m.sender)
-        })
-        .expect("a picture");
+    let (events, _) = wait_for(events, decoding(talker_id)).await;
+    let after = newest_marked(&viewer.pictures, talker_id).expect("a picture");
     assert!(Some(after.0) > before, "new pictures after resuming");
     assert_eq!(
         after.1,
@@ -272,19 +276,7 @@ async fn video_nobody_looks_at_is_not_decoded_and_resumes_at_a_keyframe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_relay_is_reported_not_hung() {
-    let (_commands, commands_rx) = mpsc::channel(4);
-    let (events_tx, events) = std::sync::mpsc::channel();
-    let link = AppLink {
-        commands: commands_rx,
-        events: events_tx,
-        pictures: Arc::default(),
-        voices: Arc::default(),
-        poses: Arc::default(),
-        camera: None,
-        microphone: None,
-        microphone_off: false,
-        camera_off: false,
-    };
+    let (link, _linked, events) = link();
     // A loopback port with nothing on it: the certificate fetch is refused at once.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -157,23 +157,22 @@ impl Pictures {
 
     /// Stores `picture` as the latest of `id`, reusing the slot's buffers.
     pub fn store(&self, id: ParticipantId, picture: &DecodedPicture<'_>) {
+        self.store_with(id, |slot| picture.copy_to(slot));
+    }
+
+    /// Stores a frame as the latest of `id` (the self-view, tests).
+    pub fn store_frame(&self, id: ParticipantId, frame: &VideoFrame) {
+        self.store_with(id, |slot| slot.clone_from(frame));
+    }
+
+    /// Writes the latest picture of `id` with `fill`, into the slot's buffers, and counts it.
+    fn store_with(&self, id: ParticipantId, fill: impl FnOnce(&mut VideoFrame)) {
         let mut slots = lock(&self.slots);
         let slot = slots.entry(id).or_insert_with(|| Picture {
             frame: VideoFrame::new(2, 2),
             serial: 0,
         });
-        picture.copy_to(&mut slot.frame);
-        slot.serial += 1;
-    }
-
-    /// Stores a frame as the latest of `id` (tests and synthetic sources).
-    pub fn store_frame(&self, id: ParticipantId, frame: &VideoFrame) {
-        let mut slots = lock(&self.slots);
-        let slot = slots.entry(id).or_insert_with(|| Picture {
-            frame: frame.clone(),
-            serial: 0,
-        });
-        slot.frame.clone_from(frame);
+        fill(&mut slot.frame);
         slot.serial += 1;
     }
 

@@ -179,6 +179,13 @@ struct Stats {
     decode_errors: u64,
 }
 
+impl Stats {
+    /// The counters of participant `id`, started on first use.
+    fn peer(&mut self, id: ParticipantId) -> &mut PeerStats {
+        self.peers.entry(id).or_default()
+    }
+}
+
 type SharedStats = Arc<Mutex<Stats>>;
 
 /// Microseconds since the Unix epoch: the capture clock shared by everyone on one machine.
@@ -526,10 +533,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
 /// Counts a frame received from the relay.
 fn note_received(stats: &SharedStats, frame: &MediaFrame, kind: TrackKind) {
     let mut stats = lock(stats);
-    let peer = stats
-        .peers
-        .entry(frame.header.track.participant)
-        .or_default();
+    let peer = stats.peer(frame.header.track.participant);
     peer.bytes_received += frame.payload().len() as u64;
     match kind {
         TrackKind::Video => {
@@ -807,7 +811,7 @@ fn play_audio(
                 let mut stats = lock(stats);
                 match decoded {
                     Ok(n) => {
-                        let peer = stats.peers.entry(track.participant).or_default();
+                        let peer = stats.peer(track.participant);
                         peer.audio_decoded += 1;
                         peer.audio_latency_ms
                             .push(latency_ms(frame.header.capture_us));
@@ -821,11 +825,7 @@ fn play_audio(
             }
             Playout::Conceal => match audio.decoder.conceal(&mut out) {
                 Ok(n) => {
-                    lock(stats)
-                        .peers
-                        .entry(track.participant)
-                        .or_default()
-                        .audio_concealed += 1;
+                    lock(stats).peer(track.participant).audio_concealed += 1;
                     n.min(out.len())
                 }
                 Err(_) => 0,
@@ -931,29 +931,25 @@ fn decode_video(
                 continue;
             }
         };
-        if let Some(pictures) = &pictures {
-            if pictures.is_hidden(track.participant) {
+        // Out of sight: not decoded. Back in sight: skipped up to the next keyframe.
+        let skip = match &pictures {
+            Some(pictures) if pictures.is_hidden(track.participant) => {
                 paused.insert(track);
-                lock(&stats)
-                    .peers
-                    .entry(track.participant)
-                    .or_default()
-                    .video_skipped += 1;
-                continue;
+                true
             }
-            if paused.contains(&track) {
-                if !frame.header.keyframe {
-                    // The call's limiter keeps these requests sparse.
-                    let _ = keyframes.try_send(track);
-                    lock(&stats)
-                        .peers
-                        .entry(track.participant)
-                        .or_default()
-                        .video_skipped += 1;
-                    continue;
-                }
+            Some(_) if paused.contains(&track) && !frame.header.keyframe => {
+                // The call's limiter keeps these requests sparse.
+                let _ = keyframes.try_send(track);
+                true
+            }
+            _ => {
                 paused.remove(&track);
+                false
             }
+        };
+        if skip {
+            lock(&stats).peer(track.participant).video_skipped += 1;
+            continue;
         }
         let decoder = match decoders.entry(track) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
@@ -977,7 +973,7 @@ fn decode_video(
                 let marks = read_marks(y, stride, w, h);
                 let latency = latency_ms(frame.header.capture_us);
                 let mut stats = lock(&stats);
-                let peer = stats.peers.entry(track.participant).or_default();
+                let peer = stats.peer(track.participant);
                 peer.video_decoded += 1;
                 peer.video_latency_ms.push(latency);
                 if marks.map(|m| m.sender) != Some(track.participant.0 as u16) {
