@@ -210,21 +210,31 @@ fn apply_mutes(
     }
 }
 
-/// Sets every participant's target: its pose, or its slot in the ring.
+/// Sets every participant's target: its pose, or its slot in the ring. Only for a participant
+/// that moved, or when someone came or went: otherwise every target still holds.
 fn place_in_layout(
     roster: Res<Roster>,
     mut participants: Query<(&Participant, &mut Target), Without<Departing>>,
 ) {
-    let ids = roster.ids();
-    let slots = layout::ring(ids.len());
+    // Worked out once, and only when a participant without a pose needs its slot.
+    let mut ring: Option<(Vec<ParticipantId>, Vec<Transform>)> = None;
     for (participant, mut target) in &mut participants {
+        if !roster.is_changed() && !target.is_changed() {
+            continue;
+        }
         let position = match target.pose {
             Some(pose) => layout::panel_position(pose),
-            None => ids
-                .iter()
-                .position(|id| *id == participant.id)
-                .and_then(|i| slots.get(i))
-                .map_or(Vec3::ZERO, |slot| slot.translation),
+            None => {
+                let (ids, slots) = ring.get_or_insert_with(|| {
+                    let ids = roster.ids();
+                    let slots = layout::ring(ids.len());
+                    (ids, slots)
+                });
+                ids.iter()
+                    .position(|id| *id == participant.id)
+                    .and_then(|i| slots.get(i))
+                    .map_or(Vec3::ZERO, |slot| slot.translation)
+            }
         };
         if target.position != position {
             target.position = position;

@@ -106,16 +106,17 @@ fn keep_place(
         if avatar.moved {
             continue;
         }
-        let ids = roster.ids();
-        if avatar.placed_for != ids.len() {
-            avatar.placed_for = ids.len();
+        let present = roster.entities.len() + 1; // the others, and us
+        if avatar.placed_for != present {
+            let ids = roster.ids();
+            avatar.placed_for = present;
             avatar.place = place_in_ring(&ids, you);
             if just_joined && let Some((position, yaw)) = avatar.place {
                 // Arriving: straight there.
                 transform.translation = position;
                 avatar.yaw = yaw;
                 avatar.pitch = -0.12;
-                debug!(present = ids.len(), %position, "standing at our place in the ring");
+                debug!(present, %position, "standing at our place in the ring");
             }
         }
         let Some((position, yaw)) = avatar.place else {

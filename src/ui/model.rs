@@ -137,12 +137,21 @@ fn record_stats(mut updates: MessageReader<StatsUpdated>, mut stats: ResMut<Call
     }
 }
 
+/// A participant whose row shows something new.
+type RowChanged = Or<(Changed<Participant>, Changed<Muted>, Changed<Speaking>)>;
+
+/// Rebuilds the list when someone came, went, muted, spoke or changed their name.
 fn list_participants(
     roster: Res<Roster>,
     devices: Option<Res<crate::net::Devices>>,
+    changed: Query<(), RowChanged>,
     participants: Query<(&Participant, &Muted, &Speaking)>,
     mut rows: ResMut<ParticipantRows>,
 ) {
+    let devices_changed = devices.as_ref().is_some_and(|d| d.is_changed());
+    if !roster.is_changed() && !devices_changed && changed.is_empty() {
+        return;
+    }
     let mut list: Vec<ParticipantRow> = participants
         .iter()
         .filter(|(p, ..)| roster.entities.contains_key(&p.id))
