@@ -1,5 +1,5 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use rotunda_proto::room::RoomConfig;
@@ -32,6 +32,11 @@ pub struct Config {
     /// Video frames queued per subscriber and track before it skips to the next keyframe.
     #[arg(long, env = "ROTUNDA_VIDEO_QUEUE", default_value_t = 15)]
     pub video_queue_frames: usize,
+    /// Directory holding the browser client's bundle (`index.html`, the JS glue and the wasm),
+    /// served over HTTP on the relay's TCP port. When unset: `wasm/dist` in this checkout, where
+    /// the web build puts it.
+    #[arg(long, env = "ROTUNDA_WEB_ROOT", value_name = "DIR")]
+    pub web_root: Option<PathBuf>,
 }
 
 impl Config {
@@ -44,7 +49,13 @@ impl Config {
             token: None,
             max_participants: rotunda_proto::limits::MAX_PARTICIPANTS,
             video_queue_frames: 15,
+            web_root: None,
         }
+    }
+
+    /// The directory the browser client is served from: `web_root`, or the default `wasm/dist`.
+    pub fn resolved_web_root(&self) -> PathBuf {
+        self.web_root.clone().unwrap_or_else(default_web_root)
     }
 
     pub(crate) fn room_config(&self) -> RoomConfig {
@@ -56,5 +67,42 @@ impl Config {
             audio_queue_frames: 25,
             keyframe_request_interval: Duration::from_millis(250),
         }
+    }
+}
+
+/// Where the web build puts the browser client's bundle: `wasm/dist` beside `server/`.
+const DEFAULT_WEB_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../wasm/dist");
+
+/// [`DEFAULT_WEB_ROOT`] with its `..` resolved lexically, so logs read cleanly.
+fn default_web_root() -> PathBuf {
+    let mut path = PathBuf::new();
+    for component in Path::new(DEFAULT_WEB_ROOT).components() {
+        match component {
+            Component::ParentDir if path.file_name().is_some() => {
+                path.pop();
+            }
+            other => path.push(other),
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn the_web_root_defaults_to_the_web_build_output() {
+        let expected = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(|repo| repo.join("wasm").join("dist"));
+        assert_eq!(Some(default_web_root()), expected);
+        let config = Config::on(SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert_eq!(Some(config.resolved_web_root()), expected);
+        let parsed = Config::try_parse_from(["rotunda-relay", "--web-root", "/srv/rotunda"])
+            .expect("parses");
+        assert_eq!(parsed.web_root, Some(PathBuf::from("/srv/rotunda")));
     }
 }

@@ -11,8 +11,9 @@
 //! [`session`] runs one task group per connection, [`stream`] puts frames on streams (native
 //! clients use it too), [`rooms`] holds the rooms and hands queued
 //! control messages and media to the sessions. Beside the UDP endpoint, a small HTTP server on the
-//! same TCP port serves `/certificate.sha256` (the pinned fingerprint of the dev certificate) and
-//! `/healthz`.
+//! same TCP port serves `/certificate.sha256` (the pinned fingerprint of the dev certificate),
+//! `/healthz`, and every other path from the browser client's bundle in the web root
+//! (`--web-root`), so one port gives a browser both the page and the relay it joins.
 //!
 //! [`Relay::bind`] builds the relay from a [`Config`], so tests bind port 0.
 
@@ -89,6 +90,7 @@ impl Relay {
         let http = tokio::spawn(http::serve(
             self.http,
             self.certificate.clone(),
+            self.config.resolved_web_root(),
             stop_rx.clone(),
         ));
         let renew = tokio::spawn(
