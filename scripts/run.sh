@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs Rotunda on loopback: the 3D room client, which starts a relay in-process on
 # 127.0.0.1:4443 (or joins the one already there), and two bots (alice, bob) in the same room
-# so there is someone to meet. Another `rotunda --room lobby` on this machine joins them.
+# so there is someone to meet. Another `rotunda --room lobby` on this machine joins them, and so
+# does a browser: the relay serves the browser client (built here into wasm/dist) at its own
+# address, http://127.0.0.1:4443/?room=lobby.
 #   ROTUNDA_ROOM (lobby)  ROTUNDA_NAME ($USER)  ROTUNDA_BOTS (2)  ROTUNDA_RELAY (a relay URL)
 # Without a display (a server, a container), the room runs under Xvfb for 30 s and saves a
 # screenshot to rotunda-room.png instead.
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo build --quiet --workspace --bins
+bash scripts/web.sh
 bin="$CARGO_TARGET_DIR/debug"
 room="${ROTUNDA_ROOM:-lobby}"
 name="${ROTUNDA_NAME:-${USER:-guest}}"
@@ -38,6 +41,9 @@ for _ in $(seq 100); do
     kill -0 $window 2>/dev/null || break
     sleep 0.2
 done
+if [ -z "${ROTUNDA_RELAY:-}" ]; then
+    echo "rotunda: join from a browser (Chrome, Edge) at http://${relay#https://}/?room=$room"
+fi
 names=(alice bob carol dave erin frank)
 for ((i = 0; i < bots && i < ${#names[@]}; i++)); do
     "$bin/rotunda" bot --relay "$relay" --room "$room" --name "${names[$i]}" --duration 24h \

@@ -24,8 +24,11 @@ pub mod screens;
 pub mod settings;
 mod sync;
 pub mod ui;
+#[cfg(web)]
+mod web;
 
 use bevy::prelude::*;
+use bevy::window::WindowResolution;
 
 pub use settings::Settings;
 
@@ -78,7 +81,14 @@ pub fn app(settings: Settings) -> App {
             .set(WindowPlugin {
                 primary_window: Some(Window {
                     title: format!("Rotunda — {}", settings.room),
-                    resolution: (1280, 720).into(),
+                    resolution: match settings.scale_factor {
+                        Some(factor) => {
+                            WindowResolution::new(1280, 720).with_scale_factor_override(factor)
+                        }
+                        None => WindowResolution::new(1280, 720),
+                    },
+                    canvas: settings.canvas.clone(),
+                    fit_canvas_to_parent: true,
                     ..default()
                 }),
                 ..default()

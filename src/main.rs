@@ -79,6 +79,9 @@ struct RoomArgs {
     /// When to take the screenshot, counted from entering the room.
     #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
     screenshot_after: Duration,
+    /// Say this in the chat once, after joining (repeatable).
+    #[arg(long)]
+    chat: Vec<String>,
     /// Start with spatial audio off (every voice centred).
     #[arg(long)]
     meeting_mode: bool,
@@ -169,6 +172,10 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         screenshot: args.screenshot,
         screenshot_after: args.screenshot_after,
         meeting_mode: args.meeting_mode,
+        chat: args.chat,
+        canvas: None,
+        scale_factor: None,
+        software_frame_interval: None,
     };
     let exit = rotunda::app(settings).run();
     if exit.is_error() {

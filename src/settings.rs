@@ -82,6 +82,17 @@ pub struct Settings {
     pub screenshot_after: Duration,
     /// Start with spatial audio off.
     pub meeting_mode: bool,
+    /// Lines said in the chat once, right after joining.
+    pub chat: Vec<String>,
+    /// The page's canvas to draw in (a CSS selector), in the browser.
+    pub canvas: Option<String>,
+    /// Pixels per logical pixel, when the platform's own answer is wrong: a page zoomed out
+    /// (device pixel ratio below 1, which the windowing layer rounds up to 1).
+    pub scale_factor: Option<f32>,
+    /// On a software renderer, the least time from one frame's start to the next: in a page a
+    /// frame blocks the thread the call runs on until it is drawn, so frames must leave the
+    /// call time in between. Natively (`None`) frames follow each other.
+    pub software_frame_interval: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -103,6 +114,10 @@ impl Default for Settings {
             screenshot: None,
             screenshot_after: Duration::from_secs(8),
             meeting_mode: false,
+            chat: Vec::new(),
+            canvas: None,
+            scale_factor: None,
+            software_frame_interval: None,
         }
     }
 }

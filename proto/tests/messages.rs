@@ -1,9 +1,12 @@
-//! Round trip of every wire message, and the decoders' answers to bad input.
+//! Round trip of every wire message, and the decoders' answers to bad input. These run natively
+//! and, since the browser speaks the same wire, on wasm32 too (`wasm-bindgen-test`, run by
+//! Node.js).
 
 use bytes::Bytes;
 use rotunda_proto::framing::{self, FrameDecoder, Message};
 use rotunda_proto::limits::{MAX_CHAT, MAX_CONTROL_MESSAGE, MAX_DISPLAY_NAME, MAX_VIDEO_PAYLOAD};
 use rotunda_proto::*;
+use wasm_bindgen_test::wasm_bindgen_test;
 
 fn track() -> TrackId {
     TrackId {
@@ -57,7 +60,7 @@ fn round_trip<M: Message + PartialEq + Clone + std::fmt::Debug>(message: M) {
     assert_eq!(decoder.buffered(), 0);
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn every_to_relay_message_round_trips() {
     let all = vec![
         ToRelay::Hello {
@@ -98,7 +101,7 @@ fn every_to_relay_message_round_trips() {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn every_from_relay_message_round_trips() {
     let all = vec![
         FromRelay::Welcome {
@@ -146,7 +149,7 @@ fn every_from_relay_message_round_trips() {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn several_messages_in_one_push_come_out_in_order() {
     let mut wire = Vec::new();
     for nonce in 0..5 {
@@ -161,7 +164,7 @@ fn several_messages_in_one_push_come_out_in_order() {
     assert_eq!(decoder.poll_message::<ToRelay>(), Ok(None));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn oversized_fields_are_refused_on_both_sides() {
     let chat = ToRelay::Chat {
         text: "x".repeat(MAX_CHAT + 1),
@@ -190,7 +193,7 @@ fn oversized_fields_are_refused_on_both_sides() {
     ));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn empty_names_and_non_finite_poses_are_refused() {
     let join = ToRelay::Join {
         room: " ".into(),
@@ -210,7 +213,7 @@ fn empty_names_and_non_finite_poses_are_refused() {
     assert!(publish.validate().is_err());
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn a_huge_length_prefix_is_refused_before_buffering_the_body() {
     let mut decoder = FrameDecoder::new();
     let len = (MAX_CONTROL_MESSAGE + 1) as u32;
@@ -228,7 +231,7 @@ fn a_huge_length_prefix_is_refused_before_buffering_the_body() {
     assert!(decoder.poll_message::<ToRelay>().is_err());
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn garbage_is_a_typed_error_never_a_panic() {
     // A deterministic pseudo-random sweep over short inputs.
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -255,7 +258,7 @@ fn garbage_is_a_typed_error_never_a_panic() {
     );
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn media_frames_round_trip_and_restamp() {
     let header = MediaHeader {
         track: TrackId {
@@ -280,7 +283,7 @@ fn media_frames_round_trip_and_restamp() {
     assert_eq!(again.payload(), b"annex-b bytes");
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn media_frames_with_bad_lengths_or_flags_are_refused() {
     let header = MediaHeader {
         track: TrackId {
@@ -311,7 +314,7 @@ fn media_frames_with_bad_lengths_or_flags_are_refused() {
     assert!(MediaHeader::decode(&bytes, TrackKind::Video).is_err());
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn error_codes_map_to_numbers_and_back() {
     for code in 0..12 {
         if let Some(known) = ErrorCode::from_u32(code) {

@@ -4,10 +4,18 @@
 //! The ECS side is small: after transforms propagate, [`place_voices`] hands the listener's head
 //! (the camera) and every participant's position to the mixer, which the speakers' callback runs.
 
+#[cfg(native)]
 pub mod device;
 pub mod jitter;
 pub mod output;
 pub mod spatial;
+#[cfg(web)]
+pub mod web;
+
+#[cfg(native)]
+use device as platform;
+#[cfg(web)]
+use web as platform;
 
 use std::sync::{Arc, Mutex};
 
@@ -72,7 +80,7 @@ fn apply_settings(settings: Res<Settings>, mut meeting: ResMut<MeetingMode>) {
 /// Keeps the speakers' stream alive.
 #[derive(Resource)]
 struct Speakers(
-    #[expect(dead_code, reason = "held to keep the stream running")] device::DeviceThread,
+    #[expect(dead_code, reason = "held to keep the stream running")] platform::DeviceThread,
 );
 
 fn open_speakers(
@@ -81,7 +89,7 @@ fn open_speakers(
     settings: Res<Settings>,
     mut devices: ResMut<Devices>,
 ) {
-    let (thread, state) = device::open_speakers(&settings.speakers, output.0.clone());
+    let (thread, state) = platform::open_speakers(&settings.speakers, output.0.clone());
     if let crate::media::SourceState::Fallback(reason) = &state {
         warn!("speakers: {reason}; playing to nowhere");
     }

@@ -2,19 +2,32 @@
 //!
 //! Sources implement [`VideoSource`] and [`AudioSource`]: the [`camera`] and the microphone
 //! (`crate::audio::device`), or the synthetic [`pattern`] and [`tone`] standing in for them.
-//! Codecs (H.264 and Opus) live in the platform module: `openh264` and libopus natively.
+//! Codecs (H.264 and Opus) live in the platform module: `openh264` and libopus natively,
+//! WebCodecs in the browser (with getUserMedia for the camera and the microphone).
 
+#[cfg(native)]
 pub mod camera;
+#[cfg(native)]
 mod native;
 pub mod pattern;
 pub mod reorder;
 pub mod sequence;
 pub mod tone;
+#[cfg(web)]
+pub mod web;
 
-pub use native::{
+#[cfg(native)]
+use native as platform;
+#[cfg(web)]
+use web as platform;
+
+pub use platform::{
     AudioDecoder, AudioEncoder, CodecError, DecodedPicture, EncodedVideo, VideoDecoder,
-    VideoEncoder,
+    VideoEncoder, list_devices,
 };
+
+/// Devices a menu offers, as (choice, label).
+pub type DeviceList = Vec<(String, String)>;
 
 /// H.264 Constrained Baseline, level 3.1, as WebCodecs names it.
 pub const VIDEO_CODEC: &str = "avc1.42E01F";

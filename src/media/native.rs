@@ -199,3 +199,18 @@ impl AudioDecoder {
         Ok(self.decoder.decode(&[], out, false)?)
     }
 }
+
+/// The cameras and microphones the join screen offers, as (choice, label).
+pub fn list_devices() -> (super::DeviceList, super::DeviceList) {
+    let cameras = super::camera::list()
+        .into_iter()
+        .map(|(index, name)| (index.to_string(), format!("{index}: {name}")))
+        .collect();
+    let microphones = crate::audio::device::list()
+        .0
+        .into_iter()
+        .enumerate()
+        .map(|(index, name)| (index.to_string(), format!("{index}: {name}")))
+        .collect();
+    (cameras, microphones)
+}

@@ -7,7 +7,9 @@
 //! the caller to ask for one.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use super::sequence::Unwrapper;
 

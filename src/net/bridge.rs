@@ -1,6 +1,7 @@
 //! The bridge between the call (async, on a tokio runtime) and the ECS.
 //!
-//! Entering [`Screen::Connecting`] opens the devices and starts a call; every frame, at most
+//! Entering [`Screen::Connecting`] opens the devices and starts a call (on the platform's
+//! runtime: tokio natively, the browser's event loop on the web); every frame, at most
 //! [`EVENTS_PER_FRAME`] of its events are turned into messages the other plugins read. Commands
 //! (chat, mute, pose, leave) go back through a bounded channel and are dropped, never blocking,
 //! when the call is behind. Without a relay in the settings, one starts in this process.
@@ -14,12 +15,11 @@ use rotunda_proto::{ErrorCode, LeaveReason, ParticipantId, ParticipantInfo, Pose
 use tokio::sync::mpsc;
 
 use crate::AppSystems;
-use crate::audio::device;
 use crate::call::bridge::COMMAND_QUEUE;
 use crate::call::{
     self, AppLink, BotReport, CallConfig, CallEvent, Command, LiveStats, Pictures, Poses, Voices,
 };
-use crate::media::{SourceState, camera};
+use crate::media::SourceState;
 use crate::net::JoinOptions;
 use crate::screens::{LeftReason, Retry, Screen};
 use crate::settings::Settings;
@@ -44,7 +44,6 @@ pub(super) fn plugin(app: &mut App) {
 
 /// Starting calls (and the local relay): the part that opens devices and sockets.
 pub(super) fn io_plugin(app: &mut App) {
-    app.add_systems(Startup, start_local_relay);
     app.add_systems(OnEnter(Screen::Connecting), start_call);
 }
 
@@ -168,75 +167,80 @@ pub struct Devices {
     pub camera_off_by_user: bool,
 }
 
-/// The async runtime the network runs on.
-#[derive(Resource)]
-pub struct NetRuntime(pub tokio::runtime::Runtime);
-
-/// The relay this process started, when the settings name none.
-#[derive(Resource)]
-pub struct LocalRelay {
-    /// Its URL.
-    pub url: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
+/// What a new call is made of: the settings, the channels to the ECS and the mailboxes. The
+/// platform's `spawn_call` opens the devices and runs the call with them.
+pub struct CallParts {
+    /// What the user chose.
+    pub settings: Settings,
+    /// Commands from the ECS.
+    pub commands: mpsc::Receiver<Command>,
+    /// Events for the ECS.
+    pub events: std::sync::mpsc::Sender<CallEvent>,
+    /// Decoded pictures.
+    pub pictures: Arc<Pictures>,
+    /// Decoded voices.
+    pub voices: Arc<Voices>,
+    /// Others' poses.
+    pub poses: Arc<Poses>,
+    /// The user turned the microphone off before.
+    pub microphone_off: bool,
+    /// The user turned the camera off before.
+    pub camera_off: bool,
 }
 
-fn runtime(world: &mut World) -> Option<&tokio::runtime::Runtime> {
-    if !world.contains_resource::<NetRuntime>() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("rotunda-net")
-            .enable_all()
-            .build();
-        match runtime {
-            Ok(runtime) => world.insert_resource(NetRuntime(runtime)),
-            Err(error) => {
-                error!(%error, "cannot start the network runtime");
-                return None;
+impl CallParts {
+    /// The call's configuration, once the devices are known to send or not.
+    pub fn config(&self, camera: &SourceState, microphone: &SourceState) -> CallConfig {
+        let settings = &self.settings;
+        CallConfig {
+            join: JoinOptions {
+                relay: settings.relay_url(),
+                cert_hash: settings.cert_hash,
+                room: settings.room.clone(),
+                name: settings.name.clone(),
+                token: settings.token.clone(),
+            },
+            duration: settings.duration,
+            video: camera.sends().then_some(settings.video),
+            audio: microphone.sends(),
+            chat: settings.chat.clone(),
+            status: false,
+        }
+    }
+
+    /// Reports the devices to the ECS and hands the parts to the call.
+    pub fn into_link(
+        self,
+        camera: (Option<call::VideoSourceFactory>, SourceState),
+        microphone: (Option<Box<dyn crate::media::AudioSource>>, SourceState),
+    ) -> (CallConfig, AppLink) {
+        for (what, state) in [("camera", &camera.1), ("microphone", &microphone.1)] {
+            if let SourceState::Fallback(reason) = state {
+                warn!("{what}: {reason}; using a stand-in");
             }
         }
-    }
-    world.get_resource::<NetRuntime>().map(|r| &r.0)
-}
-
-/// Starts a relay on the local address when no relay is given; when one already runs there
-/// (another `rotunda` on this machine), joins that one instead.
-fn start_local_relay(world: &mut World) {
-    let Some(settings) = world.get_resource::<Settings>().cloned() else {
-        return;
-    };
-    if settings.relay.is_some() {
-        return;
-    }
-    let Some(runtime) = runtime(world) else {
-        return;
-    };
-    let bound = runtime.block_on(rotunda_server::Relay::bind(rotunda_server::Config::on(
-        settings.local_relay,
-    )));
-    match bound {
-        Ok(relay) => {
-            let url = relay.url();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            runtime.spawn(relay.run(async {
-                let _ = stopped.await;
-            }));
-            println!(
-                "rotunda: relay running at {url}; others join with: rotunda --relay {url} --room {}",
-                settings.room
-            );
-            world.insert_resource(LocalRelay { url, _stop: stop });
-        }
-        Err(error) => {
-            println!(
-                "rotunda: a relay already runs on {} ({error:#}); joining it",
-                settings.local_relay
-            );
-        }
+        let _ = self.events.send(CallEvent::Devices {
+            camera: camera.1.clone(),
+            microphone: microphone.1.clone(),
+        });
+        let config = self.config(&camera.1, &microphone.1);
+        let link = AppLink {
+            commands: self.commands,
+            events: self.events,
+            pictures: self.pictures,
+            voices: self.voices,
+            poses: self.poses,
+            camera: camera.0,
+            microphone: microphone.0,
+            microphone_off: self.microphone_off,
+            camera_off: self.camera_off,
+        };
+        (config, link)
     }
 }
 
-/// Starts a call: the devices open on a thread of their own (a camera can take seconds to
-/// answer, and the window must not freeze meanwhile), then the call runs on the network runtime.
+/// Starts a call: the platform opens the devices without freezing the window (a camera can take
+/// seconds to answer), then runs the call.
 fn start_call(world: &mut World) {
     let Some(settings) = world.get_resource::<Settings>().cloned() else {
         return;
@@ -253,66 +257,17 @@ fn start_call(world: &mut World) {
         let devices = world.resource::<Devices>();
         (devices.microphone_off_by_user, devices.camera_off_by_user)
     };
-    let Some(runtime) = runtime(world).map(|r| r.handle().clone()) else {
-        return;
+    let parts = CallParts {
+        settings,
+        commands,
+        events: events_tx,
+        pictures: pictures.clone(),
+        voices: voices.clone(),
+        poses: poses.clone(),
+        microphone_off,
+        camera_off,
     };
-    let link_parts = (pictures.clone(), voices.clone(), poses.clone());
-    let failed = events_tx.clone();
-    let opened = std::thread::Builder::new()
-        .name("open-devices".into())
-        .spawn(move || {
-            let (camera, camera_state) = camera::open(&settings.camera, settings.video);
-            let (microphone, microphone_thread, microphone_state) =
-                device::open_microphone(&settings.microphone);
-            for (what, state) in [("camera", &camera_state), ("microphone", &microphone_state)] {
-                if let SourceState::Fallback(reason) = state {
-                    warn!("{what}: {reason}; using a stand-in");
-                }
-            }
-            let _ = events_tx.send(CallEvent::Devices {
-                camera: camera_state.clone(),
-                microphone: microphone_state.clone(),
-            });
-            let config = CallConfig {
-                join: JoinOptions {
-                    relay: settings.relay_url(),
-                    cert_hash: settings.cert_hash,
-                    room: settings.room.clone(),
-                    name: settings.name.clone(),
-                    token: settings.token.clone(),
-                },
-                duration: settings.duration,
-                video: camera_state.sends().then_some(settings.video),
-                audio: microphone_state.sends(),
-                chat: Vec::new(),
-                status: false,
-            };
-            let (pictures, voices, poses) = link_parts;
-            let link = AppLink {
-                commands,
-                events: events_tx,
-                pictures,
-                voices,
-                poses,
-                camera,
-                microphone,
-                microphone_off,
-                camera_off,
-            };
-            runtime.spawn(async move {
-                // The microphone's stream lives as long as the call.
-                let _microphone = microphone_thread;
-                match call::run(config, Some(link)).await {
-                    Ok(report) => debug!(?report.error, "call over"),
-                    Err(error) => debug!("call ended: {error:#}"),
-                }
-            });
-        });
-    if let Err(error) = opened {
-        let _ = failed.send(CallEvent::Failed(format!(
-            "cannot open the devices: {error}"
-        )));
-    }
+    super::spawn_call(world, parts);
     world.insert_resource(Call {
         commands: commands_tx,
         events: Mutex::new(events),

@@ -2,17 +2,25 @@
 //!
 //! [`connect`] joins a room and returns a [`Session`] to send with and a receiver of [`Event`]s.
 //! The transport differs per platform (quinn through `wtransport` natively, the browser's
-//! WebTransport later); this module's API is the same for both.
+//! WebTransport through web-sys); this module's API is the same for both.
 
 pub mod bridge;
+#[cfg(native)]
 mod native;
 pub mod trust;
+#[cfg(web)]
+pub(crate) mod web;
 
 pub use bridge::{
     Call, CallEnded, CallJoined, ChatReceived, Devices, ParticipantJoined, ParticipantLeft,
     ParticipantMoved, ParticipantMuted, StatsUpdated,
 };
-pub use native::{Session, connect};
+#[cfg(native)]
+use native as platform;
+#[cfg(web)]
+use web as platform;
+
+pub use platform::{Session, connect, spawn_call};
 
 pub(super) fn plugin(app: &mut bevy::prelude::App) {
     bridge::plugin(app);
@@ -21,6 +29,7 @@ pub(super) fn plugin(app: &mut bevy::prelude::App) {
 /// Starts calls and the in-process relay (left out of tests that use no network).
 pub(super) fn io_plugin(app: &mut bevy::prelude::App) {
     bridge::io_plugin(app);
+    platform::io_plugin(app);
 }
 
 use rotunda_proto::{ErrorCode, FromRelay, MediaFrame, TrackKind};
@@ -76,6 +85,12 @@ pub enum Error {
     /// The relay refused the join.
     #[error("the relay refused the join: {0:?}")]
     Refused(ErrorCode),
+    /// The browser cannot open a WebTransport session.
+    #[error(
+        "this browser has no WebTransport; use a recent Chrome, Edge or Firefox (over http on \
+         localhost or https)"
+    )]
+    NoWebTransport,
     /// The connection dropped.
     #[error("connection lost")]
     Lost,

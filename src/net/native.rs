@@ -19,7 +19,14 @@ use wtransport::error::ConnectionError;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
 
+use bevy::prelude::*;
+
+use super::bridge::CallParts;
 use super::{Error, Event, JoinOptions, trust};
+use crate::audio::device;
+use crate::call::{self, CallEvent};
+use crate::media::camera;
+use crate::settings::Settings;
 use crate::sync::lock;
 
 /// Events queued for the application before media is dropped (control is never dropped).
@@ -336,4 +343,106 @@ async fn read_frame(mut stream: RecvStream) -> Option<MediaFrame> {
     stream::read_payload(&mut stream, header, parsed)
         .await
         .ok()?
+}
+
+/// The async runtime the network runs on.
+#[derive(Resource)]
+pub struct NetRuntime(pub tokio::runtime::Runtime);
+
+/// The relay this process started, when the settings name none.
+#[derive(Resource)]
+pub struct LocalRelay {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Natively, a relay starts in this process when the settings name none.
+pub(super) fn io_plugin(app: &mut App) {
+    app.add_systems(Startup, start_local_relay);
+}
+
+fn runtime(world: &mut World) -> Option<&tokio::runtime::Runtime> {
+    if !world.contains_resource::<NetRuntime>() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rotunda-net")
+            .enable_all()
+            .build();
+        match runtime {
+            Ok(runtime) => world.insert_resource(NetRuntime(runtime)),
+            Err(error) => {
+                error!(%error, "cannot start the network runtime");
+                return None;
+            }
+        }
+    }
+    world.get_resource::<NetRuntime>().map(|r| &r.0)
+}
+
+/// Starts a relay on the local address when no relay is given; when one already runs there
+/// (another `rotunda` on this machine), joins that one instead.
+fn start_local_relay(world: &mut World) {
+    let Some(settings) = world.get_resource::<Settings>().cloned() else {
+        return;
+    };
+    if settings.relay.is_some() {
+        return;
+    }
+    let Some(runtime) = runtime(world) else {
+        return;
+    };
+    let bound = runtime.block_on(rotunda_server::Relay::bind(rotunda_server::Config::on(
+        settings.local_relay,
+    )));
+    match bound {
+        Ok(relay) => {
+            let url = relay.url();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            runtime.spawn(relay.run(async {
+                let _ = stopped.await;
+            }));
+            println!(
+                "rotunda: relay running at {url}; others join with: rotunda --relay {url} --room {}",
+                settings.room
+            );
+            world.insert_resource(LocalRelay { _stop: stop });
+        }
+        Err(error) => {
+            println!(
+                "rotunda: a relay already runs on {} ({error:#}); joining it",
+                settings.local_relay
+            );
+        }
+    }
+}
+
+/// Opens the devices on a thread of their own (a camera can take seconds to answer, and the
+/// window must not freeze meanwhile), then runs the call on the network runtime.
+pub fn spawn_call(world: &mut World, parts: CallParts) {
+    let Some(runtime) = runtime(world).map(|r| r.handle().clone()) else {
+        return;
+    };
+    let failed = parts.events.clone();
+    let opened = std::thread::Builder::new()
+        .name("open-devices".into())
+        .spawn(move || {
+            let settings = &parts.settings;
+            let (camera, camera_state) = camera::open(&settings.camera, settings.video);
+            let (microphone, microphone_thread, microphone_state) =
+                device::open_microphone(&settings.microphone);
+            let (config, link) =
+                parts.into_link((camera, camera_state), (microphone, microphone_state));
+            runtime.spawn(async move {
+                // The microphone's stream lives as long as the call.
+                let _microphone = microphone_thread;
+                match call::run(config, Some(link)).await {
+                    Ok(report) => debug!(?report.error, "call over"),
+                    Err(error) => debug!("call ended: {error:#}"),
+                }
+            });
+        });
+    if let Err(error) = opened {
+        let _ = failed.send(CallEvent::Failed(format!(
+            "cannot open the devices: {error}"
+        )));
+    }
 }

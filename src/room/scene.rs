@@ -4,14 +4,17 @@ use std::f32::consts::{FRAC_PI_2, TAU};
 
 use bevy::camera::CameraOutputMode;
 use bevy::camera::visibility::RenderLayers;
+use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
 use bevy::prelude::*;
 use bevy::render::render_resource::BlendState;
+use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
 
 use super::avatar::Avatar;
 use super::layout::{EYE_HEIGHT, ROOM_RADIUS};
 use super::panel::{PanelUniform, VideoMaterial, planes_image};
 use crate::audio::Ears;
+use crate::settings::Settings;
 
 pub(super) fn plugin(app: &mut App) {
     app.insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.08)));
@@ -19,29 +22,53 @@ pub(super) fn plugin(app: &mut App) {
     app.add_systems(Update, spare_software_renderer.run_if(run_once));
 }
 
-/// On a software renderer (llvmpipe, SwiftShader), drop multisampling and shadows: the room
-/// stays readable and the frame rate bearable.
+/// On a software renderer (llvmpipe, SwiftShader) every pixel costs: drop multisampling,
+/// shadows, tonemapping and the lamps' lights (the key light stays), and where the settings ask
+/// (in a page, whose thread a frame blocks until drawn) leave the call time between frames. The
+/// room stays readable.
 fn spare_software_renderer(
     adapter: Option<Res<bevy::render::renderer::RenderAdapterInfo>>,
+    settings: Res<Settings>,
     cameras: Query<Entity, With<Camera3d>>,
-    mut lights: Query<&mut PointLight>,
+    mut lights: Query<(Entity, &mut PointLight)>,
     mut commands: Commands,
 ) {
     let Some(adapter) = adapter else {
         return;
     };
-    if format!("{:?}", adapter.device_type) != "Cpu" {
+    // Natively the adapter says it is a CPU; through WebGL2 only its name tells (ANGLE on
+    // SwiftShader).
+    let name = adapter.name.to_lowercase();
+    let software = format!("{:?}", adapter.device_type) == "Cpu"
+        || ["swiftshader", "llvmpipe", "lavapipe", "software"]
+            .iter()
+            .any(|word| name.contains(word));
+    if !software {
         return;
     }
     info!(
-        "software renderer ({}): no multisampling, no shadows",
+        "software renderer ({}): no multisampling, shadows, tonemapping or lamp lights",
         adapter.name
     );
     for camera in &cameras {
-        commands.entity(camera).insert(Msaa::Off);
+        commands
+            .entity(camera)
+            .insert((Msaa::Off, Tonemapping::None, DebandDither::Disabled));
     }
-    for mut light in &mut lights {
-        light.shadow_maps_enabled = false;
+    for (entity, mut light) in &mut lights {
+        if light.shadow_maps_enabled {
+            // The key light.
+            light.shadow_maps_enabled = false;
+        } else {
+            commands.entity(entity).despawn();
+        }
+    }
+    if let Some(interval) = settings.software_frame_interval {
+        let pace = UpdateMode::reactive(interval);
+        commands.insert_resource(WinitSettings {
+            focused_mode: pace,
+            unfocused_mode: pace,
+        });
     }
 }
 

@@ -5,9 +5,7 @@ use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use super::Screen;
-use crate::audio::device;
 use crate::call::VideoSpec;
-use crate::media::camera;
 use crate::settings::{DeviceChoice, Settings};
 
 pub(super) fn plugin(app: &mut App) {
@@ -97,14 +95,7 @@ fn draw_join_form(
     };
     if form.cameras.is_empty() {
         // Listed when the form is first drawn, not in tests that never draw it.
-        let cameras = camera::list()
-            .into_iter()
-            .map(|(index, name)| (index.to_string(), format!("{index}: {name}")));
-        let microphones = device::list()
-            .0
-            .into_iter()
-            .enumerate()
-            .map(|(index, name)| (index.to_string(), format!("{index}: {name}")));
+        let (cameras, microphones) = crate::media::list_devices();
         form.cameras = menu(cameras, "test pattern");
         form.microphones = menu(microphones, "test tone");
     }

@@ -1,0 +1,74 @@
+//! Rotunda in the browser: `index.html` loads this module, which reads the page's URL and starts
+//! the same Bevy client as the desktop program, drawing into the page's canvas.
+//!
+//! URL parameters: `room` and `name` (with `room`, the client joins at once; without it, the
+//! join form shows), `relay` (default: the page's own host and port), `camera` and `mic`
+//! (`default`, `synthetic` or `none`), `video` (`WIDTHxHEIGHT@FPS`), `chat` (a line said once
+//! after joining), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off).
+
+#![cfg(target_arch = "wasm32")]
+
+use rotunda::Settings;
+use wasm_bindgen::prelude::*;
+
+/// Starts the client in the page.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    let settings = match settings_from_page() {
+        Ok(settings) => settings,
+        Err(error) => {
+            web_sys::console::error_1(&JsValue::from_str(&format!("rotunda:error {error}")));
+            Settings::default()
+        }
+    };
+    rotunda::app(settings).run();
+}
+
+/// The settings the page's URL asks for.
+fn settings_from_page() -> Result<Settings, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let location = window.location();
+    let search = location.search().unwrap_or_default();
+    let params = web_sys::UrlSearchParams::new_with_str(&search).map_err(|_| "bad URL query")?;
+    let param = |key: &str| params.get(key).filter(|value| !value.trim().is_empty());
+    let host = location.host().unwrap_or_else(|_| "127.0.0.1:4443".into());
+    let mut settings = Settings {
+        relay: Some(param("relay").unwrap_or_else(|| format!("https://{host}"))),
+        canvas: Some("#rotunda".into()),
+        // A page zoomed out (or a browser told to draw fewer pixels, as the browser test does
+        // on its software renderer) has fewer pixels than CSS pixels.
+        scale_factor: Some(window.device_pixel_ratio() as f32).filter(|ratio| *ratio < 1.0),
+        // Drawn on the CPU (SwiftShader), a frame blocks the page's thread, which the call
+        // shares, for a few hundred milliseconds: leave it as long again.
+        software_frame_interval: Some(std::time::Duration::from_millis(400)),
+        ..Settings::default()
+    };
+    if let Some(room) = param("room") {
+        settings.room = room;
+        settings.auto_join = true;
+    }
+    if let Some(name) = param("name") {
+        settings.name = name;
+    }
+    if let Some(camera) = param("camera") {
+        settings.camera = camera.parse()?;
+    }
+    if let Some(mic) = param("mic") {
+        settings.microphone = mic.parse()?;
+    }
+    if let Some(video) = param("video") {
+        settings.video = video.parse()?;
+    }
+    if let Some(chat) = param("chat") {
+        settings.chat.push(chat);
+    }
+    if let Some(duration) = param("duration") {
+        settings.duration = Some(
+            humantime::parse_duration(&duration)
+                .map_err(|e| format!("duration {duration:?}: {e}"))?,
+        );
+    }
+    settings.meeting_mode = param("meeting").is_some();
+    Ok(settings)
+}
