@@ -81,12 +81,7 @@ pub fn app(settings: Settings) -> App {
             .set(WindowPlugin {
                 primary_window: Some(Window {
                     title: format!("Rotunda — {}", settings.room),
-                    resolution: match settings.scale_factor {
-                        Some(factor) => {
-                            WindowResolution::new(1280, 720).with_scale_factor_override(factor)
-                        }
-                        None => WindowResolution::new(1280, 720),
-                    },
+                    resolution: WindowResolution::new(1280, 720),
                     canvas: settings.canvas.clone(),
                     fit_canvas_to_parent: true,
                     ..default()
@@ -105,5 +100,19 @@ pub fn app(settings: Settings) -> App {
         ui::plugin,
         automation::plugin,
     ));
+    app.add_systems(PreUpdate, keep_scale_factor);
     app
+}
+
+/// Holds the window to the settings' scale factor, when they give one (the windowing layer sets
+/// its own as the window opens and when it moves).
+fn keep_scale_factor(settings: Res<Settings>, mut windows: Query<&mut Window>) {
+    let Some(factor) = settings.scale_factor else {
+        return;
+    };
+    for mut window in &mut windows {
+        if window.resolution.scale_factor_override() != Some(factor) {
+            window.resolution.set_scale_factor_override(Some(factor));
+        }
+    }
 }

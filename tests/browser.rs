@@ -1,9 +1,9 @@
 //! The browser client in a real room: the relay in this process serves the web bundle
 //! (`wasm/dist`, built by `scripts/web.sh`); headless Chromium opens it as `web1`, with the
-//! synthetic camera and tone, and a `rotunda bot` process joins it. After 20 s together, each has
-//! decoded the other's video, every picture carrying the sender's own marks, and audio, and has
-//! received the other's chat line; the page's screenshot shows the room. The shares decoded are
-//! printed: on this software-rendered Chromium they are far from complete (BENCHMARKS.md).
+//! synthetic camera and tone, and a `rotunda bot` process joins it. After 20 s together, each
+//! must have decoded at least 80 % of the other's video and audio, every picture carrying the
+//! sender's own marks, and received the other's chat line; the page's screenshot is kept.
+//! (Two pages and a bot, the driver's other use, are measured by hand: BENCHMARKS.md.)
 //!
 //! `tests/browser/driver.mjs` (playwright-core, installed with `npm ci` when missing) drives the
 //! pages and prints readiness markers the test waits on. Needs node 20+ and Debian's `chromium`
@@ -126,7 +126,7 @@ async fn browsers_and_a_bot_see_hear_and_read_each_other() {
     }
 
     let mut failures = check_reports(&reports);
-    for name in ["web1"] {
+    for (name, _) in PARTICIPANTS.iter().filter(|(name, _)| *name != "bot") {
         let shot = out.join(format!("{name}.png"));
         match std::fs::metadata(&shot) {
             Ok(meta) if meta.len() > MIN_SCREENSHOT_BYTES => {
@@ -285,7 +285,7 @@ fn check_reports(reports: &BTreeMap<&str, BotReport>) -> Vec<String> {
                 ),
             ] {
                 let share = ratio(decoded, expected);
-                if expected == 0 || decoded == 0 {
+                if expected == 0 || share < 0.8 {
                     failures.push(format!(
                         "{pair}: decoded {decoded} of {expected} {kind} frames ({:.1} %): {peer:?}",
                         100.0 * share

@@ -63,6 +63,8 @@ enum End {
 
 impl From<Error> for End {
     fn from(error: Error) -> Self {
+        // The peer gets the code; what exactly was wrong goes to the log.
+        info!(%error, "the peer broke the protocol");
         End::Failed(error.code())
     }
 }

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use rotunda_proto::{Error, MediaFrame, MediaHeader, TrackKind};
 use wtransport::error::StreamReadExactError;
-use wtransport::quinn::ReadToEndError;
 use wtransport::{Connection, RecvStream, VarInt};
 
 /// Writes one frame on a new stream with `priority` (higher goes first). A frame not opened, or
@@ -56,24 +55,30 @@ pub async fn read_header(
 
 /// Reads the payload after [`read_header`] and returns the whole frame. `Ok(None)`: the peer
 /// abandoned the stream; a payload of another length than the header says is an error.
+///
+/// Ordered reads throughout: quinn's unordered `read_to_end` after the ordered header read can
+/// be handed a retransmitted chunk the header already covered, and took it for a longer stream
+/// (seen with Chromium's QUIC under load).
 pub async fn read_payload(
     stream: &mut RecvStream,
     header: [u8; MediaHeader::LEN],
     parsed: MediaHeader,
 ) -> Result<Option<MediaFrame>, Error> {
     let len = parsed.payload_len as usize;
-    let payload = match stream.quic_stream_mut().read_to_end(len).await {
-        Ok(payload) => payload,
-        Err(ReadToEndError::TooLong) => {
-            return Err(Error::Malformed("video frame longer than its header says"));
+    let mut wire = BytesMut::zeroed(MediaHeader::LEN + len);
+    wire[..MediaHeader::LEN].copy_from_slice(&header);
+    match stream.read_exact(&mut wire[MediaHeader::LEN..]).await {
+        Ok(()) => {}
+        Err(StreamReadExactError::FinishedEarly(_)) => {
+            return Err(Error::Malformed("video frame shorter than its header says"));
         }
-        Err(ReadToEndError::Read(_)) => return Ok(None),
-    };
-    if payload.len() != len {
-        return Err(Error::Malformed("video frame shorter than its header says"));
+        Err(StreamReadExactError::Read(_)) => return Ok(None),
     }
-    let mut wire = BytesMut::with_capacity(MediaHeader::LEN + len);
-    wire.put_slice(&header);
-    wire.put_slice(&payload);
+    // Then the stream must end.
+    match stream.read(&mut [0u8; 1]).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return Err(Error::Malformed("video frame longer than its header says")),
+        Err(_) => return Ok(None),
+    }
     MediaFrame::decode(wire.freeze(), TrackKind::Video).map(Some)
 }

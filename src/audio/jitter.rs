@@ -46,6 +46,8 @@ pub struct JitterBuffer<T> {
     next: Option<u64>,
     /// The last packet played, kept across rebuffering so stragglers stay late.
     last_played: Option<u64>,
+    /// Packets buffered beyond the target before playout skips ahead.
+    catch_up: usize,
     stats: JitterStats,
 }
 
@@ -65,8 +67,17 @@ impl<T> JitterBuffer<T> {
             packets: BTreeMap::new(),
             next: None,
             last_played: None,
+            catch_up: CATCH_UP,
             stats: JitterStats::default(),
         }
+    }
+
+    /// Lets `packets` beyond the target wait before playout skips ahead (8 by default): a
+    /// player that is itself bursty (a page's thread blocked by drawing, then playing the
+    /// missed ticks at once) must not take its own bursts for network ones.
+    pub fn with_catch_up(mut self, packets: usize) -> Self {
+        self.catch_up = packets;
+        self
     }
 
     /// Packets waiting.
@@ -114,7 +125,7 @@ impl<T> JitterBuffer<T> {
             self.last_played = Some(sequence);
             return Playout::Packet(packet);
         };
-        if self.packets.len() > self.target + CATCH_UP
+        if self.packets.len() > self.target + self.catch_up
             && let Some((skipped, _)) = self.packets.pop_first()
         {
             // A burst after a stall left too much buffered: skip one packet a tick until the

@@ -47,9 +47,11 @@ use crate::sync::lock;
 
 const VIDEO_INDEX: u8 = 0;
 const AUDIO_INDEX: u8 = 1;
-/// Audio packets buffered before playout starts (2 x 20 ms).
-const JITTER_TARGET: usize = 2;
-const JITTER_CAPACITY: usize = 25;
+// How much audio waits before playout, and at most: the platform's.
+#[cfg(native)]
+use native::{JITTER_CAPACITY, JITTER_CATCH_UP, JITTER_TARGET};
+#[cfg(web)]
+use web::{JITTER_CAPACITY, JITTER_CATCH_UP, JITTER_TARGET};
 const AUDIO_BITRATE: i32 = 32_000;
 
 /// Resolution and frame rate, written `640x480@30`.
@@ -398,7 +400,8 @@ fn subscribe(
             audio_tracks.insert(
                 track,
                 AudioTrack {
-                    jitter: JitterBuffer::new(JITTER_TARGET, JITTER_CAPACITY),
+                    jitter: JitterBuffer::new(JITTER_TARGET, JITTER_CAPACITY)
+                        .with_catch_up(JITTER_CATCH_UP),
                     decoder: AudioDecoder::new()?,
                 },
             );

@@ -31,6 +31,14 @@ use crate::media::{
 use crate::net::{self, Event};
 use crate::sync::lock;
 
+/// Audio packets buffered before playout starts (2 x 20 ms).
+pub(super) const JITTER_TARGET: usize = 2;
+/// Audio packets held at most (1.2 s).
+pub(super) const JITTER_CAPACITY: usize = 60;
+/// Packets beyond the target before playout skips ahead (1 s): a browser sends in bursts (its
+/// page's thread stalls while it draws without a GPU), and those must be played, not trimmed.
+pub(super) const JITTER_CATCH_UP: usize = 50;
+
 /// Runs a call to the end of its duration (or until the application leaves) and reports what it
 /// saw.
 pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Result<BotReport> {

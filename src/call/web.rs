@@ -44,6 +44,15 @@ const POLL_MS: i32 = 5;
 /// Events handled per poll, at most.
 const EVENTS_PER_POLL: usize = 512;
 const AUDIO_TICK: Duration = Duration::from_millis(20);
+/// Audio packets buffered before playout starts (100 ms): the page's thread, which the call
+/// shares with drawing, stalls, and so do the other browsers that send to it.
+pub(super) const JITTER_TARGET: usize = 5;
+/// Audio packets held at most (1.5 s).
+pub(super) const JITTER_CAPACITY: usize = 75;
+/// Packets beyond the target before playout skips ahead (1.2 s): after a stall the engine takes
+/// in everything that arrived, then plays every tick it missed, so the depth it sees between the
+/// two is its own doing, not the network's.
+pub(super) const JITTER_CATCH_UP: usize = 60;
 
 /// The video being published.
 struct Publisher {
@@ -185,16 +194,84 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
             break;
         }
 
+        // What arrived first, so that the audio played out below finds it in the jitter buffers
+        // (after a stall, many 20 ms ticks are played at once).
+        for _ in 0..EVENTS_PER_POLL {
+            let event = match events.try_recv() {
+                Ok(event) => event,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => break 'call,
+            };
+            match event {
+                Event::Media(frame, TrackKind::Video) => {
+                    let track = frame.header.track;
+                    note_received(&stats, &frame, TrackKind::Video);
+                    let released = others.reorders.entry(track).or_default().push(
+                        frame.header.sequence,
+                        frame.header.keyframe,
+                        frame,
+                        Instant::now(),
+                    );
+                    if released.need_keyframe {
+                        limiter.request_keyframe(&session, track)?;
+                    }
+                    for frame in released.frames {
+                        video.decode(track, &frame);
+                    }
+                }
+                Event::Media(frame, TrackKind::Audio) => {
+                    let track = frame.header.track;
+                    note_received(&stats, &frame, TrackKind::Audio);
+                    if let Some(audio) = others.audio.get_mut(&track) {
+                        audio.jitter.push(frame.header.sequence, frame);
+                    }
+                }
+                Event::Control(message) => {
+                    if let Some(link) = &link {
+                        match &message {
+                            FromRelay::Pose { id, pose } => link.poses.store(*id, *pose),
+                            FromRelay::Pong { .. } | FromRelay::Welcome { .. } => {}
+                            _ => link.emit(CallEvent::Relay(message.clone())),
+                        }
+                    }
+                    if let FromRelay::ParticipantLeft { id, .. } = &message {
+                        video.forget(*id);
+                        if let Some(link) = &link {
+                            link.voices.remove(*id);
+                            link.poses.remove(*id);
+                        }
+                    }
+                    if let Some(error) = handle_control(
+                        message,
+                        &session,
+                        &mut others,
+                        &mut report,
+                        &keyframe_wanted,
+                    )? {
+                        report.error = Some(error);
+                        break 'call;
+                    }
+                }
+                Event::Closed(code) => {
+                    report.error = Some(format!("the relay closed the session ({code:?})"));
+                    break 'call;
+                }
+            }
+        }
+
         // Audio: 20 ms at a time, catching up after a stall (a slow frame of the page) of up to
-        // a second.
-        if now.duration_since(next_audio) > Duration::from_millis(1000) {
+        // two seconds.
+        if now.duration_since(next_audio) > Duration::from_millis(2000) {
             next_audio = now;
         }
         while next_audio <= now {
             next_audio += AUDIO_TICK;
             if let Some((encoder, source)) = &mut audio_encoder {
                 source.next_samples(&mut samples);
-                if microphone_on && let Err(error) = encoder.encode(&samples, now_us()) {
+                // When catching up, each 20 ms is stamped with its own time.
+                let behind = now.duration_since(next_audio - AUDIO_TICK).as_micros() as u64;
+                let capture_us = now_us().saturating_sub(behind);
+                if microphone_on && let Err(error) = encoder.encode(&samples, capture_us) {
                     bevy::log::warn!(%error, "audio encode failed");
                     if let Ok(fresh) = AudioEncoder::new(AUDIO_BITRATE) {
                         *encoder = fresh;
@@ -295,69 +372,6 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                         }))?;
                     }
                     Command::Leave => break 'call,
-                }
-            }
-        }
-
-        for _ in 0..EVENTS_PER_POLL {
-            let event = match events.try_recv() {
-                Ok(event) => event,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => break 'call,
-            };
-            match event {
-                Event::Media(frame, TrackKind::Video) => {
-                    let track = frame.header.track;
-                    note_received(&stats, &frame, TrackKind::Video);
-                    let released = others.reorders.entry(track).or_default().push(
-                        frame.header.sequence,
-                        frame.header.keyframe,
-                        frame,
-                        Instant::now(),
-                    );
-                    if released.need_keyframe {
-                        limiter.request_keyframe(&session, track)?;
-                    }
-                    for frame in released.frames {
-                        video.decode(track, &frame);
-                    }
-                }
-                Event::Media(frame, TrackKind::Audio) => {
-                    let track = frame.header.track;
-                    note_received(&stats, &frame, TrackKind::Audio);
-                    if let Some(audio) = others.audio.get_mut(&track) {
-                        audio.jitter.push(frame.header.sequence, frame);
-                    }
-                }
-                Event::Control(message) => {
-                    if let Some(link) = &link {
-                        match &message {
-                            FromRelay::Pose { id, pose } => link.poses.store(*id, *pose),
-                            FromRelay::Pong { .. } | FromRelay::Welcome { .. } => {}
-                            _ => link.emit(CallEvent::Relay(message.clone())),
-                        }
-                    }
-                    if let FromRelay::ParticipantLeft { id, .. } = &message {
-                        video.forget(*id);
-                        if let Some(link) = &link {
-                            link.voices.remove(*id);
-                            link.poses.remove(*id);
-                        }
-                    }
-                    if let Some(error) = handle_control(
-                        message,
-                        &session,
-                        &mut others,
-                        &mut report,
-                        &keyframe_wanted,
-                    )? {
-                        report.error = Some(error);
-                        break 'call;
-                    }
-                }
-                Event::Closed(code) => {
-                    report.error = Some(format!("the relay closed the session ({code:?})"));
-                    break 'call;
                 }
             }
         }

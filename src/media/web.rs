@@ -83,6 +83,10 @@ impl<'a> DecodedPicture<'a> {
     }
 }
 
+/// Audio packets or samples a codec keeps for the call to take (5 s): the page's thread may be
+/// busy drawing for a second while the codec goes on.
+const OUTPUTS_KEPT: usize = 250;
+
 /// What a codec delivered and not yet taken, each with its capture time (µs).
 type Outputs<T> = Rc<RefCell<VecDeque<(T, u64)>>>;
 
@@ -315,7 +319,7 @@ impl VideoDecoder {
         if self.waiting_for_keyframe && !keyframe {
             return Err(CodecError::Video("waiting for a keyframe".into()));
         }
-        if self.decoder.decode_queue_size() > 8 {
+        if self.decoder.decode_queue_size() > 60 {
             // Behind: drop up to the next keyframe.
             self.waiting_for_keyframe = true;
             return Err(CodecError::Video("decoder behind".into()));
@@ -453,6 +457,9 @@ pub fn scale_i420(src: &VideoFrame, dst: &mut VideoFrame) {
 pub struct AudioEncoder {
     encoder: web_sys::AudioEncoder,
     out: Outputs<Vec<u8>>,
+    /// Capture times of the frames handed in and not yet out, in order: every 20 ms frame comes
+    /// out as one packet, and the encoder's own timestamps follow its sample count, not the clock.
+    captured: VecDeque<u64>,
     failed: Rc<RefCell<Option<String>>>,
     _callbacks: Callbacks,
 }
@@ -469,7 +476,7 @@ impl AudioEncoder {
                 let mut data = vec![0u8; chunk.byte_length() as usize];
                 if chunk.copy_to_with_u8_slice(&mut data).is_ok() {
                     let mut queue = queue.borrow_mut();
-                    if queue.len() >= 50 {
+                    if queue.len() >= OUTPUTS_KEPT {
                         queue.pop_front();
                     }
                     queue.push_back((data, chunk.timestamp().max(0.0) as u64));
@@ -491,6 +498,7 @@ impl AudioEncoder {
         Ok(Self {
             encoder,
             out,
+            captured: VecDeque::new(),
             failed,
             _callbacks: callbacks,
         })
@@ -519,12 +527,18 @@ impl AudioEncoder {
         let data = AudioData::new(init.unchecked_ref()).map_err(audio_error)?;
         let encoded = self.encoder.encode(&data);
         data.close();
-        encoded.map_err(audio_error)
+        encoded.map_err(audio_error)?;
+        if self.captured.len() >= OUTPUTS_KEPT {
+            self.captured.pop_front();
+        }
+        self.captured.push_back(capture_us);
+        Ok(())
     }
 
     /// The next packet and its capture time, once the encoder delivered one.
     pub fn take_output(&mut self) -> Option<(Vec<u8>, u64)> {
-        self.out.borrow_mut().pop_front()
+        let (packet, stamped) = self.out.borrow_mut().pop_front()?;
+        Some((packet, self.captured.pop_front().unwrap_or(stamped)))
     }
 }
 
@@ -540,6 +554,9 @@ impl Drop for AudioEncoder {
 pub struct AudioDecoder {
     decoder: web_sys::AudioDecoder,
     out: Outputs<Vec<f32>>,
+    /// Capture times of the packets handed in and not yet out, in order (the decoder's own
+    /// timestamps follow its sample count, not the sender's clock).
+    captured: VecDeque<u64>,
     failed: Rc<RefCell<Option<String>>>,
     _callbacks: Callbacks,
 }
@@ -555,7 +572,7 @@ impl AudioDecoder {
                 let data: AudioData = data.unchecked_into();
                 if let Some(samples) = read_samples(&data) {
                     let mut queue = queue.borrow_mut();
-                    if queue.len() >= 50 {
+                    if queue.len() >= OUTPUTS_KEPT {
                         queue.pop_front();
                     }
                     queue.push_back((samples, data.timestamp().max(0.0) as u64));
@@ -576,6 +593,7 @@ impl AudioDecoder {
         Ok(Self {
             decoder,
             out,
+            captured: VecDeque::new(),
             failed,
             _callbacks: callbacks,
         })
@@ -597,12 +615,18 @@ impl AudioDecoder {
             ("data", Uint8Array::from(packet).into()),
         ]);
         let chunk = EncodedAudioChunk::new(init.unchecked_ref()).map_err(audio_error)?;
-        self.decoder.decode(&chunk).map_err(audio_error)
+        self.decoder.decode(&chunk).map_err(audio_error)?;
+        if self.captured.len() >= OUTPUTS_KEPT {
+            self.captured.pop_front();
+        }
+        self.captured.push_back(capture_us);
+        Ok(())
     }
 
     /// The next decoded samples and their capture time.
     pub fn take_output(&mut self) -> Option<(Vec<f32>, u64)> {
-        self.out.borrow_mut().pop_front()
+        let (samples, stamped) = self.out.borrow_mut().pop_front()?;
+        Some((samples, self.captured.pop_front().unwrap_or(stamped)))
     }
 }
 

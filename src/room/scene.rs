@@ -7,6 +7,7 @@ use bevy::camera::visibility::RenderLayers;
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
 use bevy::prelude::*;
 use bevy::render::render_resource::BlendState;
+use bevy::window::RequestRedraw;
 use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
 
@@ -20,6 +21,7 @@ pub(super) fn plugin(app: &mut App) {
     app.insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.08)));
     app.add_systems(Startup, (build_hall, spawn_viewer));
     app.add_systems(Update, spare_software_renderer.run_if(run_once));
+    app.add_systems(Last, hold_the_pace.run_if(resource_exists::<PacedFrames>));
 }
 
 /// On a software renderer (llvmpipe, SwiftShader) every pixel costs: drop multisampling,
@@ -69,7 +71,18 @@ fn spare_software_renderer(
             focused_mode: pace,
             unfocused_mode: pace,
         });
+        commands.insert_resource(PacedFrames);
     }
+}
+
+/// Frames are paced: nothing but the pace (and the user's input) asks for the next one.
+#[derive(Resource)]
+struct PacedFrames;
+
+/// Drops this frame's requests for another frame at once (egui asks for one while a text field
+/// has focus, for its blinking cursor), so that the pace holds.
+fn hold_the_pace(mut requests: ResMut<Messages<RequestRedraw>>) {
+    requests.clear();
 }
 
 /// The self-view in the corner of the viewer's sight.

@@ -30,8 +30,8 @@ const CHROMIUM_ARGS = [
   '--enable-unsafe-swiftshader',
   '--ignore-gpu-blocklist',
   // WebGL2 is drawn on the CPU here (SwiftShader), and a frame blocks the page's thread, which
-  // the call shares, until drawn: a quarter of the pixels per side keeps frames short.
-  '--force-device-scale-factor=0.25',
+  // the call shares, until drawn: half the pixels per side keeps frames short.
+  '--force-device-scale-factor=0.5',
   ...(process.env.ROTUNDA_CHROMIUM_ARGS || '').split(' ').filter(Boolean),
 ];
 const STATS = 'rotunda:stats';

@@ -40,8 +40,8 @@ fn settings_from_page() -> Result<Settings, String> {
         // on its software renderer) has fewer pixels than CSS pixels.
         scale_factor: Some(window.device_pixel_ratio() as f32).filter(|ratio| *ratio < 1.0),
         // Drawn on the CPU (SwiftShader), a frame blocks the page's thread, which the call
-        // shares, for a few hundred milliseconds: leave it as long again.
-        software_frame_interval: Some(std::time::Duration::from_millis(400)),
+        // shares, for a few hundred milliseconds: leave it longer than that.
+        software_frame_interval: Some(std::time::Duration::from_millis(800)),
         ..Settings::default()
     };
     if let Some(room) = param("room") {
