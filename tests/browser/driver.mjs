@@ -35,6 +35,9 @@ const CHROMIUM_ARGS = [
   ...(process.env.ROTUNDA_CHROMIUM_ARGS || '').split(' ').filter(Boolean),
 ];
 const STATS = 'rotunda:stats';
+/** A page is ready once this many stats lines came with at most STEADY_GAP_MS between them. */
+const STEADY_LINES = 5;
+const STEADY_GAP_MS = 1500;
 const ERROR = 'rotunda:error';
 /** How long requestAnimationFrame is sampled in each page. */
 const FRAME_SAMPLE_MS = 5000;
@@ -114,6 +117,7 @@ class Page {
       try {
         this.stats = JSON.parse(text.slice(STATS.length));
         this.statsAt = Date.now();
+        this.statsTimes = [...(this.statsTimes ?? []).slice(-(STEADY_LINES - 1)), this.statsAt];
       } catch (error) {
         this.fail(`unreadable ${STATS} line (${error.message}): ${text.slice(0, 300)}`);
         return;
@@ -163,8 +167,14 @@ class Page {
     }
   }
 
+  /** In the room, and keeping time: its last stats lines came about once a second (a page
+   * still compiling its shaders on the CPU stalls for seconds, and its first media comes in a
+   * burst that says nothing about the call). */
   joined() {
-    return Number(this.stats?.id) > 0;
+    const times = this.statsTimes ?? [];
+    const steady = times.length >= STEADY_LINES &&
+      times.slice(1).every((at, i) => at - times[i] <= STEADY_GAP_MS);
+    return Number(this.stats?.id) > 0 && steady;
   }
 
   /** Names in `names` this page does not list among its peers yet. */
@@ -285,7 +295,7 @@ async function run(options, pages) {
 
   await until(
     pages,
-    () => `${pages.filter((p) => !p.joined()).map((p) => p.name).join(', ')} to join (stats with a nonzero id)`,
+    () => `${pages.filter((p) => !p.joined()).map((p) => p.name).join(', ')} to join and keep time (stats with a nonzero id, ${STEADY_LINES} of them at most ${STEADY_GAP_MS} ms apart)`,
     () => pages.every((p) => p.joined()),
     timeout,
   );
