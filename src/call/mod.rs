@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use rotunda_proto::{
     FromRelay, MediaFrame, MediaHeader, ParticipantId, ToRelay, TrackId, TrackInfo, TrackKind,
+    TrackSource,
 };
 use tokio::sync::mpsc;
 use web_time::{Instant, SystemTime, UNIX_EPOCH};
@@ -220,6 +221,93 @@ struct Others {
 struct AudioTrack {
     jitter: JitterBuffer<MediaFrame>,
     decoder: AudioDecoder,
+}
+
+/// Once joined: tells the application, starts the report and the counters, and subscribes to
+/// everything the participants already there publish.
+fn on_joined(
+    config: &CallConfig,
+    session: &Session,
+    link: Option<&AppLink>,
+) -> anyhow::Result<(BotReport, SharedStats, Others)> {
+    let me = session.id();
+    let report = BotReport {
+        name: config.join.name.clone(),
+        room: config.join.room.clone(),
+        id: me.0,
+        ..BotReport::default()
+    };
+    if let Some(link) = link {
+        link.emit(CallEvent::Joined {
+            you: me,
+            roster: session.roster().to_vec(),
+        });
+    }
+    let mut others = Others::default();
+    for peer in session.roster() {
+        others.names.insert(peer.id, peer.name.clone());
+        others.present.insert(peer.id);
+        for (index, info) in &peer.tracks {
+            let track = TrackId {
+                participant: peer.id,
+                index: *index,
+            };
+            subscribe(session, track, info, &mut others.audio)?;
+        }
+    }
+    Ok((report, SharedStats::default(), others))
+}
+
+/// Announces the camera track.
+fn publish_video(session: &Session, spec: VideoSpec) -> Result<(), net::Error> {
+    session.send(ToRelay::Publish {
+        index: VIDEO_INDEX,
+        info: TrackInfo {
+            kind: TrackKind::Video,
+            codec: VIDEO_CODEC.into(),
+            source: TrackSource::Camera,
+            width: spec.width as u16,
+            height: spec.height as u16,
+        },
+    })
+}
+
+/// Announces the microphone track.
+fn publish_audio(session: &Session) -> Result<(), net::Error> {
+    session.send(ToRelay::Publish {
+        index: AUDIO_INDEX,
+        info: TrackInfo {
+            kind: TrackKind::Audio,
+            codec: AUDIO_CODEC.into(),
+            source: TrackSource::Microphone,
+            width: 0,
+            height: 0,
+        },
+    })
+}
+
+/// Hands a control message to the application: poses to their mailbox, the rest as events; the
+/// voice and pose of someone who left are forgotten (their picture is the decoder's to drop).
+fn relay_to_app(link: &AppLink, message: &FromRelay) {
+    match message {
+        FromRelay::Pose { id, pose } => link.poses.store(*id, *pose),
+        FromRelay::Pong { .. } | FromRelay::Welcome { .. } => {}
+        _ => link.emit(CallEvent::Relay(message.clone())),
+    }
+    if let FromRelay::ParticipantLeft { id, .. } = message {
+        link.voices.remove(*id);
+        link.poses.remove(*id);
+    }
+}
+
+/// The outgoing rate (kb/s) since `last_sent` (bytes, when), and how long that was; `last_sent`
+/// moves to now.
+fn rate_out(report: &BotReport, last_sent: &mut (u64, Instant)) -> (f64, f64) {
+    let sent = report.video_bytes_sent + report.audio_bytes_sent;
+    let seconds = last_sent.1.elapsed().as_secs_f64().max(0.001);
+    let kbps = (sent - last_sent.0) as f64 * 8.0 / 1000.0 / seconds;
+    *last_sent = (sent, Instant::now());
+    (kbps, seconds)
 }
 
 /// Counts a frame received from the relay.

@@ -9,24 +9,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rotunda_proto::{
-    FromRelay, MediaFrame, MediaHeader, ParticipantId, ToRelay, TrackId, TrackInfo, TrackKind,
-    TrackSource,
+    FromRelay, MediaFrame, MediaHeader, ParticipantId, ToRelay, TrackId, TrackKind,
 };
 use tokio::sync::mpsc;
 use web_time::Instant;
 
 use super::{
     AUDIO_BITRATE, AUDIO_INDEX, AppLink, AudioTrack, BotReport, CallConfig, CallEvent, Command,
-    ControlLimiter, MAX_PICTURE, Others, Pictures, SharedStats, StatusSnapshot, VIDEO_INDEX,
+    ControlLimiter, MAX_PICTURE, Pictures, SharedStats, StatusSnapshot, VIDEO_INDEX,
     VideoSourceFactory, VideoSpec, Voices, finish_report, handle_control, latency_ms, live_stats,
-    media_header, note_received, now_us, soft, status_line, subscribe,
+    media_header, note_received, now_us, on_joined, publish_audio, publish_video, rate_out,
+    relay_to_app, soft, status_line,
 };
 use crate::audio::Playout;
 use crate::media::pattern::{TestPattern, read_marks};
 use crate::media::tone::Tone;
 use crate::media::{
-    AUDIO_CODEC, AUDIO_FRAME_SAMPLES, AudioEncoder, VIDEO_CODEC, VideoDecoder, VideoEncoder,
-    VideoFrame, VideoSource,
+    AUDIO_FRAME_SAMPLES, AudioEncoder, VideoDecoder, VideoEncoder, VideoFrame, VideoSource,
 };
 use crate::net::{self, Event};
 use crate::sync::lock;
@@ -58,31 +57,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
         }
     };
     let me = session.id();
-    let mut report = BotReport {
-        name: config.join.name.clone(),
-        room: config.join.room.clone(),
-        id: me.0,
-        ..BotReport::default()
-    };
-    if let Some(link) = &link {
-        link.emit(CallEvent::Joined {
-            you: me,
-            roster: session.roster().to_vec(),
-        });
-    }
-    let stats = SharedStats::default();
-    let mut others = Others::default();
-    for peer in session.roster() {
-        others.names.insert(peer.id, peer.name.clone());
-        others.present.insert(peer.id);
-        for (index, info) in &peer.tracks {
-            let track = TrackId {
-                participant: peer.id,
-                index: *index,
-            };
-            subscribe(&session, track, info, &mut others.audio)?;
-        }
-    }
+    let (mut report, stats, mut others) = on_joined(&config, &session, link.as_ref())?;
 
     let stop = Arc::new(AtomicBool::new(false));
     // However this function ends, the encoder thread stops.
@@ -101,16 +76,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
     let (video_out_tx, mut video_out) = mpsc::channel::<MediaFrame>(4);
     let mut encoder_thread = None;
     if let Some(spec) = config.video {
-        session.send(ToRelay::Publish {
-            index: VIDEO_INDEX,
-            info: TrackInfo {
-                kind: TrackKind::Video,
-                codec: VIDEO_CODEC.into(),
-                source: TrackSource::Camera,
-                width: spec.width as u16,
-                height: spec.height as u16,
-            },
-        })?;
+        publish_video(&session, spec)?;
         let open: VideoSourceFactory = link
             .as_mut()
             .and_then(|link| link.camera.take())
@@ -136,16 +102,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
     }
     let mut audio_encoder = None;
     if config.audio {
-        session.send(ToRelay::Publish {
-            index: AUDIO_INDEX,
-            info: TrackInfo {
-                kind: TrackKind::Audio,
-                codec: AUDIO_CODEC.into(),
-                source: TrackSource::Microphone,
-                width: 0,
-                height: 0,
-            },
-        })?;
+        publish_audio(&session)?;
         let source = link
             .as_mut()
             .and_then(|link| link.microphone.take())
@@ -283,11 +240,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                     }
                     Event::Control(message) => {
                         if let Some(link) = &link {
-                            match &message {
-                                FromRelay::Pose { id, pose } => link.poses.store(*id, *pose),
-                                FromRelay::Pong { .. } | FromRelay::Welcome { .. } => {}
-                                _ => link.emit(CallEvent::Relay(message.clone())),
-                            }
+                            relay_to_app(link, &message);
                         }
                         if let FromRelay::ParticipantLeft { id, .. } = &message {
                             // After the frames already queued, so none of them brings it back.
@@ -295,10 +248,6 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                                 && let Some(link) = &link
                             {
                                 link.pictures.remove(*id);
-                            }
-                            if let Some(link) = &link {
-                                link.voices.remove(*id);
-                                link.poses.remove(*id);
                             }
                         }
                         if let Some(error) = handle_control(message, &session, &mut others, &mut report, &keyframe_wanted)? {
@@ -318,10 +267,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                     println!("{}", status_line(&config.join.name, started.elapsed(), &others, &now, &last_status, &session));
                 }
                 if let Some(link) = &link {
-                    let sent = report.video_bytes_sent + report.audio_bytes_sent;
-                    let seconds = last_sent.1.elapsed().as_secs_f64().max(0.001);
-                    let kbps_out = (sent - last_sent.0) as f64 * 8.0 / 1000.0 / seconds;
-                    last_sent = (sent, Instant::now());
+                    let (kbps_out, seconds) = rate_out(&report, &mut last_sent);
                     link.emit(CallEvent::Stats(live_stats(&session, &others, &now, &last_status, seconds, kbps_out)));
                 }
                 last_status = now;

@@ -90,6 +90,25 @@ const OUTPUTS_KEPT: usize = 250;
 /// What a codec delivered and not yet taken, each with its capture time (µs).
 type Outputs<T> = Rc<RefCell<VecDeque<(T, u64)>>>;
 
+/// Capture times of what went into an audio codec and has not come out yet, in order: each 20 ms
+/// goes in and comes out as one, while the codec's own timestamps follow its sample count, not
+/// the clock.
+#[derive(Default)]
+struct CaptureTimes(VecDeque<u64>);
+
+impl CaptureTimes {
+    fn push(&mut self, capture_us: u64) {
+        if self.0.len() >= OUTPUTS_KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(capture_us);
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        self.0.pop_front()
+    }
+}
+
 /// Callbacks a WebCodecs object calls; kept as long as it lives.
 struct Callbacks {
     _output: Closure<dyn FnMut(JsValue, JsValue)>,
@@ -457,9 +476,7 @@ pub fn scale_i420(src: &VideoFrame, dst: &mut VideoFrame) {
 pub struct AudioEncoder {
     encoder: web_sys::AudioEncoder,
     out: Outputs<Vec<u8>>,
-    /// Capture times of the frames handed in and not yet out, in order: every 20 ms frame comes
-    /// out as one packet, and the encoder's own timestamps follow its sample count, not the clock.
-    captured: VecDeque<u64>,
+    captured: CaptureTimes,
     failed: Rc<RefCell<Option<String>>>,
     _callbacks: Callbacks,
 }
@@ -498,7 +515,7 @@ impl AudioEncoder {
         Ok(Self {
             encoder,
             out,
-            captured: VecDeque::new(),
+            captured: CaptureTimes::default(),
             failed,
             _callbacks: callbacks,
         })
@@ -528,17 +545,14 @@ impl AudioEncoder {
         let encoded = self.encoder.encode(&data);
         data.close();
         encoded.map_err(audio_error)?;
-        if self.captured.len() >= OUTPUTS_KEPT {
-            self.captured.pop_front();
-        }
-        self.captured.push_back(capture_us);
+        self.captured.push(capture_us);
         Ok(())
     }
 
     /// The next packet and its capture time, once the encoder delivered one.
     pub fn take_output(&mut self) -> Option<(Vec<u8>, u64)> {
         let (packet, stamped) = self.out.borrow_mut().pop_front()?;
-        Some((packet, self.captured.pop_front().unwrap_or(stamped)))
+        Some((packet, self.captured.pop().unwrap_or(stamped)))
     }
 }
 
@@ -554,9 +568,7 @@ impl Drop for AudioEncoder {
 pub struct AudioDecoder {
     decoder: web_sys::AudioDecoder,
     out: Outputs<Vec<f32>>,
-    /// Capture times of the packets handed in and not yet out, in order (the decoder's own
-    /// timestamps follow its sample count, not the sender's clock).
-    captured: VecDeque<u64>,
+    captured: CaptureTimes,
     failed: Rc<RefCell<Option<String>>>,
     _callbacks: Callbacks,
 }
@@ -593,7 +605,7 @@ impl AudioDecoder {
         Ok(Self {
             decoder,
             out,
-            captured: VecDeque::new(),
+            captured: CaptureTimes::default(),
             failed,
             _callbacks: callbacks,
         })
@@ -616,17 +628,14 @@ impl AudioDecoder {
         ]);
         let chunk = EncodedAudioChunk::new(init.unchecked_ref()).map_err(audio_error)?;
         self.decoder.decode(&chunk).map_err(audio_error)?;
-        if self.captured.len() >= OUTPUTS_KEPT {
-            self.captured.pop_front();
-        }
-        self.captured.push_back(capture_us);
+        self.captured.push(capture_us);
         Ok(())
     }
 
     /// The next decoded samples and their capture time.
     pub fn take_output(&mut self) -> Option<(Vec<f32>, u64)> {
         let (samples, stamped) = self.out.borrow_mut().pop_front()?;
-        Some((samples, self.captured.pop_front().unwrap_or(stamped)))
+        Some((samples, self.captured.pop().unwrap_or(stamped)))
     }
 }
 

@@ -49,6 +49,28 @@ pub struct JoinOptions {
     pub token: Option<String>,
 }
 
+/// The opening of a session: hello (as `agent`), then the join.
+fn hello(options: &JoinOptions, agent: &str) -> Result<Vec<u8>, Error> {
+    use rotunda_proto::{PROTOCOL_VERSION, ToRelay, framing};
+    let mut hello = Vec::new();
+    framing::encode_into(
+        &ToRelay::Hello {
+            version: PROTOCOL_VERSION,
+            agent: agent.to_owned(),
+        },
+        &mut hello,
+    )?;
+    framing::encode_into(
+        &ToRelay::Join {
+            room: options.room.clone(),
+            name: options.name.clone(),
+            token: options.token.clone(),
+        },
+        &mut hello,
+    )?;
+    Ok(hello)
+}
+
 /// Something the relay sent.
 #[derive(Debug)]
 pub enum Event {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{
-    ErrorCode, FramePriority, FromRelay, MediaFrame, PROTOCOL_VERSION, ParticipantId,
-    ParticipantInfo, ToRelay, TrackKind,
+    ErrorCode, FramePriority, FromRelay, MediaFrame, ParticipantId, ParticipantInfo, ToRelay,
+    TrackKind,
 };
 use rotunda_server::stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -161,22 +161,7 @@ pub async fn connect(options: JoinOptions) -> Result<(Session, mpsc::Receiver<Ev
         .map_err(|e| unreachable(e.to_string()))?;
     let (mut send, mut recv) = opening.await.map_err(|e| unreachable(e.to_string()))?;
 
-    let mut hello = Vec::new();
-    framing::encode_into(
-        &ToRelay::Hello {
-            version: PROTOCOL_VERSION,
-            agent: concat!("rotunda/", env!("CARGO_PKG_VERSION")).to_owned(),
-        },
-        &mut hello,
-    )?;
-    framing::encode_into(
-        &ToRelay::Join {
-            room: options.room.clone(),
-            name: options.name.clone(),
-            token: options.token.clone(),
-        },
-        &mut hello,
-    )?;
+    let hello = super::hello(&options, concat!("rotunda/", env!("CARGO_PKG_VERSION")))?;
     send.write_all(&hello).await.map_err(|_| Error::Lost)?;
 
     let mut decoder = FrameDecoder::new();

@@ -13,8 +13,8 @@ use bevy::prelude::*;
 use js_sys::{Array, Uint8Array};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{
-    ErrorCode, FramePriority, FromRelay, MediaFrame, PROTOCOL_VERSION, ParticipantId,
-    ParticipantInfo, ToRelay, TrackKind,
+    ErrorCode, FramePriority, FromRelay, MediaFrame, ParticipantId, ParticipantInfo, ToRelay,
+    TrackKind,
 };
 use tokio::sync::mpsc;
 use wasm_bindgen::JsCast;
@@ -181,22 +181,7 @@ pub async fn connect(options: JoinOptions) -> Result<(Session, mpsc::Receiver<Ev
         .map_err(|e| unreachable(js::message(&e)))?;
     let reader: ReadableStreamDefaultReader = bidi.readable().get_reader().unchecked_into();
 
-    let mut hello = Vec::new();
-    framing::encode_into(
-        &ToRelay::Hello {
-            version: PROTOCOL_VERSION,
-            agent: concat!("rotunda-web/", env!("CARGO_PKG_VERSION")).to_owned(),
-        },
-        &mut hello,
-    )?;
-    framing::encode_into(
-        &ToRelay::Join {
-            room: options.room.clone(),
-            name: options.name.clone(),
-            token: options.token.clone(),
-        },
-        &mut hello,
-    )?;
+    let hello = super::hello(&options, concat!("rotunda-web/", env!("CARGO_PKG_VERSION")))?;
     write_all(&writer, &hello).await.map_err(|_| Error::Lost)?;
 
     let mut decoder = FrameDecoder::new();
