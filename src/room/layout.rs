@@ -65,3 +65,81 @@ pub fn panel_position(pose: Pose) -> Vec3 {
     };
     Vec3::new(flat.x, PANEL_CENTER_Y, flat.y)
 }
+
+/// The room camera's vertical field of view in a wide view.
+pub const VERTICAL_FOV: f32 = 60.0 * std::f32::consts::PI / 180.0;
+/// The least horizontal field of view the camera keeps however narrow its view: with it, a ring
+/// of three (the others ±34° off centre, counting their panels' width) stays in sight.
+pub const MIN_HORIZONTAL_FOV: f32 = 80.0 * std::f32::consts::PI / 180.0;
+/// The most the vertical field of view opens up to, in a tall, narrow view.
+pub const MAX_VERTICAL_FOV: f32 = 100.0 * std::f32::consts::PI / 180.0;
+
+/// The vertical field of view for a view `aspect` (width / height) wide: [`VERTICAL_FOV`],
+/// opened up in narrow views so that the horizontal one stays at least [`MIN_HORIZONTAL_FOV`]
+/// (up to [`MAX_VERTICAL_FOV`]).
+pub fn vertical_fov(aspect: f32) -> f32 {
+    if !aspect.is_finite() || aspect <= 0.0 {
+        return VERTICAL_FOV;
+    }
+    let needed = 2.0 * ((MIN_HORIZONTAL_FOV / 2.0).tan() / aspect).atan();
+    needed.clamp(VERTICAL_FOV, MAX_VERTICAL_FOV)
+}
+
+/// The horizontal field of view of a camera with vertical field of view `fov` and `aspect`.
+pub fn horizontal_fov(fov: f32, aspect: f32) -> f32 {
+    2.0 * ((fov / 2.0).tan() * aspect).atan()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn degrees(radians: f32) -> f32 {
+        radians.to_degrees()
+    }
+
+    #[test]
+    fn wide_views_keep_the_usual_field_of_view() {
+        assert_eq!(vertical_fov(16.0 / 9.0), VERTICAL_FOV);
+        assert_eq!(vertical_fov(1280.0 / 697.0), VERTICAL_FOV);
+    }
+
+    #[test]
+    fn narrow_views_open_up_to_keep_the_ring_in_sight() {
+        for aspect in [1.2, 1.0, 0.8] {
+            let fov = vertical_fov(aspect);
+            assert!(fov > VERTICAL_FOV, "aspect {aspect}: {}°", degrees(fov));
+            let across = degrees(horizontal_fov(fov, aspect));
+            assert!((across - 80.0).abs() < 0.01, "aspect {aspect}: {across}°");
+        }
+    }
+
+    #[test]
+    fn very_narrow_views_stop_opening_up() {
+        assert_eq!(vertical_fov(0.3), MAX_VERTICAL_FOV);
+        assert!(degrees(horizontal_fov(vertical_fov(0.3), 0.3)) < 80.0);
+    }
+
+    #[test]
+    fn degenerate_views_get_the_usual_field_of_view() {
+        for aspect in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert_eq!(vertical_fov(aspect), VERTICAL_FOV);
+        }
+    }
+
+    #[test]
+    fn in_a_ring_of_three_the_others_fit_the_least_field_of_view() {
+        // Everyone stands on one circle (at their poses); from there the others are seen 30°
+        // off the centre, whatever the circle's size, their panels' half width a little more.
+        let ring = ring(3);
+        let eye = ring[0].translation;
+        let centre = Vec3::new(0.0, PANEL_CENTER_Y, 0.0);
+        let ahead = (centre - eye).normalize();
+        for other in &ring[1..] {
+            let to = other.translation - eye;
+            let off = degrees(ahead.angle_between(to.normalize()));
+            let half_panel = degrees((PANEL_WIDTH / 2.0 / to.length()).atan());
+            assert!(off + half_panel < degrees(MIN_HORIZONTAL_FOV) / 2.0);
+        }
+    }
+}

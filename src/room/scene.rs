@@ -2,8 +2,8 @@
 
 use std::f32::consts::{FRAC_PI_2, TAU};
 
-use bevy::camera::CameraOutputMode;
 use bevy::camera::visibility::RenderLayers;
+use bevy::camera::{CameraOutputMode, CameraUpdateSystems};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
 use bevy::prelude::*;
 use bevy::render::render_resource::BlendState;
@@ -12,7 +12,7 @@ use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
 
 use super::avatar::Avatar;
-use super::layout::{EYE_HEIGHT, ROOM_RADIUS};
+use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS};
 use super::panel::{PanelUniform, VideoMaterial, planes_image};
 use crate::audio::Ears;
 use crate::settings::Settings;
@@ -21,6 +21,10 @@ pub(super) fn plugin(app: &mut App) {
     app.insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.08)));
     app.add_systems(Startup, (build_hall, spawn_viewer));
     app.add_systems(Update, spare_software_renderer.run_if(run_once));
+    app.add_systems(
+        PostUpdate,
+        keep_the_ring_in_sight.before(CameraUpdateSystems),
+    );
     app.add_systems(Last, hold_the_pace.run_if(resource_exists::<PacedFrames>));
 }
 
@@ -85,6 +89,24 @@ fn hold_the_pace(mut requests: ResMut<Messages<RequestRedraw>>) {
     requests.clear();
 }
 
+/// Opens the room camera's field of view up when its view is narrow (a small window, side
+/// panels open), so the people in the ring stay in sight instead of falling off its sides.
+fn keep_the_ring_in_sight(mut cameras: Query<(&Camera, &mut Projection), With<Ears>>) {
+    for (camera, mut projection) in &mut cameras {
+        let Some(size) = camera.logical_viewport_size() else {
+            continue;
+        };
+        let Projection::Perspective(perspective) = projection.bypass_change_detection() else {
+            continue;
+        };
+        let fov = layout::vertical_fov(size.x / size.y);
+        if (perspective.fov - fov).abs() > 1e-4 {
+            perspective.fov = fov;
+            projection.set_changed();
+        }
+    }
+}
+
 /// The self-view in the corner of the viewer's sight.
 #[derive(Component, Debug)]
 pub struct SelfView {
@@ -133,7 +155,7 @@ fn spawn_viewer(
         .spawn((
             Camera3d::default(),
             Projection::Perspective(PerspectiveProjection {
-                fov: 60f32.to_radians(),
+                fov: layout::VERTICAL_FOV,
                 ..default()
             }),
             Transform::from_translation(start).looking_at(Vec3::new(0.0, 1.4, 0.0), Vec3::Y),

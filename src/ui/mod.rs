@@ -84,6 +84,12 @@ struct RoomUi<'w, 's> {
 
 fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
+    let width = ctx.content_rect().width();
+    if room.panels.arrived {
+        room.panels.fit(width);
+    } else {
+        room.panels.arrive(width);
+    }
     let mut ui = root_ui(&ctx, "room");
     draw_top_bar(&mut ui, &mut room);
     draw_participants(&mut ui, &room);
@@ -170,8 +176,10 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi) {
         log,
         ..
     } = room;
+    let width = ui.ctx().content_rect().width();
     egui::Panel::top("top").show(ui, |ui| {
-        ui.horizontal(|ui| {
+        // Wrapped: in a small window every control stays reachable, Leave included.
+        ui.horizontal_wrapped(|ui| {
             ui.strong(format!("Rotunda · {}", settings.room));
             ui.separator();
             ui.label(format!("connected · {:.0} ms", stats.0.rtt_ms));
@@ -205,13 +213,13 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi) {
                 "Chat".to_owned()
             };
             if ui.selectable_label(panels.chat, chat_label).clicked() {
-                panels.chat = !panels.chat;
+                panels.toggle_chat(width);
                 if panels.chat {
                     log.unread = 0;
                 }
             }
             if ui.selectable_label(panels.participants, "People").clicked() {
-                panels.participants = !panels.participants;
+                panels.toggle_participants(width);
             }
             if ui.selectable_label(panels.stats, "Stats (F3)").clicked() {
                 panels.stats = !panels.stats;
@@ -344,11 +352,13 @@ fn fit_view(ctx: &egui::Context, free: egui::Rect, room: &mut RoomUi) {
     }
 }
 
-/// Outside the room the whole window is the room's view again.
-fn reset_view(mut cameras: Query<&mut Camera, With<Ears>>) {
+/// Outside the room the whole window is the room's view again, and the side panels fit the
+/// window anew on coming back.
+fn reset_view(mut cameras: Query<&mut Camera, With<Ears>>, mut panels: ResMut<Panels>) {
     for mut camera in &mut cameras {
         camera.viewport = None;
     }
+    panels.arrived = false;
 }
 
 fn draw_stats(ctx: &egui::Context, room: &RoomUi) {

@@ -77,6 +77,8 @@ pub struct Panels {
     pub participants: bool,
     /// The statistics overlay.
     pub stats: bool,
+    /// Fitted to the window since arriving in the room.
+    pub arrived: bool,
 }
 
 impl Default for Panels {
@@ -85,6 +87,49 @@ impl Default for Panels {
             chat: true,
             participants: true,
             stats: false,
+            arrived: false,
+        }
+    }
+}
+
+/// Below this window width (in points) the room shows one side panel at a time, so the view
+/// between them stays wide enough for the ring.
+pub const NARROW_WINDOW: f32 = 1000.0;
+/// Below this window width the side panels start closed: the room gets the whole window.
+pub const SMALL_WINDOW: f32 = 720.0;
+
+impl Panels {
+    /// Arriving in the room in a window `width` wide: a small window starts with the side
+    /// panels closed (the chat counts what arrives meanwhile); a narrow one with the chat only.
+    pub fn arrive(&mut self, width: f32) {
+        self.arrived = true;
+        if width < SMALL_WINDOW {
+            self.chat = false;
+            self.participants = false;
+        }
+        self.fit(width);
+    }
+
+    /// A window that became narrow keeps one side panel: the chat.
+    pub fn fit(&mut self, width: f32) {
+        if width < NARROW_WINDOW && self.chat && self.participants {
+            self.participants = false;
+        }
+    }
+
+    /// Opens or closes the chat; in a narrow window opening it closes the people list.
+    pub fn toggle_chat(&mut self, width: f32) {
+        self.chat = !self.chat;
+        if self.chat && width < NARROW_WINDOW {
+            self.participants = false;
+        }
+    }
+
+    /// Opens or closes the people list; in a narrow window opening it closes the chat.
+    pub fn toggle_participants(&mut self, width: f32) {
+        self.participants = !self.participants;
+        if self.participants && width < NARROW_WINDOW {
+            self.chat = false;
         }
     }
 }
@@ -194,4 +239,52 @@ fn clear_call_state(
     log.lines.clear();
     log.unread = 0;
     stats.0 = LiveStats::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_window_keeps_both_side_panels() {
+        let mut panels = Panels::default();
+        panels.arrive(1280.0);
+        assert!(panels.chat && panels.participants && panels.arrived);
+        panels.toggle_participants(1280.0);
+        panels.toggle_participants(1280.0);
+        assert!(panels.chat && panels.participants);
+    }
+
+    #[test]
+    fn a_narrow_window_shows_one_side_panel_at_a_time() {
+        let mut panels = Panels::default();
+        panels.arrive(900.0);
+        assert!(panels.chat && !panels.participants);
+        panels.toggle_participants(900.0);
+        assert!(!panels.chat && panels.participants);
+        panels.toggle_chat(900.0);
+        assert!(panels.chat && !panels.participants);
+        panels.toggle_chat(900.0);
+        assert!(!panels.chat && !panels.participants);
+    }
+
+    #[test]
+    fn a_window_made_narrow_closes_the_people_list() {
+        let mut panels = Panels::default();
+        panels.arrive(1280.0);
+        panels.fit(1100.0);
+        assert!(panels.chat && panels.participants);
+        panels.fit(800.0);
+        assert!(panels.chat && !panels.participants);
+    }
+
+    #[test]
+    fn a_small_window_starts_with_the_room_only_and_lets_a_panel_open() {
+        let mut panels = Panels::default();
+        panels.arrive(640.0);
+        assert!(!panels.chat && !panels.participants);
+        panels.toggle_chat(640.0);
+        panels.fit(640.0);
+        assert!(panels.chat && !panels.participants);
+    }
 }

@@ -37,7 +37,7 @@ const CHROMIUM_ARGS = [
 const STATS = 'rotunda:stats';
 /** A page is ready once this many stats lines came with at most STEADY_GAP_MS between them. */
 const STEADY_LINES = 5;
-const STEADY_GAP_MS = 1500;
+const STEADY_GAP_MS = 2500;
 const ERROR = 'rotunda:error';
 /** How long requestAnimationFrame is sampled in each page. */
 const FRAME_SAMPLE_MS = 5000;

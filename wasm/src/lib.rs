@@ -40,8 +40,9 @@ fn settings_from_page() -> Result<Settings, String> {
         // on its software renderer) has fewer pixels than CSS pixels.
         scale_factor: Some(window.device_pixel_ratio() as f32).filter(|ratio| *ratio < 1.0),
         // Drawn on the CPU (SwiftShader), a frame blocks the page's thread, which the call
-        // shares, for a few hundred milliseconds: leave it longer than that.
-        software_frame_interval: Some(std::time::Duration::from_millis(800)),
+        // shares, for 200–500 ms: one every 1.5 s leaves the call most of it (with two pages
+        // and a bot on two cores, one every 800 ms starved the calls).
+        software_frame_interval: Some(std::time::Duration::from_millis(1500)),
         ..Settings::default()
     };
     if let Some(room) = param("room") {
