@@ -13,6 +13,8 @@ source scripts/setup.sh
 
 cargo build --quiet --workspace --bins
 bash scripts/web.sh
+# This checkout's bundle, even when the relay was built from another one sharing the target dir.
+export ROTUNDA_WEB_ROOT="${ROTUNDA_WEB_ROOT:-$PWD/wasm/dist}"
 bin="$CARGO_TARGET_DIR/debug"
 room="${ROTUNDA_ROOM:-lobby}"
 name="${ROTUNDA_NAME:-${USER:-guest}}"

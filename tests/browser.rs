@@ -42,12 +42,15 @@ const PARTICIPANTS: [(&str, bool); 3] = [("bot", true), ("web1", true), ("web2",
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_and_a_bot_see_hear_and_read_each_other() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Cargo runs tests in the package's directory: this checkout, even when the test binary was
+    // built (and `CARGO_MANIFEST_DIR` fixed) from another sharing the target directory.
+    let repo = std::env::current_dir().expect("the working directory");
     let driver_dir = repo.join("tests/browser");
-    let chromium = require_tools(repo, &driver_dir);
+    let chromium = require_tools(&repo, &driver_dir);
     let out = output_dir();
+    let bundle = repo.join("wasm/dist");
 
-    let relay = TestRelay::start(|_| {}).await;
+    let relay = TestRelay::start(|config| config.web_root = Some(bundle)).await;
     let page = |name: &str, media: &str| {
         let query = [
             ("room", ROOM.to_owned()),

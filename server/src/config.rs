@@ -53,9 +53,14 @@ impl Config {
         }
     }
 
-    /// The directory the browser client is served from: `web_root`, or the default `wasm/dist`.
+    /// The directory the browser client is served from: `web_root`, else `ROTUNDA_WEB_ROOT` (a
+    /// relay started in-process by the client has no command line), else the default
+    /// `wasm/dist`.
     pub fn resolved_web_root(&self) -> PathBuf {
-        self.web_root.clone().unwrap_or_else(default_web_root)
+        self.web_root
+            .clone()
+            .or_else(|| std::env::var_os("ROTUNDA_WEB_ROOT").map(PathBuf::from))
+            .unwrap_or_else(default_web_root)
     }
 
     pub(crate) fn room_config(&self) -> RoomConfig {
