@@ -40,7 +40,7 @@ pub use report::{BotReport, ChatLine, PeerReport};
 pub use web::run;
 
 use crate::audio::JitterBuffer;
-use crate::media::reorder::Reorder;
+use crate::media::reorder::{Released, Reorder};
 use crate::media::sequence::Unwrapper;
 use crate::media::{AUDIO_CODEC, AudioDecoder, AudioSource, VIDEO_CODEC, VideoSource};
 use crate::net::{self, JoinOptions, Session};
@@ -216,6 +216,30 @@ struct Others {
     audio: HashMap<TrackId, AudioTrack>,
     /// Reordering of each subscribed video track.
     reorders: HashMap<TrackId, Reorder<MediaFrame>>,
+}
+
+impl Others {
+    /// A video frame from the relay: counted, then put back in order on its track; returns the
+    /// frames ready to decode and whether the track needs a keyframe.
+    fn receive_video(&mut self, stats: &SharedStats, frame: MediaFrame) -> Released<MediaFrame> {
+        note_received(stats, &frame, TrackKind::Video);
+        let header = frame.header;
+        self.reorders.entry(header.track).or_default().push(
+            header.sequence,
+            header.keyframe,
+            frame,
+            Instant::now(),
+        )
+    }
+
+    /// An audio frame from the relay: counted, then queued for playout on its track (dropped
+    /// when we are not subscribed to it).
+    fn receive_audio(&mut self, stats: &SharedStats, frame: MediaFrame) {
+        note_received(stats, &frame, TrackKind::Audio);
+        if let Some(audio) = self.audio.get_mut(&frame.header.track) {
+            audio.jitter.push(frame.header.sequence, frame);
+        }
+    }
 }
 
 struct AudioTrack {

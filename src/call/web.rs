@@ -23,8 +23,8 @@ use web_time::Instant;
 use super::{
     AUDIO_BITRATE, AUDIO_INDEX, AppLink, AudioTrack, BotReport, CallConfig, CallEvent, Command,
     ControlLimiter, MAX_PICTURE, Others, Pictures, SharedStats, StatusSnapshot, VIDEO_INDEX,
-    finish_report, handle_control, latency_ms, live_stats, media_header, note_received, now_us,
-    on_joined, publish_audio, publish_video, rate_out, relay_to_app, soft, status_line,
+    finish_report, handle_control, latency_ms, live_stats, media_header, now_us, on_joined,
+    publish_audio, publish_video, rate_out, relay_to_app, soft, status_line,
 };
 use crate::audio::Playout;
 use crate::media::pattern::{TestPattern, read_marks};
@@ -162,13 +162,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
             match event {
                 Event::Media(frame, TrackKind::Video) => {
                     let track = frame.header.track;
-                    note_received(&stats, &frame, TrackKind::Video);
-                    let released = others.reorders.entry(track).or_default().push(
-                        frame.header.sequence,
-                        frame.header.keyframe,
-                        frame,
-                        Instant::now(),
-                    );
+                    let released = others.receive_video(&stats, frame);
                     if released.need_keyframe {
                         limiter.request_keyframe(&session, track)?;
                     }
@@ -176,13 +170,7 @@ pub async fn run(config: CallConfig, mut link: Option<AppLink>) -> anyhow::Resul
                         video.decode(track, &frame);
                     }
                 }
-                Event::Media(frame, TrackKind::Audio) => {
-                    let track = frame.header.track;
-                    note_received(&stats, &frame, TrackKind::Audio);
-                    if let Some(audio) = others.audio.get_mut(&track) {
-                        audio.jitter.push(frame.header.sequence, frame);
-                    }
-                }
+                Event::Media(frame, TrackKind::Audio) => others.receive_audio(&stats, frame),
                 Event::Control(message) => {
                     if let Some(link) = &link {
                         relay_to_app(link, &message);
