@@ -91,7 +91,7 @@ fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
         room.panels.arrive(width);
     }
     let mut ui = root_ui(&ctx, "room");
-    draw_top_bar(&mut ui, &mut room);
+    draw_top_bar(&mut ui, &mut room, width);
     draw_participants(&mut ui, &room);
     draw_chat(&mut ui, &mut room);
     fit_view(&ctx, ui.available_rect_before_wrap(), &mut room);
@@ -165,7 +165,8 @@ fn badge(ui: &mut egui::Ui, what: &str, state: &SourceState) {
     }
 }
 
-fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi) {
+/// The top bar; `width` is the window's, which decides how many side panels fit.
+fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
     let RoomUi {
         settings,
         call,
@@ -176,7 +177,6 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi) {
         log,
         ..
     } = room;
-    let width = ui.ctx().content_rect().width();
     egui::Panel::top("top").show(ui, |ui| {
         // Wrapped: in a small window every control stays reachable, Leave included.
         ui.horizontal_wrapped(|ui| {
