@@ -1,16 +1,19 @@
 //! What the client's CPU spends per rendered frame on video panels: decoding every panel's
-//! stream (openh264), storing the picture in its mailbox, and copying it into the panel's
-//! texture bytes (the YUV → RGB conversion runs in the panel's shader, on the GPU).
+//! stream (the engine's openh264 decoder, run inline here), storing the picture in its mailbox,
+//! and copying it into the panel's texture bytes (the YUV → RGB conversion runs in the panel's
+//! shader, on the GPU).
 //!
 //! `cargo bench --bench panels` prints a table for 1, 9 and 25 panels of 640x480@30.
 
 use std::time::{Duration, Instant};
 
-use rotunda::call::Pictures;
-use rotunda::call::VideoSpec;
-use rotunda::media::pattern::TestPattern;
-use rotunda::media::{VideoDecoder, VideoEncoder, VideoFrame, VideoSource};
 use rotunda::room::panel::{pack_planes, planes_image};
+use rotunda_engine::VideoSpec;
+use rotunda_engine::codec::native::NativeCodecs;
+use rotunda_engine::codec::{Codecs, EncodedVideo, VideoDecoder, VideoEncoderConfig};
+use rotunda_engine::mailbox::Pictures;
+use rotunda_engine::media::pattern::TestPattern;
+use rotunda_engine::media::{VideoFrame, VideoSource};
 use rotunda_proto::ParticipantId;
 
 /// Frames in the encoded clip (3 s at 30 fps, one keyframe).
@@ -19,7 +22,7 @@ const CLIP: usize = 90;
 fn main() {
     let spec = VideoSpec::default();
     let clip = encode_clip(spec);
-    let bytes: usize = clip.iter().map(Vec::len).sum();
+    let bytes: usize = clip.iter().map(|chunk| chunk.data.len()).sum();
     println!(
         "clip: {CLIP} frames of {}x{}@{}, {:.0} kb/s",
         spec.width,
@@ -45,15 +48,22 @@ fn main() {
     }
 }
 
-fn encode_clip(spec: VideoSpec) -> Vec<Vec<u8>> {
-    let mut encoder =
-        VideoEncoder::new(spec.bitrate(), spec.fps as f32, CLIP as u32 * 2).expect("encoder");
+fn encode_clip(spec: VideoSpec) -> Vec<EncodedVideo> {
+    let mut encoder = NativeCodecs::inline()
+        .video_encoder(VideoEncoderConfig {
+            width: spec.width,
+            height: spec.height,
+            bitrate: spec.bitrate(),
+            fps: spec.fps,
+        })
+        .expect("encoder");
     let mut pattern = TestPattern::new(7, spec.width, spec.height);
     let mut frame = VideoFrame::new(spec.width, spec.height);
     (0..CLIP)
-        .map(|_| {
+        .map(|n| {
             pattern.next_frame(&mut frame);
-            encoder.encode(&frame).expect("encodes").data
+            encoder.encode(&frame, n as u64, n == 0).expect("encodes");
+            encoder.poll_output().expect("output").expect("encoded")
         })
         .collect()
 }
@@ -66,10 +76,10 @@ struct Row {
 }
 
 /// Plays the clip on `panels` panels, twice over, one rendered frame per clip frame.
-fn run(clip: &[Vec<u8>], panels: usize, spec: VideoSpec) -> Row {
+fn run(clip: &[EncodedVideo], panels: usize, spec: VideoSpec) -> Row {
     let pictures = Pictures::default();
-    let mut decoders: Vec<VideoDecoder> = (0..panels)
-        .map(|_| VideoDecoder::new().expect("decoder"))
+    let mut decoders: Vec<Box<dyn VideoDecoder>> = (0..panels)
+        .map(|_| NativeCodecs::inline().video_decoder().expect("decoder"))
         .collect();
     let mut textures: Vec<Vec<u8>> = (0..panels)
         .map(|_| {
@@ -82,11 +92,13 @@ fn run(clip: &[Vec<u8>], panels: usize, spec: VideoSpec) -> Row {
     let (mut decode, mut copy) = (Duration::ZERO, Duration::ZERO);
     let mut frames = Vec::new();
     for round in 0..2 {
-        for data in clip {
+        for chunk in clip {
             let start = Instant::now();
             for (i, decoder) in decoders.iter_mut().enumerate() {
-                if let Some(picture) = decoder.decode(data).expect("decodes") {
-                    pictures.store(ParticipantId(i as u32), &picture);
+                decoder.decode(chunk.clone()).expect("decodes");
+                if let Some(picture) = decoder.poll_output() {
+                    let picture = picture.expect("a picture");
+                    pictures.store(ParticipantId(i as u32), picture.frame);
                 }
             }
             let decoded = Instant::now();

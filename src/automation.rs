@@ -12,7 +12,7 @@ use bevy::render::render_resource::PipelineCache;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
 use bevy::render::{Render, RenderApp, RenderSystems};
 
-use crate::net::CallEnded;
+use crate::call::CallEnded;
 use crate::screens::Screen;
 use crate::settings::Settings;
 

@@ -1,31 +1,29 @@
 //! Rotunda: a real-time meeting place where every participant is a live video panel in a 3D room
 //! and every voice comes from where its panel stands.
 //!
-//! This crate is the client, a Bevy app. Its parts, one folder (and one plugin) each:
+//! This crate is the room: a Bevy app of plugins only. The call itself (the session with the
+//! relay, codecs, jitter buffers, the mixer) is `rotunda_engine`'s, below it; nothing here is
+//! imported by the engine. Its parts, one folder (and one plugin) each:
+//! - [`call`]: the one plugin that owns the engine's handle: it starts calls and turns their
+//!   events into messages the other plugins read;
 //! - [`screens`]: the screens as states (join → connecting → in room → left);
-//! - [`net`]: the session with a relay, and the bridge from the async call to the ECS;
 //! - [`participants`]: one entity per participant, following joins, leaves, poses and mutes;
 //! - [`room`]: the 3D room, the video panels, the layout and the local avatar's movement;
-//! - [`audio`]: the jitter buffer, the spatial mixer and the speakers and microphone;
-//! - [`media`]: sources (camera, test pattern, tone) and codecs (H.264 Constrained Baseline in
-//!   Annex-B, Opus 48 kHz mono 20 ms);
+//! - [`audio`]: where the listener and every voice are, for the engine's spatial mixer, and
+//!   the speaking glow;
+//! - [`devices`]: the camera, microphone and speakers, opened for the engine;
 //! - [`ui`]: the egui panels: top bar, participants, chat, stats, name tags, badges;
-//! - [`call`]: the call engine shared with `rotunda bot`, a participant without a window;
 //! - [`automation`]: scripted runs (duration, statistics file, screenshot).
 
 pub mod audio;
 pub mod automation;
 pub mod call;
-pub mod media;
-pub mod net;
+pub mod devices;
 pub mod participants;
 pub mod room;
 pub mod screens;
 pub mod settings;
-mod sync;
 pub mod ui;
-#[cfg(web)]
-mod web;
 
 use bevy::prelude::*;
 use bevy::window::WindowResolution;
@@ -56,7 +54,8 @@ pub fn logic_plugin(app: &mut App) {
     );
     app.add_plugins((
         screens::plugin,
-        net::plugin,
+        call::plugin,
+        devices::plugin,
         participants::plugin,
         audio::logic_plugin,
         ui::logic_plugin,
@@ -94,7 +93,7 @@ pub fn app(settings: Settings) -> App {
     .insert_resource(settings)
     .add_plugins(logic_plugin)
     .add_plugins((
-        net::io_plugin,
+        call::io_plugin,
         room::plugin,
         audio::plugin,
         ui::plugin,

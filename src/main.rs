@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rotunda::call::{self, CallConfig, VideoSpec};
-use rotunda::net::{JoinOptions, trust};
 use rotunda::settings::{DeviceChoice, Settings};
+use rotunda_engine::handle::native::run_bot as bot;
+use rotunda_engine::transport::trust;
+use rotunda_engine::{CallConfig, JoinOptions, VideoSpec};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -176,6 +177,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         canvas: None,
         scale_factor: None,
         software_frame_interval: None,
+        worker_url: defaults.worker_url,
     };
     let exit = rotunda::app(settings).run();
     if exit.is_error() {
@@ -185,21 +187,20 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
 }
 
 async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
-    let config = CallConfig {
-        join: JoinOptions {
-            relay: args.relay,
-            cert_hash: args.cert_hash,
-            room: args.room,
-            name: args.name,
-            token: args.token,
-        },
-        duration: Some(args.duration),
-        video: (!args.no_video).then_some(args.video),
-        audio: !args.no_audio,
-        chat: args.chat.into_iter().collect(),
-        status: true,
-    };
-    let report = call::run(config, None).await?;
+    let mut config = CallConfig::new(JoinOptions {
+        relay: args.relay,
+        cert_hash: args.cert_hash,
+        room: args.room,
+        name: args.name,
+        token: args.token,
+    });
+    config.duration = Some(args.duration);
+    config.video = (!args.no_video).then_some(args.video);
+    config.audio = !args.no_audio;
+    config.chat = args.chat.into_iter().collect();
+    let report = bot(config, true)
+        .await
+        .map_err(|error| anyhow::anyhow!("{}", error.explain()))?;
     print!("{}", report.summary());
     if let Some(path) = args.stats_json {
         let json = serde_json::to_string_pretty(&report)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bevy::prelude::Resource;
 
-use crate::call::VideoSpec;
+use rotunda_engine::VideoSpec;
 
 /// Which device to use for the camera or the microphone.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -93,6 +93,8 @@ pub struct Settings {
     /// frame blocks the thread the call runs on until it is drawn, so frames must leave the
     /// call time in between. Natively (`None`) frames follow each other.
     pub software_frame_interval: Option<Duration>,
+    /// In the browser: the script of the call's worker (the engine's own module).
+    pub worker_url: String,
 }
 
 impl Default for Settings {
@@ -118,6 +120,7 @@ impl Default for Settings {
             canvas: None,
             scale_factor: None,
             software_frame_interval: None,
+            worker_url: "./worker.js".into(),
         }
     }
 }

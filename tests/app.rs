@@ -7,16 +7,18 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy::time::TimeUpdateStrategy;
 use bevy::transform::TransformPlugin;
-use rotunda::audio::{AudioOutput, Ears, MeetingMode};
-use rotunda::net::{
-    CallEnded, CallJoined, ChatReceived, ParticipantJoined, ParticipantLeft, ParticipantMoved,
-    ParticipantMuted,
+use rotunda::audio::{AudioScene, Ears, MeetingMode};
+use rotunda::call::{
+    CallEnded, CallJoined, CallReconnecting, CallRejoined, ChatReceived, Connection, Error,
+    ParticipantJoined, ParticipantLeft, ParticipantMoved, ParticipantMuted,
 };
 use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
 use rotunda::room::layout::{self, PANEL_WIDTH};
 use rotunda::screens::{LeftReason, Screen};
 use rotunda::settings::Settings;
 use rotunda::ui::model::{ChatLog, Panels, ParticipantRows};
+use rotunda_engine::audio::Mixer;
+use rotunda_engine::audio::spatial::VoiceParams;
 use rotunda_proto::{LeaveReason, ParticipantId, ParticipantInfo, Pose};
 
 const STEP: Duration = Duration::from_millis(100);
@@ -289,11 +291,7 @@ fn voices_are_placed_where_panels_stand() {
         },
     });
     run(&mut app, 30);
-    let near = app
-        .world()
-        .resource::<AudioOutput>()
-        .with(|out| out.mixer.params(2))
-        .expect("alice is placed");
+    let near = placed(&app, 2).expect("alice is placed");
     assert!(
         (near.azimuth - std::f32::consts::FRAC_PI_2).abs() < 0.1,
         "{near:?}"
@@ -315,13 +313,16 @@ fn voices_are_placed_where_panels_stand() {
         },
     });
     run(&mut app, 30);
-    let far = app
-        .world()
-        .resource::<AudioOutput>()
-        .with(|out| out.mixer.params(2))
-        .expect("alice is placed");
+    let far = placed(&app, 2).expect("alice is placed");
     assert!(far.gain < near.gain * 0.5, "{} vs {}", far.gain, near.gain);
     assert!(app.world().get::<Transform>(alice).is_some());
+}
+
+/// Where the engine's mixer would place participant `id`, given the scene the room made.
+fn placed(app: &App, id: u32) -> Option<VoiceParams> {
+    let mut mixer = Mixer::default();
+    mixer.set_scene(&app.world().resource::<AudioScene>().0);
+    mixer.spatial().params(id)
 }
 
 #[test]
@@ -329,11 +330,9 @@ fn meeting_mode_reaches_the_mixer() {
     let mut app = app();
     app.world_mut().resource_mut::<MeetingMode>().0 = true;
     app.update();
-    assert!(
-        app.world()
-            .resource::<AudioOutput>()
-            .with(|out| out.mixer.meeting_mode())
-    );
+    let mut mixer = Mixer::default();
+    mixer.set_scene(&app.world().resource::<AudioScene>().0);
+    assert!(mixer.spatial().meeting_mode());
 }
 
 #[test]
@@ -349,10 +348,11 @@ fn joining_enters_the_room_and_a_lost_call_retries() {
         *app.world().resource::<State<Screen>>().get(),
         Screen::InRoom
     );
+    let lost = Error::Silent { seconds: 2 };
     app.world_mut().write_message(CallEnded {
         report: None,
-        error: Some("The connection to the relay was lost.".into()),
-        retry: true,
+        retry: lost.is_retryable(),
+        error: Some(lost),
     });
     run(&mut app, 2);
     assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Left);
@@ -376,16 +376,61 @@ fn a_refused_join_is_not_retried() {
         .resource_mut::<NextState<Screen>>()
         .set(Screen::Connecting);
     app.update();
-    let (message, retry) = rotunda::net::bridge::explain_failure(
-        "joining room \"r\" at https://x:1: the relay refused the join: RoomFull",
-    );
-    assert_eq!(message, "The room is full.");
+    let refused = Error::Refused(rotunda_proto::ErrorCode::RoomFull);
     app.world_mut().write_message(CallEnded {
         report: None,
-        error: Some(message),
-        retry,
+        retry: refused.is_retryable(),
+        error: Some(refused),
     });
     run(&mut app, 20);
     assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Left);
-    assert!(app.world().resource::<LeftReason>().retry.is_none());
+    let reason = app.world().resource::<LeftReason>().clone();
+    assert_eq!(reason.message.as_deref(), Some("The room is full."));
+    assert!(reason.retry.is_none());
+}
+
+#[test]
+fn a_rejoin_keeps_the_room_on_screen_and_drops_only_who_is_gone() {
+    let mut app = app();
+    app.world_mut()
+        .resource_mut::<NextState<Screen>>()
+        .set(Screen::Connecting);
+    app.update();
+    join(&mut app, 1, &[(2, "alice"), (3, "bob")]);
+    run(&mut app, 8);
+    let alice = entity(&app, 2).expect("alice");
+    // Lost: still in the room, marked as reconnecting.
+    app.world_mut().write_message(CallReconnecting {
+        attempt: 1,
+        reason: Error::Silent { seconds: 2 },
+    });
+    app.world_mut().resource_mut::<Connection>().reconnecting =
+        Some((1, Error::Silent { seconds: 2 }));
+    run(&mut app, 3);
+    assert_eq!(
+        *app.world().resource::<State<Screen>>().get(),
+        Screen::InRoom
+    );
+    assert_eq!(participants(&mut app), 2, "the panels stay");
+    // Back: alice is still here, bob is gone, carol came.
+    app.world_mut().write_message(CallRejoined {
+        you: ParticipantId(1),
+        present: vec![ParticipantId(2), ParticipantId(4)],
+    });
+    app.world_mut()
+        .write_message(ParticipantJoined(info(2, "alice")));
+    app.world_mut()
+        .write_message(ParticipantJoined(info(4, "carol")));
+    run(&mut app, 10);
+    assert_eq!(
+        entity(&app, 2),
+        Some(alice),
+        "alice's panel is the same one"
+    );
+    assert!(entity(&app, 3).is_none(), "bob is gone");
+    assert!(entity(&app, 4).is_some(), "carol arrived");
+    assert_eq!(
+        *app.world().resource::<State<Screen>>().get(),
+        Screen::InRoom
+    );
 }

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use common::{PATIENCE, TestRelay};
-use rotunda::call::BotReport;
+use common::{PATIENCE, start_relay};
+use rotunda_engine::BotReport;
 use tokio::sync::oneshot;
 
 /// How long all three stay together before the pages' reports are taken.
@@ -50,7 +50,7 @@ async fn browsers_and_a_bot_see_hear_and_read_each_other() {
     let out = output_dir();
     let bundle = repo.join("wasm/dist");
 
-    let relay = TestRelay::start(|config| config.web_root = Some(bundle)).await;
+    let relay = start_relay(|config| config.web_root = Some(bundle)).await;
     let page = |name: &str, media: &str| {
         let query = [
             ("room", ROOM.to_owned()),

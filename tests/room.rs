@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{PATIENCE, TestRelay};
-use rotunda::call::{self, BotReport, CallConfig, VideoSpec};
-use rotunda::media::pattern::TestPattern;
+use common::{PATIENCE, hex, spawn_bot, start_relay};
+use rotunda_engine::BotReport;
+use rotunda_engine::media::pattern::TestPattern;
 
 /// How long the viewer stays, and when it takes its screenshot.
 const STAY: &str = "20s";
@@ -26,28 +26,14 @@ fn output_dir() -> PathBuf {
     dir
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
-    let relay = TestRelay::start(|_| {}).await;
+    let relay = start_relay(|_| {}).await;
     let dir = output_dir();
+    // 640x480@30 each; longer than the viewer stays, stopped when the viewer is done.
     let bots: Vec<_> = ["alice", "bob"]
         .into_iter()
-        .map(|name| {
-            let config = CallConfig {
-                join: relay.join("room", name),
-                // Longer than the viewer stays; stopped when the viewer is done.
-                duration: Some(Duration::from_secs(120)),
-                video: Some(VideoSpec::default()),
-                audio: true,
-                chat: vec![format!("hello from {name}")],
-                status: false,
-            };
-            tokio::spawn(call::run(config, None))
-        })
+        .map(|name| spawn_bot(&relay, "room", name, Duration::from_secs(120)))
         .collect();
 
     let stats = dir.join("viewer.json");
@@ -146,6 +132,7 @@ fn check_media(report: &BotReport) {
             "{name}: audio {audio:.2} of the frames: {peer:?}"
         );
         assert_eq!(peer.video_frames_wrong_sender, 0, "{name}: {peer:?}");
+        assert_eq!(peer.video_frames_unmarked, 0, "{name}: {peer:?}");
     }
 }
 

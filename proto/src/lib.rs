@@ -23,9 +23,13 @@ mod error;
 pub use error::{Error, ErrorCode, Result};
 pub use media::{FramePriority, MediaFrame, MediaHeader};
 pub use message::{
-    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, ToRelay, TrackId, TrackInfo,
-    TrackKind, TrackSource,
+    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay, TrackId,
+    TrackInfo, TrackKind, TrackSource,
 };
 
-/// The protocol version a client announces in its hello; the relay refuses any other.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version a client announces in its hello; the relay refuses any other with
+/// [`ErrorCode::UnsupportedVersion`], before reading anything else.
+///
+/// 2: a join may ask to keep a place after a lost connection ([`Resume`]); the welcome carries
+/// the secret for it and says whether the place was kept.
+pub const PROTOCOL_VERSION: u16 = 2;

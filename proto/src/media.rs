@@ -122,6 +122,11 @@ impl MediaFrame {
         &self.wire[MediaHeader::LEN..]
     }
 
+    /// The opaque payload, sharing the frame's bytes (no copy).
+    pub fn payload_bytes(&self) -> Bytes {
+        self.wire.slice(MediaHeader::LEN..)
+    }
+
     /// Re-stamps the publisher as it goes through the relay: one copy per frame, never per
     /// subscriber.
     pub fn stamp(self, participant: ParticipantId) -> Self {

@@ -138,6 +138,16 @@ impl ParticipantInfo {
     }
 }
 
+/// What a client presents to keep its place (its id, tracks and subscriptions) after its
+/// connection was lost, while the relay still holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resume {
+    /// The id it had.
+    pub id: ParticipantId,
+    /// The secret the relay's welcome gave it.
+    pub secret: u64,
+}
+
 /// Why a participant left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LeaveReason {
@@ -167,6 +177,8 @@ pub enum ToRelay {
         name: String,
         /// Access token, when the relay asks for one.
         token: Option<String>,
+        /// The place to take back after a lost connection, if any.
+        resume: Option<Resume>,
     },
     /// Start publishing a track under the client's own index.
     Publish {
@@ -180,7 +192,7 @@ pub enum ToRelay {
         /// The client's index for it.
         index: u8,
     },
-    /// Receive a track's media.
+    /// Receive a track's media (again from its next keyframe, when already subscribed).
     Subscribe {
         /// Which track.
         track: TrackId,
@@ -229,6 +241,11 @@ pub enum FromRelay {
         you: ParticipantId,
         /// Everyone else already in the room.
         participants: Vec<ParticipantInfo>,
+        /// The secret to present ([`Resume`]) to keep this place after a lost connection.
+        resume_secret: u64,
+        /// The place asked for was kept: same id, tracks and subscriptions, and nobody was told
+        /// we had gone.
+        resumed: bool,
     },
     /// Someone entered the room.
     ParticipantJoined(ParticipantInfo),
@@ -308,7 +325,9 @@ impl ToRelay {
     pub fn validate(&self) -> Result<()> {
         match self {
             ToRelay::Hello { agent, .. } => check_str("agent", agent, MAX_AGENT, true),
-            ToRelay::Join { room, name, token } => {
+            ToRelay::Join {
+                room, name, token, ..
+            } => {
                 check_str("room", room, MAX_ROOM_NAME, false)?;
                 check_str("name", name, MAX_DISPLAY_NAME, false)?;
                 match token {

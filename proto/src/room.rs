@@ -15,9 +15,19 @@ use std::time::{Duration, Instant};
 use crate::limits::{CHAT_HISTORY, CONTROL_BURST, CONTROL_RATE, MAX_PARTICIPANTS};
 use crate::media::MediaFrame;
 use crate::message::{
-    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, ToRelay, TrackId, TrackKind,
+    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay, TrackId,
+    TrackKind,
 };
 use crate::{Error, PROTOCOL_VERSION, Result};
+
+/// Who [`Room::handle_join`] let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    /// Their id.
+    pub id: ParticipantId,
+    /// They took back a place they had (a new connection after a lost one).
+    pub resumed: bool,
+}
 
 /// Tunables of a [`Room`].
 #[derive(Debug, Clone)]
@@ -94,6 +104,8 @@ impl Subscription {
 #[derive(Debug)]
 struct Member {
     info: ParticipantInfo,
+    /// What the participant presents to take its place back after a lost connection.
+    secret: u64,
     /// Token bucket of control messages: one participant cannot flood everyone else's queues.
     budget: f64,
     budget_at: Option<Instant>,
@@ -164,7 +176,31 @@ impl Room {
     }
 
     /// Someone joins: they get a welcome with the roster, the others hear of them.
-    pub fn handle_join(&mut self, name: &str) -> Result<ParticipantId> {
+    ///
+    /// With a `resume` that names a participant still here and its secret, the joiner takes that
+    /// place back (a new connection after a lost one): same id, tracks and subscriptions (each
+    /// restarting at a keyframe), nothing queued for the old connection, and nobody else is told.
+    /// Otherwise it joins afresh, and `secret` (random, from the caller) is what it must present
+    /// to take its place back later.
+    pub fn handle_join(
+        &mut self,
+        name: &str,
+        resume: Option<Resume>,
+        secret: u64,
+        now: Instant,
+    ) -> Result<Joined> {
+        if let Some(resume) = resume
+            && self
+                .members
+                .get(&resume.id)
+                .is_some_and(|member| member.secret == resume.secret)
+        {
+            self.take_back(resume.id, now);
+            return Ok(Joined {
+                id: resume.id,
+                resumed: true,
+            });
+        }
         if self.members.len() >= self.config.max_participants {
             return Err(Error::RoomFull);
         }
@@ -190,6 +226,8 @@ impl Room {
                 version: PROTOCOL_VERSION,
                 you: id,
                 participants: roster,
+                resume_secret: secret,
+                resumed: false,
             },
         ));
         for line in &self.chat_history {
@@ -199,6 +237,7 @@ impl Room {
             id,
             Member {
                 info,
+                secret,
                 budget: f64::from(CONTROL_BURST),
                 budget_at: None,
                 subscriptions: HashMap::new(),
@@ -206,7 +245,48 @@ impl Room {
                 video: VecDeque::new(),
             },
         );
-        Ok(id)
+        Ok(Joined { id, resumed: false })
+    }
+
+    /// A new connection takes participant `id`'s place back: what was queued for the old one
+    /// goes, every subscription restarts at a keyframe, and the welcome goes to the new one.
+    fn take_back(&mut self, id: ParticipantId, now: Instant) {
+        self.outbox.retain(|(to, _)| *to != id);
+        self.woken.remove(&id);
+        let roster = self
+            .members
+            .values()
+            .filter(|m| m.info.id != id)
+            .map(|m| m.info.clone())
+            .collect();
+        let mut restart = Vec::new();
+        if let Some(member) = self.members.get_mut(&id) {
+            member.audio.clear();
+            member.video.clear();
+            for (track, sub) in &mut member.subscriptions {
+                sub.queued = 0;
+                if sub.kind == TrackKind::Video {
+                    sub.waiting_for_keyframe = true;
+                    restart.push(*track);
+                }
+            }
+            self.outbox.push_back((
+                id,
+                FromRelay::Welcome {
+                    version: PROTOCOL_VERSION,
+                    you: id,
+                    participants: roster,
+                    resume_secret: member.secret,
+                    resumed: true,
+                },
+            ));
+        }
+        for line in &self.chat_history {
+            self.outbox.push_back((id, line.clone()));
+        }
+        for track in restart {
+            self.request_keyframe(track, now);
+        }
     }
 
     /// Someone leaves (or is removed): their tracks end and everyone else is told.
@@ -282,7 +362,14 @@ impl Room {
                 };
                 let interval = self.config.keyframe_request_interval;
                 let member = self.member_mut(from)?;
-                if member.subscriptions.contains_key(&track) {
+                if let Some(sub) = member.subscriptions.get_mut(&track) {
+                    // Again: the subscriber starts afresh (a decoder of its own restarted).
+                    if kind == TrackKind::Video {
+                        sub.waiting_for_keyframe = true;
+                        member.video.retain(|f| f.header.track != track);
+                        sub.queued = 0;
+                        self.request_keyframe(track, now);
+                    }
                     return Ok(());
                 }
                 member.subscriptions.insert(

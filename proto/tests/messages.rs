@@ -71,11 +71,16 @@ fn every_to_relay_message_round_trips() {
             room: "team".into(),
             name: "Ada".into(),
             token: Some("secret".into()),
+            resume: None,
         },
         ToRelay::Join {
             room: "team".into(),
             name: "Bob".into(),
             token: None,
+            resume: Some(Resume {
+                id: ParticipantId(4),
+                secret: u64::MAX,
+            }),
         },
         ToRelay::Publish {
             index: 1,
@@ -108,6 +113,8 @@ fn every_from_relay_message_round_trips() {
             version: PROTOCOL_VERSION,
             you: ParticipantId(9),
             participants: vec![participant(), participant()],
+            resume_secret: 0xDEAD_BEEF,
+            resumed: true,
         },
         FromRelay::ParticipantJoined(participant()),
         FromRelay::ParticipantLeft {
@@ -177,6 +184,7 @@ fn oversized_fields_are_refused_on_both_sides() {
         room: "r".into(),
         name: "n".repeat(MAX_DISPLAY_NAME + 1),
         token: None,
+        resume: None,
     };
     assert_eq!(
         join.validate().map_err(|e| e.code()),
@@ -199,6 +207,7 @@ fn empty_names_and_non_finite_poses_are_refused() {
         room: " ".into(),
         name: "Ada".into(),
         token: None,
+        resume: None,
     };
     assert_eq!(join.validate(), Err(Error::Empty("room")));
     let pose = ToRelay::Pose(Pose {

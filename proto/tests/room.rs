@@ -93,8 +93,15 @@ fn drain_woken(room: &mut Room) -> Vec<ParticipantId> {
     std::iter::from_fn(|| room.poll_woken()).collect()
 }
 
+/// The secret every test joiner gets (the relay draws a random one).
+const SECRET: u64 = 0x5EC2E7;
+
 fn join(room: &mut Room, name: &str) -> ParticipantId {
-    room.handle_join(name).expect("joins")
+    let joined = room
+        .handle_join(name, None, SECRET, Instant::now())
+        .expect("joins");
+    assert!(!joined.resumed);
+    joined.id
 }
 
 fn send(room: &mut Room, from: ParticipantId, message: ToRelay, now: Instant) {
@@ -133,6 +140,8 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
                 version: PROTOCOL_VERSION,
                 you: ada,
                 participants: vec![],
+                resume_secret: SECRET,
+                resumed: false,
             }
         )]
     );
@@ -151,6 +160,8 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
                     version: PROTOCOL_VERSION,
                     you: bob,
                     participants: vec![ada_info.clone()],
+                    resume_secret: SECRET,
+                    resumed: false,
                 }
             ),
         ]
@@ -174,13 +185,18 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
             version: PROTOCOL_VERSION,
             you: cid,
             participants: vec![ada_info.clone(), bob_info.clone()],
+            resume_secret: SECRET,
+            resumed: false,
         }]
     );
     assert!(ada != bob && bob != cid && ada != cid);
     assert_eq!(room.len(), 3);
 
     // Full: refused, and no one hears of it.
-    assert_eq!(room.handle_join("Dan"), Err(Error::RoomFull));
+    assert_eq!(
+        room.handle_join("Dan", None, SECRET, Instant::now()),
+        Err(Error::RoomFull)
+    );
     assert_eq!(Error::RoomFull.code(), ErrorCode::RoomFull);
     assert_eq!(room.len(), 3);
     assert!(drain_control(&mut room).is_empty());
@@ -204,6 +220,8 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
             version: PROTOCOL_VERSION,
             you: dan,
             participants: vec![ada_info, cid_info],
+            resume_secret: SECRET,
+            resumed: false,
         }]
     );
     assert!(sent_to(&sent, bob).is_empty());
@@ -1205,4 +1223,116 @@ fn a_flooding_participant_is_refused_while_poses_at_30_hz_pass() {
         later,
     )
     .expect("allowed again");
+}
+
+#[test]
+fn a_lost_connection_takes_its_place_back_and_nobody_sees_it_go() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let ada = join(&mut room, "Ada");
+    let bob = join(&mut room, "Bob");
+    publish(&mut room, bob, 0, video_info(), t0);
+    subscribe(&mut room, ada, track(bob, 0), t0);
+    room.handle_media(bob, video(0, 0, true), TrackKind::Video, t0)
+        .expect("forwarded");
+    room.handle_media(bob, video(0, 1, false), TrackKind::Video, t0)
+        .expect("forwarded");
+    drain_control(&mut room);
+    drain_woken(&mut room);
+
+    // Ada's connection died with two frames queued; her new one presents the secret.
+    let later = t0 + Duration::from_secs(1);
+    let resume = Resume {
+        id: ada,
+        secret: SECRET,
+    };
+    let joined = room
+        .handle_join("Ada", Some(resume), 99, later)
+        .expect("takes the place back");
+    assert_eq!(
+        joined,
+        rotunda_proto::room::Joined {
+            id: ada,
+            resumed: true
+        }
+    );
+    assert_eq!(room.len(), 2);
+    assert!(drain_video(&mut room, ada).is_empty(), "the old queue went");
+    let sent = drain_control(&mut room);
+    let bob_info = room.participant(bob).expect("bob").clone();
+    let to_ada = sent_to(&sent, ada);
+    assert_eq!(
+        to_ada[0],
+        FromRelay::Welcome {
+            version: PROTOCOL_VERSION,
+            you: ada,
+            participants: vec![bob_info],
+            resume_secret: SECRET,
+            resumed: true,
+        }
+    );
+    // Bob hears nothing of it but a request for a keyframe, where Ada's video restarts.
+    assert_eq!(
+        sent_to(&sent, bob),
+        vec![FromRelay::KeyframeRequest { index: 0 }]
+    );
+    room.handle_media(bob, video(0, 2, false), TrackKind::Video, later)
+        .expect("forwarded");
+    assert!(
+        drain_video(&mut room, ada).is_empty(),
+        "waits for a keyframe"
+    );
+    room.handle_media(bob, video(0, 3, true), TrackKind::Video, later)
+        .expect("forwarded");
+    assert_eq!(sequences(&drain_video(&mut room, ada)), vec![3]);
+}
+
+#[test]
+fn a_wrong_secret_or_a_gone_place_joins_afresh() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let ada = join(&mut room, "Ada");
+    let wrong = Resume {
+        id: ada,
+        secret: SECRET + 1,
+    };
+    let joined = room
+        .handle_join("Mallory", Some(wrong), 5, t0)
+        .expect("joins");
+    assert!(!joined.resumed);
+    assert_ne!(
+        joined.id, ada,
+        "nobody takes Ada's place without her secret"
+    );
+    room.handle_leave(ada, LeaveReason::Disconnected);
+    let gone = Resume {
+        id: ada,
+        secret: SECRET,
+    };
+    let joined = room.handle_join("Ada", Some(gone), 6, t0).expect("joins");
+    assert!(!joined.resumed);
+    assert_ne!(joined.id, ada);
+}
+
+#[test]
+fn subscribing_again_restarts_the_track_at_a_keyframe() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let ada = join(&mut room, "Ada");
+    let bob = join(&mut room, "Bob");
+    publish(&mut room, bob, 0, video_info(), t0);
+    subscribe(&mut room, ada, track(bob, 0), t0);
+    room.handle_media(bob, video(0, 0, true), TrackKind::Video, t0)
+        .expect("forwarded");
+    assert_eq!(sequences(&drain_video(&mut room, ada)), vec![0]);
+    drain_control(&mut room);
+    let later = t0 + Duration::from_secs(1);
+    subscribe(&mut room, ada, track(bob, 0), later);
+    assert_eq!(
+        sent_to(&drain_control(&mut room), bob),
+        vec![FromRelay::KeyframeRequest { index: 0 }]
+    );
+    room.handle_media(bob, video(0, 1, false), TrackKind::Video, later)
+        .expect("forwarded");
+    assert!(drain_video(&mut room, ada).is_empty());
 }

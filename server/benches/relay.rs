@@ -147,6 +147,7 @@ impl Client {
                 room: room.into(),
                 name: name.into(),
                 token: None,
+                resume: None,
             })
             .await;
         loop {

@@ -8,9 +8,9 @@
 //!   fresh one or any audio.
 //!
 //! The room logic itself is the sans-IO [`rotunda_proto::room::Room`]; this crate only drives it:
-//! [`session`] runs one task group per connection, [`stream`] puts frames on streams (native
-//! clients use it too), [`rooms`] holds the rooms and hands queued
-//! control messages and media to the sessions. Beside the UDP endpoint, a small HTTP server on the
+//! [`session`] runs one task group per connection (frames on streams through
+//! `rotunda_quic::stream`, which native clients use too), [`rooms`] holds the rooms and hands
+//! queued control messages and media to the sessions. Beside the UDP endpoint, a small HTTP server on the
 //! same TCP port serves `/certificate.sha256` (the pinned fingerprint of the dev certificate),
 //! `/healthz`, and every other path from the browser client's bundle in the web root
 //! (`--web-root`), so one port gives a browser both the page and the relay it joins.
@@ -22,7 +22,6 @@ mod config;
 mod http;
 pub mod rooms;
 pub mod session;
-pub mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,6 +83,23 @@ impl Relay {
         self.certificate.hash()
     }
 
+    /// Serves on the current tokio runtime until [`Running::stop`] (or until the handle is
+    /// dropped): what tests and the client's in-process relay use.
+    pub fn spawn(self) -> Running {
+        let (url, addr, hash) = (self.url(), self.local_addr(), self.certificate_hash().0);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async {
+            let _ = stopped.await;
+        }));
+        Running {
+            url,
+            addr,
+            hash,
+            stop: Some(stop),
+            task,
+        }
+    }
+
     /// Serves until `shutdown` completes, then tells every client and closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -134,6 +150,28 @@ impl Relay {
         renew.abort();
         let _ = http.await;
         Ok(())
+    }
+}
+
+/// A relay serving on a tokio runtime; it stops when told to, or when this handle is dropped.
+pub struct Running {
+    /// Its WebTransport URL.
+    pub url: String,
+    /// The address it listens on (UDP and TCP).
+    pub addr: SocketAddr,
+    /// SHA-256 of its certificate.
+    pub hash: [u8; 32],
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Shuts the relay down (telling every client) and waits for it, at most a few seconds.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
     }
 }
 

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use rotunda_proto::room::{ForwardStats, Room, RoomConfig};
-use rotunda_proto::{ErrorCode, FromRelay, LeaveReason, ParticipantId, Result};
+use rotunda_proto::room::{ForwardStats, Joined, Room, RoomConfig};
+use rotunda_proto::{ErrorCode, FromRelay, LeaveReason, ParticipantId, Result, Resume};
 use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 use wtransport::{Connection, VarInt};
@@ -22,6 +22,8 @@ pub struct Peer {
     pub media: Arc<Notify>,
     /// Its connection, closed if it stops keeping up.
     pub connection: Connection,
+    /// Which session this is (a participant that took its place back has a new one).
+    pub session: u64,
 }
 
 struct RoomState {
@@ -104,13 +106,15 @@ impl Rooms {
         self.len() == 0
     }
 
-    /// Adds a participant to a room, creating the room if needed.
+    /// Adds a participant to a room, creating the room if needed; with `resume`, gives it back
+    /// the place it had (closing that place's old connection).
     pub fn join(
         &self,
         room: &str,
         name: &str,
+        resume: Option<Resume>,
         peer: Peer,
-    ) -> Result<(Arc<SharedRoom>, ParticipantId)> {
+    ) -> Result<(Arc<SharedRoom>, Joined)> {
         let mut rooms = self.lock();
         let shared = rooms
             .entry(room.to_owned())
@@ -126,13 +130,19 @@ impl Rooms {
             })
             .clone();
         let mut state = shared.lock();
-        let joined = state.room.handle_join(name);
+        let joined = state
+            .room
+            .handle_join(name, resume, new_secret(), Instant::now());
         match joined {
-            Ok(id) => {
-                state.peers.insert(id, peer);
+            Ok(joined) => {
+                if let Some(old) = state.peers.insert(joined.id, peer) {
+                    // The old connection of a place taken back: it is dead or soon will be.
+                    old.connection
+                        .close(VarInt::from_u32(ErrorCode::Normal.as_u32()), b"replaced");
+                }
                 state.flush();
                 drop(state);
-                Ok((shared, id))
+                Ok((shared, joined))
             }
             Err(error) => {
                 let empty = state.room.is_empty();
@@ -145,10 +155,24 @@ impl Rooms {
         }
     }
 
-    /// Removes a participant; the room closes when it was the last.
-    pub fn leave(&self, room: &Arc<SharedRoom>, id: ParticipantId, reason: LeaveReason) {
+    /// Removes a participant whose session `session` ended (unless a newer session took its
+    /// place back); the room closes when it was the last.
+    pub fn leave(
+        &self,
+        room: &Arc<SharedRoom>,
+        id: ParticipantId,
+        session: u64,
+        reason: LeaveReason,
+    ) {
         let mut rooms = self.lock();
         let mut state = room.lock();
+        if state
+            .peers
+            .get(&id)
+            .is_some_and(|peer| peer.session != session)
+        {
+            return;
+        }
         state.room.handle_leave(id, reason);
         state.peers.remove(&id);
         state.flush();
@@ -164,4 +188,15 @@ impl Rooms {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<SharedRoom>>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A secret nobody can guess, for a participant to take its place back with.
+fn new_secret() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: a place then cannot be taken back (no secret matches 0).
+        warn!("no randomness for resume secrets");
+        return 0;
+    }
+    u64::from_le_bytes(bytes).max(1)
 }

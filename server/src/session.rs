@@ -17,7 +17,7 @@ use std::time::Duration;
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{
     Error, ErrorCode, FramePriority, FromRelay, LeaveReason, MediaFrame, PROTOCOL_VERSION,
-    ParticipantId, ToRelay, TrackId, TrackKind,
+    ParticipantId, Resume, ToRelay, TrackId, TrackKind,
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -26,7 +26,7 @@ use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, RecvStream, SendStream, VarInt};
 
 use crate::rooms::{Peer, Rooms, SharedRoom};
-use crate::stream;
+use rotunda_quic::stream;
 
 /// Time a client has to open its control stream and join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,23 +114,30 @@ async fn serve(
     let mut decoder = FrameDecoder::new();
     let joined =
         tokio::time::timeout(JOIN_TIMEOUT, handshake(&mut recv, &mut decoder, context)).await;
-    let (room_name, name) = match joined {
+    let (room_name, name, resume) = match joined {
         Err(_) => return End::Failed(ErrorCode::Timeout),
         Ok(Err(end)) => return end,
         Ok(Ok(join)) => join,
     };
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
     let media = Arc::new(Notify::new());
+    let session = connection.stable_id() as u64;
     let peer = Peer {
         control: control_tx,
         media: media.clone(),
         connection: connection.clone(),
+        session,
     };
-    let (room, id) = match context.rooms.join(&room_name, &name, peer) {
+    let (room, joined) = match context.rooms.join(&room_name, &name, resume, peer) {
         Ok(joined) => joined,
         Err(error) => return error.into(),
     };
-    info!(room = room_name, name, participant = %id, "joined");
+    let id = joined.id;
+    if joined.resumed {
+        info!(room = room_name, name, participant = %id, "took its place back");
+    } else {
+        info!(room = room_name, name, participant = %id, "joined");
+    }
 
     let mut tasks = JoinSet::new();
     tasks.spawn(read_control(recv, decoder, room.clone(), id));
@@ -164,7 +171,7 @@ async fn serve(
         End::Disconnected => LeaveReason::Disconnected,
         End::Failed(code) => LeaveReason::Removed(code),
     };
-    context.rooms.leave(&room, id, reason);
+    context.rooms.leave(&room, id, session, reason);
     end
 }
 
@@ -173,7 +180,7 @@ async fn handshake(
     recv: &mut RecvStream,
     decoder: &mut FrameDecoder,
     context: &Context,
-) -> Result<(String, String), End> {
+) -> Result<(String, String, Option<Resume>), End> {
     match next_message(recv, decoder).await? {
         ToRelay::Hello { version, agent } => {
             if version != PROTOCOL_VERSION {
@@ -184,11 +191,16 @@ async fn handshake(
         _ => return Err(Error::Violation("expected hello").into()),
     }
     match next_message(recv, decoder).await? {
-        ToRelay::Join { room, name, token } => {
+        ToRelay::Join {
+            room,
+            name,
+            token,
+            resume,
+        } => {
             if context.token.is_some() && context.token != token {
                 return Err(Error::Unauthorized.into());
             }
-            Ok((room, name))
+            Ok((room, name, resume))
         }
         _ => Err(Error::Violation("expected join").into()),
     }

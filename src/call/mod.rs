@@ -1,745 +1,426 @@
-//! The call engine: one participant's session with a room, shared by `rotunda bot` and the
-//! windowed client.
+//! The bridge between the call engine and the room: the one plugin that owns the engine's handle.
 //!
-//! It joins a room, publishes a video source (H.264) and an audio source (Opus), subscribes to
-//! everyone, decodes everything, and reports what it saw as a [`BotReport`]. Decoded pictures
-//! carrying a sender mark (the synthetic pattern) are checked against the participant they came
-//! from.
-//!
-//! Video is encoded and decoded on threads of their own; audio is encoded, played out through a
-//! jitter buffer and decoded on the 20 ms tick of the async task. A windowed client passes an
-//! [`AppLink`]: commands come in, events go out through bounded channels, and decoded pictures
-//! and voices land in mailboxes ([`Pictures`], [`Voices`]) that the renderer and the speakers
-//! read at their own pace.
+//! Entering [`Screen::Connecting`] opens the devices and starts a call (natively a task on this
+//! process's network runtime, in the browser a worker of its own); every frame, at most
+//! [`EVENTS_PER_FRAME`] of its events become messages the other plugins read. Commands (chat,
+//! mute, pose, the scene, leave) go back through a bounded channel and are dropped, never
+//! blocking, when the call is behind. A lost connection does not leave the room: the call rejoins
+//! by itself while the room stays on screen ([`Connection`]).
 
-pub mod bridge;
 #[cfg(native)]
 mod native;
-pub mod report;
 #[cfg(web)]
 mod web;
 
-use std::collections::{BTreeSet, HashMap};
-use std::str::FromStr;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use rotunda_proto::{
-    FromRelay, MediaFrame, MediaHeader, ParticipantId, ToRelay, TrackId, TrackInfo, TrackKind,
-    TrackSource,
-};
-use tokio::sync::mpsc;
-use web_time::{Instant, SystemTime, UNIX_EPOCH};
+use bevy::prelude::*;
+use rotunda_engine::handle::{self, EngineSide};
+pub use rotunda_engine::mailbox::{Pictures, Poses};
+pub use rotunda_engine::{BotReport, CallConfig, Command, Engine, Error, JoinOptions, LiveStats};
+use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose};
 
-pub use bridge::{CallEvent, Command, LivePeer, LiveStats, Pictures, Poses, Voices};
-#[cfg(native)]
-pub use native::run;
-pub use report::{BotReport, ChatLine, PeerReport};
-#[cfg(web)]
-pub use web::run;
+use crate::AppSystems;
+use crate::devices::{DeviceStates, Devices};
+use crate::screens::{LeftReason, Retry, Screen};
+use crate::settings::Settings;
 
-use crate::audio::JitterBuffer;
-use crate::media::reorder::{Released, Reorder};
-use crate::media::sequence::Unwrapper;
-use crate::media::{AUDIO_CODEC, AudioDecoder, AudioSource, VIDEO_CODEC, VideoSource};
-use crate::net::{self, JoinOptions, Session};
-use crate::sync::lock;
+/// Call events turned into messages per frame, at most; the rest wait for the next frame.
+pub const EVENTS_PER_FRAME: usize = 256;
 
-const VIDEO_INDEX: u8 = 0;
-const AUDIO_INDEX: u8 = 1;
-// How much audio waits before playout, and at most: the platform's.
-#[cfg(native)]
-use native::{JITTER_CAPACITY, JITTER_CATCH_UP, JITTER_TARGET};
-#[cfg(web)]
-use web::{JITTER_CAPACITY, JITTER_CATCH_UP, JITTER_TARGET};
-const AUDIO_BITRATE: i32 = 32_000;
-
-/// Resolution and frame rate, written `640x480@30`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct VideoSpec {
-    /// Width in pixels.
-    pub width: usize,
-    /// Height in pixels.
-    pub height: usize,
-    /// Frames per second.
-    pub fps: u32,
+pub(super) fn plugin(app: &mut App) {
+    app.add_message::<CallJoined>()
+        .add_message::<CallReconnecting>()
+        .add_message::<CallRejoined>()
+        .add_message::<ParticipantJoined>()
+        .add_message::<ParticipantLeft>()
+        .add_message::<ParticipantMoved>()
+        .add_message::<ParticipantMuted>()
+        .add_message::<ChatReceived>()
+        .add_message::<StatsUpdated>()
+        .add_message::<CallEnded>();
+    app.init_resource::<Connection>();
+    app.init_resource::<VoiceLevels>();
+    app.add_systems(Update, drain_call.in_set(AppSystems::RecordInput));
+    app.add_systems(Update, follow_call_end.in_set(AppSystems::Update));
 }
 
-impl Default for VideoSpec {
-    fn default() -> Self {
-        Self {
-            width: 640,
-            height: 480,
-            fps: 30,
-        }
-    }
+/// Starting calls (and, natively, the in-process relay): the part that opens devices and
+/// sockets, left out of tests that use no network.
+pub(super) fn io_plugin(app: &mut App) {
+    app.add_systems(OnEnter(Screen::Connecting), start_call);
+    #[cfg(native)]
+    native::plugin(app);
 }
 
-impl VideoSpec {
-    /// The encoder's target: 800 kb/s at 640x480@30, scaled by pixel rate.
-    pub fn bitrate(&self) -> u32 {
-        let scale =
-            (self.width * self.height) as f64 / (640.0 * 480.0) * f64::from(self.fps) / 30.0;
-        ((800_000.0 * scale) as u32).max(100_000)
-    }
+/// We joined the room.
+#[derive(Message, Debug, Clone)]
+pub struct CallJoined {
+    /// Our id.
+    pub you: ParticipantId,
+    /// Our name.
+    pub name: String,
 }
 
-impl FromStr for VideoSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?} is not WIDTHxHEIGHT@FPS, e.g. 640x480@30");
-        let (size, fps) = s.split_once('@').unwrap_or((s, "30"));
-        let (w, h) = size.split_once('x').ok_or_else(bad)?;
-        let spec = VideoSpec {
-            width: w.parse().map_err(|_| bad())?,
-            height: h.parse().map_err(|_| bad())?,
-            fps: fps.parse().map_err(|_| bad())?,
-        };
-        let ok = (64..=3840).contains(&spec.width)
-            && (64..=2160).contains(&spec.height)
-            && spec.width.is_multiple_of(2)
-            && spec.height.is_multiple_of(2)
-            && (1..=60).contains(&spec.fps);
-        if !ok {
-            return Err(format!(
-                "{s:?}: even sizes from 64x64 to 3840x2160, 1 to 60 fps"
-            ));
-        }
-        Ok(spec)
-    }
+/// The connection was lost; the call is rejoining while the room stays on screen.
+#[derive(Message, Debug, Clone)]
+pub struct CallReconnecting {
+    /// Tries so far.
+    pub attempt: u32,
+    /// What went wrong.
+    pub reason: Error,
 }
 
-/// What a call does.
-#[derive(Debug, Clone)]
-pub struct CallConfig {
-    /// Where and as whom.
-    pub join: JoinOptions,
-    /// How long it stays; until [`Command::Leave`] when `None`.
-    pub duration: Option<Duration>,
-    /// Video to publish, if any.
-    pub video: Option<VideoSpec>,
-    /// Publish audio.
+/// Back in the room after a lost connection.
+#[derive(Message, Debug, Clone)]
+pub struct CallRejoined {
+    /// Our id now (the same when the relay kept our place).
+    pub you: ParticipantId,
+    /// Everyone present now.
+    pub present: Vec<ParticipantId>,
+}
+
+/// Someone is in the room (already there when we joined, or joining after).
+#[derive(Message, Debug, Clone)]
+pub struct ParticipantJoined(pub ParticipantInfo);
+
+/// Someone left.
+#[derive(Message, Debug, Clone)]
+pub struct ParticipantLeft {
+    /// Who.
+    pub id: ParticipantId,
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// Someone moved.
+#[derive(Message, Debug, Clone)]
+pub struct ParticipantMoved {
+    /// Who.
+    pub id: ParticipantId,
+    /// Where to.
+    pub pose: Pose,
+}
+
+/// Someone muted or unmuted.
+#[derive(Message, Debug, Clone)]
+pub struct ParticipantMuted {
+    /// Who.
+    pub id: ParticipantId,
+    /// Microphone muted.
     pub audio: bool,
-    /// Chat lines to send once, right after joining.
-    pub chat: Vec<String>,
-    /// Print a status line every second.
-    pub status: bool,
+    /// Camera off.
+    pub video: bool,
 }
 
-/// Opens a video source on the encoder thread (a camera may have to live on the thread that
-/// opened it); given the participant id, for sources that mark their pictures.
-pub type VideoSourceFactory = Box<dyn FnOnce(ParticipantId) -> Box<dyn VideoSource> + Send>;
+/// A chat line.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub struct ChatReceived {
+    /// The room's order.
+    pub seq: u64,
+    /// Who said it.
+    pub from: ParticipantId,
+    /// Their name.
+    pub name: String,
+    /// What they said.
+    pub text: String,
+}
 
-/// How a windowed application takes part in a call. Without one, the call runs on its own (a
-/// bot) with the synthetic sources.
-pub struct AppLink {
-    /// Commands from the application.
-    pub commands: mpsc::Receiver<Command>,
-    /// Events for the application (never blocking).
-    pub events: std::sync::mpsc::Sender<CallEvent>,
-    /// Where others' poses go.
-    pub poses: Arc<Poses>,
-    /// Where decoded pictures go.
-    pub pictures: Arc<Pictures>,
-    /// Where decoded voices go.
-    pub voices: Arc<Voices>,
-    /// The video source; the synthetic pattern when `None`.
-    pub camera: Option<VideoSourceFactory>,
-    /// The audio source; the synthetic tone when `None`.
-    pub microphone: Option<Box<dyn AudioSource>>,
-    /// Start with the microphone off.
+/// Fresh live statistics.
+#[derive(Message, Debug, Clone)]
+pub struct StatsUpdated(pub LiveStats);
+
+/// The call ended.
+#[derive(Message, Debug, Clone)]
+pub struct CallEnded {
+    /// What it saw, when it got as far as joining.
+    pub report: Option<Box<BotReport>>,
+    /// Why it ended, when not by our choice.
+    pub error: Option<Error>,
+    /// Whether trying again may help (the connection was lost, not refused).
+    pub retry: bool,
+}
+
+/// Whether the room is connected now, or rejoining after a lost connection.
+#[derive(Resource, Debug, Clone, Default, PartialEq)]
+pub struct Connection {
+    /// Rejoining: the tries so far and why.
+    pub reconnecting: Option<(u32, Error)>,
+}
+
+/// How loud every voice is (RMS, 0..1), for the speaking glow.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct VoiceLevels(pub HashMap<ParticipantId, f32>);
+
+/// The running call.
+#[derive(Resource)]
+pub struct Call {
+    engine: Engine,
+    /// What the devices opened for the call turned out to be.
+    devices: Mutex<std::sync::mpsc::Receiver<DeviceStates>>,
+    /// The call said it ended (or could not start); nothing more will come.
+    finished: AtomicBool,
+}
+
+impl Call {
+    /// Sends a command; false (and dropped) when the call is behind or over.
+    pub fn send(&self, command: Command) -> bool {
+        self.engine.send(command)
+    }
+
+    /// Leaves the room.
+    pub fn leave(&self) {
+        self.engine.leave();
+    }
+
+    /// Everyone's newest decoded picture.
+    pub fn pictures(&self) -> &Pictures {
+        &self.engine.pictures
+    }
+
+    /// Everyone's newest pose.
+    pub fn poses(&self) -> &Poses {
+        &self.engine.poses
+    }
+}
+
+/// What a new call is made of, for the platform's `start`: the settings, what the user turned
+/// off before, the engine's side of the handle, and where the devices' states go.
+pub(crate) struct CallParts {
+    pub settings: Settings,
     pub microphone_off: bool,
-    /// Start with the camera off.
     pub camera_off: bool,
+    pub side: EngineSide,
+    pub devices: std::sync::mpsc::SyncSender<DeviceStates>,
 }
 
-impl AppLink {
-    fn emit(&self, event: CallEvent) {
-        let _ = self.events.send(event);
-    }
-}
-
-#[derive(Debug, Default)]
-struct PeerStats {
-    video_received: u64,
-    video_decoded: u64,
-    video_skipped: u64,
-    wrong_sender: u64,
-    audio_received: u64,
-    audio_decoded: u64,
-    audio_concealed: u64,
-    video_latency_ms: Reservoir,
-    audio_latency_ms: Reservoir,
-    bytes_received: u64,
-    /// Sequence numbers seen (extended to 64 bits): first and last, per kind.
-    video_span: SequenceSpan,
-    audio_span: SequenceSpan,
-}
-
-#[derive(Debug, Default)]
-struct Stats {
-    peers: HashMap<ParticipantId, PeerStats>,
-    decode_errors: u64,
-}
-
-impl Stats {
-    /// The counters of participant `id`, started on first use.
-    fn peer(&mut self, id: ParticipantId) -> &mut PeerStats {
-        self.peers.entry(id).or_default()
-    }
-}
-
-type SharedStats = Arc<Mutex<Stats>>;
-
-/// Microseconds since the Unix epoch: the capture clock shared by everyone on one machine.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or_default()
-}
-
-fn latency_ms(capture_us: u64) -> f64 {
-    now_us().saturating_sub(capture_us) as f64 / 1000.0
-}
-
-/// What the bot knows of the others and receives from them.
-#[derive(Default)]
-struct Others {
-    /// Everyone seen, by id (kept after they leave, for the report).
-    names: HashMap<ParticipantId, String>,
-    /// Who is in the room now.
-    present: BTreeSet<ParticipantId>,
-    /// Playout of each subscribed audio track.
-    audio: HashMap<TrackId, AudioTrack>,
-    /// Reordering of each subscribed video track.
-    reorders: HashMap<TrackId, Reorder<MediaFrame>>,
-}
-
-impl Others {
-    /// A video frame from the relay: counted, then put back in order on its track; returns the
-    /// frames ready to decode and whether the track needs a keyframe.
-    fn receive_video(&mut self, stats: &SharedStats, frame: MediaFrame) -> Released<MediaFrame> {
-        note_received(stats, &frame, TrackKind::Video);
-        let header = frame.header;
-        self.reorders.entry(header.track).or_default().push(
-            header.sequence,
-            header.keyframe,
-            frame,
-            Instant::now(),
-        )
-    }
-
-    /// An audio frame from the relay: counted, then queued for playout on its track (dropped
-    /// when we are not subscribed to it).
-    fn receive_audio(&mut self, stats: &SharedStats, frame: MediaFrame) {
-        note_received(stats, &frame, TrackKind::Audio);
-        if let Some(audio) = self.audio.get_mut(&frame.header.track) {
-            audio.jitter.push(frame.header.sequence, frame);
-        }
-    }
-}
-
-struct AudioTrack {
-    jitter: JitterBuffer<MediaFrame>,
-    decoder: AudioDecoder,
-}
-
-/// Once joined: tells the application, starts the report and the counters, and subscribes to
-/// everything the participants already there publish.
-fn on_joined(
-    config: &CallConfig,
-    session: &Session,
-    link: Option<&AppLink>,
-) -> anyhow::Result<(BotReport, SharedStats, Others)> {
-    let me = session.id();
-    let report = BotReport {
-        name: config.join.name.clone(),
-        room: config.join.room.clone(),
-        id: me.0,
-        ..BotReport::default()
-    };
-    if let Some(link) = link {
-        link.emit(CallEvent::Joined {
-            you: me,
-            roster: session.roster().to_vec(),
+impl CallParts {
+    /// The call's configuration, once the devices are known to send or not.
+    pub fn config(&self, camera_sends: bool, microphone_sends: bool) -> CallConfig {
+        let settings = &self.settings;
+        let mut config = CallConfig::new(JoinOptions {
+            relay: settings.relay_url(),
+            cert_hash: settings.cert_hash,
+            room: settings.room.clone(),
+            name: settings.name.clone(),
+            token: settings.token.clone(),
         });
-    }
-    let mut others = Others::default();
-    for peer in session.roster() {
-        others.names.insert(peer.id, peer.name.clone());
-        others.present.insert(peer.id);
-        for (index, info) in &peer.tracks {
-            let track = TrackId {
-                participant: peer.id,
-                index: *index,
-            };
-            subscribe(session, track, info, &mut others.audio)?;
-        }
-    }
-    Ok((report, SharedStats::default(), others))
-}
-
-/// Announces the camera track.
-fn publish_video(session: &Session, spec: VideoSpec) -> Result<(), net::Error> {
-    session.send(ToRelay::Publish {
-        index: VIDEO_INDEX,
-        info: TrackInfo {
-            kind: TrackKind::Video,
-            codec: VIDEO_CODEC.into(),
-            source: TrackSource::Camera,
-            width: spec.width as u16,
-            height: spec.height as u16,
-        },
-    })
-}
-
-/// Announces the microphone track.
-fn publish_audio(session: &Session) -> Result<(), net::Error> {
-    session.send(ToRelay::Publish {
-        index: AUDIO_INDEX,
-        info: TrackInfo {
-            kind: TrackKind::Audio,
-            codec: AUDIO_CODEC.into(),
-            source: TrackSource::Microphone,
-            width: 0,
-            height: 0,
-        },
-    })
-}
-
-/// Hands a control message to the application: poses to their mailbox, the rest as events; the
-/// voice and pose of someone who left are forgotten (their picture is the decoder's to drop).
-fn relay_to_app(link: &AppLink, message: &FromRelay) {
-    match message {
-        FromRelay::Pose { id, pose } => link.poses.store(*id, *pose),
-        FromRelay::Pong { .. } | FromRelay::Welcome { .. } => {}
-        _ => link.emit(CallEvent::Relay(message.clone())),
-    }
-    if let FromRelay::ParticipantLeft { id, .. } = message {
-        link.voices.remove(*id);
-        link.poses.remove(*id);
+        config.duration = settings.duration;
+        config.video = camera_sends.then_some(settings.video);
+        config.audio = microphone_sends;
+        config.chat = settings.chat.clone();
+        config.microphone_off = self.microphone_off;
+        config.camera_off = self.camera_off;
+        // The browser logs the whole report once a second (`rotunda:stats`).
+        config.live_report = cfg!(web);
+        config
     }
 }
 
-/// The outgoing rate (kb/s) since `last_sent` (bytes, when), and how long that was; `last_sent`
-/// moves to now.
-fn rate_out(report: &BotReport, last_sent: &mut (u64, Instant)) -> (f64, f64) {
-    let sent = report.video_bytes_sent + report.audio_bytes_sent;
-    let seconds = last_sent.1.elapsed().as_secs_f64().max(0.001);
-    let kbps = (sent - last_sent.0) as f64 * 8.0 / 1000.0 / seconds;
-    *last_sent = (sent, Instant::now());
-    (kbps, seconds)
-}
-
-/// Counts a frame received from the relay.
-fn note_received(stats: &SharedStats, frame: &MediaFrame, kind: TrackKind) {
-    let mut stats = lock(stats);
-    let peer = stats.peer(frame.header.track.participant);
-    peer.bytes_received += frame.payload().len() as u64;
-    match kind {
-        TrackKind::Video => {
-            peer.video_received += 1;
-            peer.video_span.see(frame.header.sequence);
-        }
-        TrackKind::Audio => {
-            peer.audio_received += 1;
-            peer.audio_span.see(frame.header.sequence);
-        }
-    }
-}
-
-/// A control message that could not be queued is dropped and logged; only a lost session ends
-/// the call.
-fn soft(result: Result<(), net::Error>) -> anyhow::Result<()> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(net::Error::Lost) => Err(net::Error::Lost.into()),
-        Err(error) => {
-            tracing::warn!(%error, "control message dropped");
-            Ok(())
-        }
-    }
-}
-
-/// Keeps the optional control messages (poses, keyframe requests) well under the relay's budget
-/// per participant (60 a second, bursts of 120), so that recovering many panels at once while
-/// walking never gets the session closed; at most one keyframe request per track per 300 ms.
-struct ControlLimiter {
-    tokens: f64,
-    last: Instant,
-    keyframes: HashMap<TrackId, Instant>,
-}
-
-impl ControlLimiter {
-    /// Optional messages per second, and the burst allowed.
-    const RATE: f64 = 30.0;
-    const BURST: f64 = 40.0;
-    const KEYFRAME_GAP: Duration = Duration::from_millis(300);
-
-    fn new() -> Self {
-        Self {
-            tokens: Self::BURST,
-            last: Instant::now(),
-            keyframes: HashMap::new(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + (now - self.last).as_secs_f64() * Self::RATE).min(Self::BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn send_optional(&mut self, session: &Session, message: ToRelay) -> anyhow::Result<()> {
-        if self.take() {
-            soft(session.send(message))?;
-        }
-        Ok(())
-    }
-
-    fn request_keyframe(&mut self, session: &Session, track: TrackId) -> anyhow::Result<()> {
-        let now = Instant::now();
-        if self
-            .keyframes
-            .get(&track)
-            .is_some_and(|at| now.duration_since(*at) < Self::KEYFRAME_GAP)
-        {
-            return Ok(());
-        }
-        if self.keyframes.len() > 256 {
-            self.keyframes
-                .retain(|_, at| now.duration_since(*at) < Self::KEYFRAME_GAP);
-        }
-        self.keyframes.insert(track, now);
-        self.send_optional(session, ToRelay::KeyframeRequest { track })
-    }
-}
-
-/// The span of sequence numbers seen on a track: how many frames were sent while we were there,
-/// whether they arrived or not.
-#[derive(Debug, Default)]
-struct SequenceSpan {
-    unwrapper: Unwrapper,
-    first: Option<u64>,
-    last: u64,
-}
-
-impl SequenceSpan {
-    fn see(&mut self, sequence: u32) {
-        let extended = self.unwrapper.extend(sequence);
-        let first = *self.first.get_or_insert(extended);
-        if extended < first {
-            self.first = Some(extended);
-        }
-        self.last = self.last.max(extended);
-    }
-
-    fn count(&self) -> u64 {
-        self.first.map_or(0, |first| self.last - first + 1)
-    }
-}
-
-/// Latency samples, at most [`Reservoir::CAPACITY`] of them, a uniform sample of the whole call
-/// (so a day-long meeting does not grow memory).
-#[derive(Debug, Default)]
-struct Reservoir {
-    samples: Vec<f64>,
-    seen: u64,
-    rng: u64,
-}
-
-impl Reservoir {
-    const CAPACITY: usize = 20_000;
-
-    fn push(&mut self, value: f64) {
-        self.seen += 1;
-        if self.samples.len() < Self::CAPACITY {
-            self.samples.push(value);
-            return;
-        }
-        // xorshift64: no dependency, good enough to pick a slot.
-        self.rng = if self.rng == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            self.rng
-        };
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let slot = self.rng % self.seen;
-        if let Some(sample) = self.samples.get_mut(slot as usize) {
-            *sample = value;
-        }
-    }
-
-    fn recent(&self, n: usize) -> &[f64] {
-        &self.samples[self.samples.len().saturating_sub(n)..]
-    }
-}
-
-fn media_header(index: u8, sequence: u32, capture_us: u64, keyframe: bool) -> MediaHeader {
-    MediaHeader {
-        track: TrackId {
-            participant: ParticipantId(0),
-            index,
-        },
-        sequence,
-        capture_us,
-        keyframe,
-        payload_len: 0,
-    }
-}
-
-/// Subscribes to a track we can decode, readying its audio playout.
-fn subscribe(
-    session: &Session,
-    track: TrackId,
-    info: &TrackInfo,
-    audio_tracks: &mut HashMap<TrackId, AudioTrack>,
-) -> anyhow::Result<()> {
-    match info.kind {
-        TrackKind::Video if info.codec == VIDEO_CODEC => {}
-        TrackKind::Audio if info.codec == AUDIO_CODEC => {
-            audio_tracks.insert(
-                track,
-                AudioTrack {
-                    jitter: JitterBuffer::new(JITTER_TARGET, JITTER_CAPACITY)
-                        .with_catch_up(JITTER_CATCH_UP),
-                    decoder: AudioDecoder::new()?,
-                },
-            );
-        }
-        _ => return Ok(()),
-    }
-    session.send(ToRelay::Subscribe { track })?;
-    Ok(())
-}
-
-/// Applies one control message; returns an error text when the session must end.
-fn handle_control(
-    message: FromRelay,
-    session: &Session,
-    others: &mut Others,
-    report: &mut BotReport,
-    keyframe_wanted: &AtomicBool,
-) -> anyhow::Result<Option<String>> {
-    match message {
-        FromRelay::ParticipantJoined(info) => {
-            others.names.insert(info.id, info.name.clone());
-            others.present.insert(info.id);
-            for (index, track) in &info.tracks {
-                subscribe(
-                    session,
-                    TrackId {
-                        participant: info.id,
-                        index: *index,
-                    },
-                    track,
-                    &mut others.audio,
-                )?;
-            }
-        }
-        FromRelay::ParticipantLeft { id, .. } => {
-            let name = others
-                .names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| id.to_string());
-            report.left.push(name);
-            others.present.remove(&id);
-            others.audio.retain(|track, _| track.participant != id);
-            others.reorders.retain(|track, _| track.participant != id);
-        }
-        FromRelay::TrackPublished { track, info } => {
-            subscribe(session, track, &info, &mut others.audio)?;
-        }
-        FromRelay::TrackUnpublished { track } => {
-            others.audio.remove(&track);
-            others.reorders.remove(&track);
-        }
-        FromRelay::KeyframeRequest { index } => {
-            if index == VIDEO_INDEX {
-                report.keyframe_requests_received += 1;
-                keyframe_wanted.store(true, Ordering::Relaxed);
-            }
-        }
-        FromRelay::Chat { name, text, .. } => {
-            report.chat_received.push(ChatLine { from: name, text });
-        }
-        FromRelay::Error { code } => return Ok(Some(format!("relay error {code:?}"))),
-        FromRelay::Welcome { .. }
-        | FromRelay::Pose { .. }
-        | FromRelay::Mute { .. }
-        | FromRelay::Pong { .. } => {}
-    }
-    Ok(None)
-}
-
-/// Pictures larger than this are not shown (nor decoded further): a peer cannot make us
-/// allocate textures beyond what any GPU takes.
-const MAX_PICTURE: (usize, usize) = (3840, 2160);
-
-#[derive(Default)]
-struct StatusSnapshot {
-    peers: HashMap<ParticipantId, PeerSnapshot>,
-}
-
-#[derive(Default, Clone, Copy)]
-struct PeerSnapshot {
-    video_decoded: u64,
-    audio_decoded: u64,
-    audio_concealed: u64,
-    bytes_received: u64,
-    video_latency_ms: f64,
-}
-
-impl StatusSnapshot {
-    fn take(stats: &SharedStats) -> Self {
-        let stats = lock(stats);
-        let peers = stats
-            .peers
-            .iter()
-            .map(|(id, p)| {
-                let recent = p.video_latency_ms.recent(30);
-                (
-                    *id,
-                    PeerSnapshot {
-                        video_decoded: p.video_decoded,
-                        audio_decoded: p.audio_decoded,
-                        audio_concealed: p.audio_concealed,
-                        bytes_received: p.bytes_received,
-                        video_latency_ms: percentile(recent, 0.5),
-                    },
-                )
-            })
-            .collect();
-        Self { peers }
-    }
-}
-
-fn status_line(
-    name: &str,
-    elapsed: Duration,
-    others: &Others,
-    now: &StatusSnapshot,
-    before: &StatusSnapshot,
-    session: &Session,
-) -> String {
-    let mut line = format!(
-        "[{name}] {:>3}s rtt {:.1} ms |",
-        elapsed.as_secs(),
-        session.rtt().as_secs_f64() * 1000.0
-    );
-    if others.present.is_empty() {
-        line.push_str(" alone");
-    }
-    for &id in &others.present {
-        let now = now.peers.get(&id).copied().unwrap_or_default();
-        let before = before.peers.get(&id).copied().unwrap_or_default();
-        let (video, audio, latency) = (now.video_decoded, now.audio_decoded, now.video_latency_ms);
-        let (video_before, audio_before) = (before.video_decoded, before.audio_decoded);
-        let who = others.names.get(&id).map(String::as_str).unwrap_or("?");
-        line.push_str(&format!(
-            " {who}: video {} fps {latency:.0} ms, audio {}/s |",
-            video - video_before,
-            audio - audio_before
-        ));
-    }
-    line
-}
-
-/// The overlay's numbers for the last `seconds`.
-fn live_stats(
-    session: &Session,
-    others: &Others,
-    now: &StatusSnapshot,
-    before: &StatusSnapshot,
-    seconds: f64,
-    kbps_out: f64,
-) -> LiveStats {
-    let mut stats = LiveStats {
-        rtt_ms: session.rtt().as_secs_f64() * 1000.0,
-        kbps_out,
-        ..LiveStats::default()
+/// Starts a call: the platform opens the devices without freezing the window (a camera can take
+/// seconds to answer, a browser asks the user), then starts the engine with them.
+fn start_call(world: &mut World) {
+    let Some(settings) = world.get_resource::<Settings>().cloned() else {
+        return;
     };
-    for &id in &others.present {
-        let now = now.peers.get(&id).copied().unwrap_or_default();
-        let before = before.peers.get(&id).copied().unwrap_or_default();
-        let kbps = (now.bytes_received - before.bytes_received) as f64 * 8.0 / 1000.0 / seconds;
-        let played = (now.audio_decoded + now.audio_concealed)
-            - (before.audio_decoded + before.audio_concealed);
-        let concealed = now.audio_concealed - before.audio_concealed;
-        stats.kbps_in += kbps;
-        stats.peers.push(LivePeer {
-            id,
-            fps: (now.video_decoded - before.video_decoded) as f64 / seconds,
-            kbps,
-            audio_loss: if played == 0 {
-                0.0
-            } else {
-                concealed as f64 / played as f64
-            },
-            jitter_depth: others
-                .audio
-                .iter()
-                .filter(|(track, _)| track.participant == id)
-                .map(|(_, audio)| audio.jitter.depth())
-                .sum(),
-            video_latency_ms: now.video_latency_ms,
-        });
+    if let Some(old) = world.remove_resource::<Call>() {
+        old.leave();
     }
-    stats
+    *world.resource_mut::<Connection>() = Connection::default();
+    world.resource_mut::<VoiceLevels>().0.clear();
+    let (engine, side) = handle::pair();
+    let (devices_tx, devices) = std::sync::mpsc::sync_channel(1);
+    let (microphone_off, camera_off) = {
+        let devices = world.resource::<Devices>();
+        (devices.microphone_off_by_user, devices.camera_off_by_user)
+    };
+    let parts = CallParts {
+        settings,
+        microphone_off,
+        camera_off,
+        side,
+        devices: devices_tx,
+    };
+    #[cfg(native)]
+    native::start(world, parts);
+    #[cfg(web)]
+    web::start(parts);
+    world.insert_resource(Call {
+        engine,
+        devices: Mutex::new(devices),
+        finished: AtomicBool::new(false),
+    });
 }
 
-fn percentile(samples: &[f64], q: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+/// The messages of everything the call reported.
+#[derive(bevy::ecs::system::SystemParam)]
+struct CallMessages<'w> {
+    joined: MessageWriter<'w, CallJoined>,
+    reconnecting: MessageWriter<'w, CallReconnecting>,
+    rejoined: MessageWriter<'w, CallRejoined>,
+    participants: MessageWriter<'w, ParticipantJoined>,
+    left: MessageWriter<'w, ParticipantLeft>,
+    moved: MessageWriter<'w, ParticipantMoved>,
+    muted: MessageWriter<'w, ParticipantMuted>,
+    chat: MessageWriter<'w, ChatReceived>,
+    stats: MessageWriter<'w, StatsUpdated>,
+    ended: MessageWriter<'w, CallEnded>,
 }
 
-fn finish_report(
-    report: &mut BotReport,
-    stats: &SharedStats,
-    names: &HashMap<ParticipantId, String>,
+/// Turns up to [`EVENTS_PER_FRAME`] call events into messages.
+fn drain_call(
+    call: Option<Res<Call>>,
+    settings: Res<Settings>,
+    mut out: CallMessages,
+    mut devices: ResMut<Devices>,
+    mut connection: ResMut<Connection>,
+    mut levels: ResMut<VoiceLevels>,
 ) {
-    let stats = lock(stats);
-    report.decode_errors = stats.decode_errors;
-    for (id, peer) in &stats.peers {
-        let mut name = names.get(id).cloned().unwrap_or_else(|| id.to_string());
-        if report.peers.contains_key(&name) {
-            name = format!("{name}#{}", id.0);
-        }
-        report.peers.insert(
-            name,
-            PeerReport {
-                id: id.0,
-                video_frames_received: peer.video_received,
-                video_frames_decoded: peer.video_decoded,
-                video_frames_skipped: peer.video_skipped,
-                video_frames_wrong_sender: peer.wrong_sender,
-                audio_frames_received: peer.audio_received,
-                audio_frames_decoded: peer.audio_decoded,
-                audio_frames_concealed: peer.audio_concealed,
-                video_latency_ms_p50: percentile(&peer.video_latency_ms.samples, 0.5),
-                video_latency_ms_p95: percentile(&peer.video_latency_ms.samples, 0.95),
-                audio_latency_ms_p50: percentile(&peer.audio_latency_ms.samples, 0.5),
-                audio_latency_ms_p95: percentile(&peer.audio_latency_ms.samples, 0.95),
-                video_frames_expected: peer.video_span.count(),
-                audio_frames_expected: peer.audio_span.count(),
-            },
-        );
+    let Some(call) = call else {
+        return;
+    };
+    if let Ok(states) = call
+        .devices
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .try_recv()
+    {
+        devices.opened(states);
     }
+    for (id, pose) in call.poses().take() {
+        out.moved.write(ParticipantMoved { id, pose });
+    }
+    if call.finished.load(Ordering::Relaxed) {
+        return;
+    }
+    for _ in 0..EVENTS_PER_FRAME {
+        let event = match call.engine.next_event() {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(handle::Gone) => {
+                // The call is gone without a word: treat it as a lost connection.
+                call.finished.store(true, Ordering::Relaxed);
+                out.ended.write(CallEnded {
+                    report: None,
+                    error: Some(Error::EngineGone("it stopped without a word".into())),
+                    retry: true,
+                });
+                return;
+            }
+        };
+        use rotunda_engine::CallEvent;
+        match event {
+            CallEvent::Joined { you, roster } => {
+                out.joined.write(CallJoined {
+                    you,
+                    name: settings.name.clone(),
+                });
+                for info in roster {
+                    out.participants.write(ParticipantJoined(info));
+                }
+            }
+            CallEvent::Reconnecting { attempt, reason } => {
+                if connection.reconnecting.is_none() {
+                    warn!("connection lost ({reason}); rejoining");
+                }
+                connection.reconnecting = Some((attempt, reason.clone()));
+                out.reconnecting.write(CallReconnecting { attempt, reason });
+            }
+            CallEvent::Rejoined { you, roster } => {
+                info!(%you, "back in the room");
+                connection.reconnecting = None;
+                levels.0.clear();
+                out.rejoined.write(CallRejoined {
+                    you,
+                    present: roster.iter().map(|info| info.id).collect(),
+                });
+                for info in roster {
+                    out.participants.write(ParticipantJoined(info));
+                }
+            }
+            CallEvent::Relay(message) => match message {
+                FromRelay::ParticipantJoined(info) => {
+                    out.participants.write(ParticipantJoined(info));
+                }
+                FromRelay::ParticipantLeft { id, reason } => {
+                    levels.0.remove(&id);
+                    out.left.write(ParticipantLeft { id, reason });
+                }
+                FromRelay::Mute { id, audio, video } => {
+                    out.muted.write(ParticipantMuted { id, audio, video });
+                }
+                FromRelay::Chat {
+                    seq,
+                    from,
+                    name,
+                    text,
+                } => {
+                    out.chat.write(ChatReceived {
+                        seq,
+                        from,
+                        name,
+                        text,
+                    });
+                }
+                _ => {}
+            },
+            CallEvent::Stats(live) => {
+                out.stats.write(StatsUpdated(live));
+            }
+            CallEvent::Levels(voices) => levels.0 = voices.into_iter().collect(),
+            CallEvent::Report(_) => {}
+            CallEvent::Ended { report, error } => {
+                call.finished.store(true, Ordering::Relaxed);
+                let retry = error.as_ref().is_some_and(Error::is_retryable);
+                out.ended.write(CallEnded {
+                    report: Some(report),
+                    error,
+                    retry,
+                });
+                return;
+            }
+            CallEvent::Failed(error) => {
+                call.finished.store(true, Ordering::Relaxed);
+                out.ended.write(CallEnded {
+                    report: None,
+                    retry: error.is_retryable(),
+                    error: Some(error),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// Leaves the room screen when the call ends, with the reason and an automatic retry for a
+/// lost connection.
+fn follow_call_end(
+    mut ended: MessageReader<CallEnded>,
+    mut joined: MessageReader<CallJoined>,
+    screen: Res<State<Screen>>,
+    mut next: ResMut<NextState<Screen>>,
+    mut reason: ResMut<LeftReason>,
+    settings: Res<Settings>,
+) {
+    if joined.read().last().is_some() && *screen.get() == Screen::Connecting {
+        reason.retry = None;
+        next.set(Screen::InRoom);
+    }
+    let Some(end) = ended.read().last() else {
+        return;
+    };
+    // Only a call being joined or in progress leads to the left screen.
+    if !matches!(screen.get(), Screen::Connecting | Screen::InRoom) {
+        return;
+    }
+    let attempt = reason.retry.as_ref().map_or(0, |r| r.attempt + 1);
+    // A scripted run does not retry: it reports and exits.
+    let retry = end.retry && settings.duration.is_none() && settings.screenshot.is_none();
+    *reason = LeftReason {
+        message: end.error.as_ref().map(Error::explain),
+        retry: retry.then(|| Retry::after(attempt)),
+    };
+    next.set(Screen::Left);
 }

@@ -11,8 +11,9 @@ use bevy::prelude::*;
 use rotunda_proto::{ParticipantId, Pose};
 
 use crate::AppSystems;
-use crate::net::{
-    CallJoined, ParticipantJoined, ParticipantLeft, ParticipantMoved, ParticipantMuted,
+use crate::call::{
+    CallJoined, CallRejoined, ParticipantJoined, ParticipantLeft, ParticipantMoved,
+    ParticipantMuted,
 };
 use crate::room::layout;
 use crate::screens::Screen;
@@ -29,6 +30,7 @@ pub(super) fn plugin(app: &mut App) {
         (
             (
                 note_local_participant,
+                reconcile_after_rejoin,
                 add_participants,
                 remove_participants,
                 apply_poses,
@@ -120,6 +122,32 @@ fn note_local_participant(mut joined: MessageReader<CallJoined>, mut roster: Res
     for joined in joined.read() {
         roster.you = Some(joined.you);
         roster.your_name = joined.name.clone();
+    }
+}
+
+/// Back in the room after a lost connection: whoever is not there any more goes (those who are
+/// stay where they stand; newcomers arrive as joins).
+fn reconcile_after_rejoin(
+    mut rejoined: MessageReader<CallRejoined>,
+    mut roster: ResMut<Roster>,
+    mut commands: Commands,
+) {
+    for rejoined in rejoined.read() {
+        roster.you = Some(rejoined.you);
+        let gone: Vec<ParticipantId> = roster
+            .entities
+            .keys()
+            .filter(|id| !rejoined.present.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(entity) = roster.entities.remove(&id) {
+                commands
+                    .entity(entity)
+                    .remove::<Arriving>()
+                    .insert(Departing(Timer::new(APPEAR, TimerMode::Once)));
+            }
+        }
     }
 }
 

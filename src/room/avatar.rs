@@ -14,7 +14,8 @@ use super::panel::{VideoMaterial, VideoSurface};
 use super::scene::SelfView;
 use crate::AppSystems;
 use crate::call::Command;
-use crate::net::{Call, CallJoined, Devices};
+use crate::call::{Call, CallJoined, CallRejoined};
+use crate::devices::Devices;
 use crate::participants::Roster;
 use crate::screens::Screen;
 
@@ -91,16 +92,22 @@ fn place_in_ring(ids: &[ParticipantId], you: ParticipantId) -> Option<(Vec3, f32
 fn keep_place(
     time: Res<Time>,
     mut joined: MessageReader<CallJoined>,
+    mut rejoined: MessageReader<CallRejoined>,
     roster: Res<Roster>,
     mut avatars: Query<(&mut Transform, &mut Avatar)>,
 ) {
     let just_joined = joined.read().last().is_some();
+    // Back after a lost connection: our place may have changed with our id; glide to it.
+    let rejoined = rejoined.read().last().is_some();
     let Some(you) = roster.you else {
         return;
     };
     for (mut transform, mut avatar) in &mut avatars {
         if just_joined {
             avatar.moved = false;
+            avatar.placed_for = 0;
+        }
+        if rejoined {
             avatar.placed_for = 0;
         }
         if avatar.moved {
@@ -239,6 +246,6 @@ fn show_self_view(
             material: &view.material,
             shown: &mut view.shown,
         };
-        surface.show_newest(&call.pictures, you, &mut images, &mut videos);
+        surface.show_newest(call.pictures(), you, &mut images, &mut videos);
     }
 }

@@ -19,10 +19,10 @@ use rotunda_proto::ParticipantId;
 use super::layout::{PANEL_HEIGHT, PANEL_WIDTH};
 use crate::AppSystems;
 use crate::audio::Ears;
-use crate::call::Pictures;
-use crate::media::VideoFrame;
-use crate::media::pattern::TestPattern;
-use crate::net::Call;
+use rotunda_engine::media::VideoFrame;
+use rotunda_engine::media::pattern::TestPattern;
+
+use crate::call::{Call, Command, Pictures};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 
 pub(super) fn plugin(app: &mut App) {
@@ -82,6 +82,8 @@ pub struct PanelParts {
     pub shown: u64,
     /// Since when the panel has been out of sight or tiny.
     pub unseen_since: Option<Duration>,
+    /// The call was told nobody sees this participant's video (it is not decoded).
+    pub hidden: bool,
 }
 
 /// A panel out of sight (or smaller than this many pixels tall) this long stops being decoded.
@@ -196,6 +198,7 @@ fn dress_panel(
             image,
             shown: 0,
             unseen_since: None,
+            hidden: false,
         });
 }
 
@@ -233,8 +236,13 @@ fn pause_hidden_video(
         let hidden = parts
             .unseen_since
             .is_some_and(|since| now.saturating_sub(since) >= UNSEEN_GRACE);
-        if hidden != call.pictures.is_hidden(participant.id) {
-            call.pictures.set_hidden(participant.id, hidden);
+        if hidden != parts.hidden
+            && call.send(Command::Visible {
+                id: participant.id,
+                visible: !hidden,
+            })
+        {
+            parts.hidden = hidden;
         }
     }
 }
@@ -272,7 +280,7 @@ fn upload_video(
             material: &parts.material,
             shown: &mut parts.shown,
         };
-        surface.show_newest(&call.pictures, participant.id, &mut images, &mut videos);
+        surface.show_newest(call.pictures(), participant.id, &mut images, &mut videos);
     }
 }
 

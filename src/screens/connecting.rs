@@ -4,7 +4,7 @@ use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use super::Screen;
-use crate::net::Call;
+use crate::call::Call;
 use crate::settings::Settings;
 
 pub(super) fn plugin(app: &mut App) {

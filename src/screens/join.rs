@@ -5,8 +5,8 @@ use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use super::Screen;
-use crate::call::VideoSpec;
 use crate::settings::{DeviceChoice, Settings};
+use rotunda_engine::VideoSpec;
 
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(OnEnter(Screen::Join), skip_when_scripted);
@@ -95,7 +95,7 @@ fn draw_join_form(
     };
     if form.cameras.is_empty() {
         // Listed when the form is first drawn, not in tests that never draw it.
-        let (cameras, microphones) = crate::media::list_devices();
+        let (cameras, microphones) = crate::devices::list_devices();
         form.cameras = menu(cameras, "test pattern");
         form.microphones = menu(microphones, "test tone");
     }

@@ -11,9 +11,8 @@ use bevy_egui::input::EguiWantsInput;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use crate::audio::{Ears, MeetingMode};
-use crate::call::Command;
-use crate::media::SourceState;
-use crate::net::{Call, Devices};
+use crate::call::{Call, Command, Connection};
+use crate::devices::{Devices, SourceState};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 use crate::room::layout::PANEL_HEIGHT;
 use crate::screens::Screen;
@@ -62,6 +61,7 @@ pub fn root_ui(ctx: &egui::Context, id: &'static str) -> egui::Ui {
 struct RoomUi<'w, 's> {
     settings: Res<'w, Settings>,
     call: Option<Res<'w, Call>>,
+    connection: Res<'w, Connection>,
     stats: Res<'w, CallStats>,
     devices: ResMut<'w, Devices>,
     meeting: ResMut<'w, MeetingMode>,
@@ -170,6 +170,7 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
     let RoomUi {
         settings,
         call,
+        connection,
         stats,
         devices,
         meeting,
@@ -182,7 +183,18 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
         ui.horizontal_wrapped(|ui| {
             ui.strong(format!("Rotunda · {}", settings.room));
             ui.separator();
-            ui.label(format!("connected · {:.0} ms", stats.0.rtt_ms));
+            match &connection.reconnecting {
+                Some((attempt, reason)) => {
+                    ui.colored_label(
+                        egui::Color32::from_rgb(240, 180, 60),
+                        format!("reconnecting… (try {attempt})"),
+                    )
+                    .on_hover_text(reason.explain());
+                }
+                None => {
+                    ui.label(format!("connected · {:.0} ms", stats.0.rtt_ms));
+                }
+            }
             ui.separator();
             let mut microphone = devices.microphone_on;
             if ui
@@ -402,6 +414,7 @@ fn draw_name_tags(ctx: &egui::Context, room: &RoomUi) {
     let Some((camera, camera_transform)) = room.cameras.iter().next() else {
         return;
     };
+    let reconnecting = room.connection.reconnecting.is_some();
     for (participant, muted, speaking, transform) in &room.participants {
         let above = transform.translation() + Vec3::Y * (PANEL_HEIGHT / 2.0 + 0.18);
         let Ok(at) = camera.world_to_viewport(camera_transform, above) else {
@@ -441,7 +454,12 @@ fn draw_name_tags(ctx: &egui::Context, room: &RoomUi) {
                                     .color(egui::Color32::WHITE)
                                     .strong(),
                             );
-                            if muted.audio {
+                            if reconnecting {
+                                ui.colored_label(
+                                    egui::Color32::from_rgb(240, 180, 60),
+                                    "reconnecting",
+                                );
+                            } else if muted.audio {
                                 ui.colored_label(egui::Color32::LIGHT_RED, "muted");
                             }
                         });

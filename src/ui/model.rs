@@ -4,8 +4,7 @@
 use bevy::prelude::*;
 
 use crate::AppSystems;
-use crate::call::LiveStats;
-use crate::net::{CallJoined, ChatReceived, StatsUpdated};
+use crate::call::{CallJoined, ChatReceived, LiveStats, StatsUpdated};
 use crate::participants::{Muted, Participant, Roster, Speaking};
 use crate::screens::Screen;
 
@@ -188,7 +187,7 @@ type RowChanged = Or<(Changed<Participant>, Changed<Muted>, Changed<Speaking>)>;
 /// Rebuilds the list when someone came, went, muted, spoke or changed their name.
 fn list_participants(
     roster: Res<Roster>,
-    devices: Option<Res<crate::net::Devices>>,
+    devices: Option<Res<crate::devices::Devices>>,
     changed: Query<(), RowChanged>,
     participants: Query<(&Participant, &Muted, &Speaking)>,
     mut rows: ResMut<ParticipantRows>,

@@ -33,8 +33,14 @@ fn settings_from_page() -> Result<Settings, String> {
     let params = web_sys::UrlSearchParams::new_with_str(&search).map_err(|_| "bad URL query")?;
     let param = |key: &str| params.get(key).filter(|value| !value.trim().is_empty());
     let host = location.host().unwrap_or_else(|_| "127.0.0.1:4443".into());
+    // index.html names the call's worker script (in the bundle's folder).
+    let worker_url = js_sys::Reflect::get(&window, &JsValue::from_str("rotundaWorker"))
+        .ok()
+        .and_then(|url| url.as_string())
+        .unwrap_or_else(|| "./worker.js".into());
     let mut settings = Settings {
         relay: Some(param("relay").unwrap_or_else(|| format!("https://{host}"))),
+        worker_url,
         canvas: Some("#rotunda".into()),
         // A page zoomed out (or a browser told to draw fewer pixels, as the browser test does
         // on its software renderer) has fewer pixels than CSS pixels.

@@ -1,0 +1,136 @@
+//! What the application and the call say to each other: [`Command`]s in, [`CallEvent`]s out.
+
+use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Pose};
+use serde::{Deserialize, Serialize};
+
+use super::BotReport;
+use crate::Error;
+use crate::audio::Scene;
+
+/// What the application asks of the call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Say something in the chat.
+    Chat(String),
+    /// Turn the microphone on or off (off: nothing is sent, others see it muted).
+    Microphone(bool),
+    /// Turn the camera on or off.
+    Camera(bool),
+    /// Where the local participant stands and looks.
+    Pose(Pose),
+    /// Where the listener and every voice stand, for the spatial mixer.
+    Scene(Scene),
+    /// Whether a participant's picture can be seen: video nobody sees is not decoded (it
+    /// resumes at a keyframe when it shows again).
+    Visible {
+        /// Whose picture.
+        id: ParticipantId,
+        /// Seen (in view and large enough to matter).
+        visible: bool,
+    },
+    /// Leave the room and end the call.
+    Leave,
+}
+
+/// What happened in the call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CallEvent {
+    /// Joined: our id and who was already there.
+    Joined {
+        /// Our id.
+        you: ParticipantId,
+        /// Everyone else present.
+        roster: Vec<ParticipantInfo>,
+    },
+    /// The connection was lost; the call is trying to rejoin (the room stays on screen).
+    Reconnecting {
+        /// Tries so far.
+        attempt: u32,
+        /// What went wrong (the loss, or the last try).
+        reason: Error,
+    },
+    /// Back in the room after a loss: our id (the same when the relay kept our place) and
+    /// everyone present now.
+    Rejoined {
+        /// Our id.
+        you: ParticipantId,
+        /// Everyone else present.
+        roster: Vec<ParticipantInfo>,
+    },
+    /// A message from the relay (joins, leaves, mutes, chat, errors; poses are polled apart).
+    Relay(FromRelay),
+    /// Live statistics, once a second.
+    Stats(LiveStats),
+    /// The whole report so far, once a second (when the configuration asks for it).
+    Report(Box<BotReport>),
+    /// How loud every voice is (RMS, 0..1), several times a second.
+    Levels(Vec<(ParticipantId, f32)>),
+    /// The call ended; with the reason when it was not by our choice.
+    Ended {
+        /// What the call saw.
+        report: Box<BotReport>,
+        /// Why it ended early.
+        error: Option<Error>,
+    },
+    /// The call could not start.
+    Failed(Error),
+}
+
+/// Live statistics of the call, for the overlay and the status line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveStats {
+    /// Seconds in the call.
+    pub seconds: f64,
+    /// Round-trip time to the relay.
+    pub rtt_ms: f64,
+    /// Bitrate sent, video and audio, in kb/s.
+    pub kbps_out: f64,
+    /// Bitrate received, in kb/s.
+    pub kbps_in: f64,
+    /// What the camera is sent as now (it may have stepped down for the CPU).
+    pub video_sent: Option<String>,
+    /// Per remote participant present.
+    pub peers: Vec<LivePeer>,
+}
+
+/// Live statistics of one remote participant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LivePeer {
+    /// Who.
+    pub id: ParticipantId,
+    /// Their name.
+    pub name: String,
+    /// Video frames decoded in the last second.
+    pub fps: f64,
+    /// Audio packets decoded in the last second.
+    pub audio_per_second: f64,
+    /// Bitrate received from them, in kb/s.
+    pub kbps: f64,
+    /// Share of audio packets concealed in the last second (0..1).
+    pub audio_loss: f64,
+    /// Audio packets waiting in the jitter buffer.
+    pub jitter_depth: usize,
+    /// Capture to decoded picture, median of the last frames.
+    pub video_latency_ms: f64,
+}
+
+impl LiveStats {
+    /// The status line `rotunda bot` prints once a second.
+    pub fn status_line(&self, name: &str) -> String {
+        let mut line = format!(
+            "[{name}] {:>3.0}s rtt {:.1} ms |",
+            self.seconds.floor(),
+            self.rtt_ms
+        );
+        if self.peers.is_empty() {
+            line.push_str(" alone");
+        }
+        for peer in &self.peers {
+            line.push_str(&format!(
+                " {}: video {:.0} fps {:.0} ms, audio {:.0}/s |",
+                peer.name, peer.fps, peer.video_latency_ms, peer.audio_per_second
+            ));
+        }
+        line
+    }
+}

@@ -1,0 +1,1377 @@
+//! The call, written once as a sans-IO state machine in the manner of `rotunda_proto::room::Room`:
+//! what happened goes in through `handle_*` (with `now`), what to do comes out through `poll_*`,
+//! and [`Call::poll_timeout`] says when to come back. It opens no socket and reads no clock, so
+//! its tests run on a simulated clock; each platform's driver (`crate::driver`) only carries
+//! bytes between it, the transport, the codecs and the application.
+//!
+//! A call joins a room, publishes a video source (H.264) and an audio source (Opus), subscribes to
+//! everyone, decodes everything, and counts what it saw ([`BotReport`]). Pictures carrying a
+//! sender mark (the synthetic pattern) are checked against the participant they came from.
+//!
+//! Its life: joining → in the room → (lost → rejoining → in the room)* → leaving → over. A lost
+//! connection is noticed within [`SILENCE`] (the relay answers a ping every [`PING_EVERY`]) and
+//! retried at once, then with a growing, jittered wait ([`backoff`]); the relay's welcome back
+//! keeps our place when it still holds the room.
+
+pub mod backoff;
+mod config;
+mod events;
+pub mod limiter;
+mod report;
+mod stats;
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use rotunda_proto::{
+    FromRelay, MediaFrame, MediaHeader, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay,
+    TrackId, TrackInfo, TrackKind, TrackSource,
+};
+use web_time::Instant;
+
+pub use config::{CallConfig, JoinOptions, VideoSpec};
+pub use events::{CallEvent, Command, LivePeer, LiveStats};
+pub use report::{BotReport, ChatLine, PeerReport, Reconnection};
+
+use self::backoff::Backoff;
+use self::limiter::ControlLimiter;
+use self::stats::{Stats, percentile};
+use crate::Error;
+use crate::audio::{JitterBuffer, Mixer, Playout, Voices};
+use crate::codec::{
+    AUDIO_CODEC, AudioDecoder, AudioEncoder, CodecError, Codecs, EncodedVideo, VIDEO_CODEC,
+    VideoDecoder, VideoEncoder, VideoEncoderConfig,
+};
+use crate::media::pattern::{TestPattern, read_marks};
+use crate::media::reorder::Reorder;
+use crate::media::tone::Tone;
+use crate::media::{AUDIO_FRAME_SAMPLES, AudioSource, VideoFrame, VideoSource, scale_i420};
+
+/// The publisher's index of its camera track.
+pub const VIDEO_INDEX: u8 = 0;
+/// The publisher's index of its microphone track.
+pub const AUDIO_INDEX: u8 = 1;
+/// Opus bitrate.
+const AUDIO_BITRATE: u32 = 32_000;
+/// Audio is captured, encoded and played out 20 ms at a time.
+const AUDIO_TICK: Duration = Duration::from_millis(20);
+/// Audio packets buffered before playout starts (3 x 20 ms).
+const JITTER_TARGET: usize = 3;
+/// Audio packets held at most (1 s).
+const JITTER_CAPACITY: usize = 50;
+/// Packets beyond the target before playout skips ahead (240 ms): a burst is played out unless
+/// it keeps the delay this high.
+const JITTER_CATCH_UP: usize = 12;
+/// A keyframe at least this often, so a receiver that lost one is never stuck long.
+const KEYFRAME_EVERY: Duration = Duration::from_secs(3);
+/// Pictures queued in a video encoder before capture skips one (the CPU cannot keep up).
+const ENCODE_BACKLOG: usize = 2;
+/// Chunks queued in a video decoder before the track restarts at a keyframe.
+const DECODE_BACKLOG: usize = 30;
+/// A ping this often, so the relay's answers show the connection alive and measure the RTT.
+pub const PING_EVERY: Duration = Duration::from_millis(400);
+/// Nothing from the relay for this long: the connection is dead.
+pub const SILENCE: Duration = Duration::from_secs(2);
+/// How long the first join may take (less than QUIC's own idle timeout, so a relay that never
+/// answers is named as such).
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long one try at rejoining may take.
+pub const REJOIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the live statistics go out.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How often the voices' levels go out (for the speaking glow).
+const LEVELS_EVERY: Duration = Duration::from_millis(50);
+/// Pictures larger than this are not shown: a peer cannot make us allocate textures beyond what
+/// any GPU takes.
+pub const MAX_PICTURE: (usize, usize) = (3840, 2160);
+/// How often the capture is checked for falling behind, and the share of skipped pictures over
+/// which the camera steps down to a smaller size.
+const ADAPT_EVERY: Duration = Duration::from_secs(3);
+const ADAPT_SKIPPED: f64 = 0.25;
+
+/// The camera and the microphone; the synthetic pattern and tone stand in for those not given.
+#[derive(Default)]
+pub struct Sources {
+    /// The camera, when the application has one.
+    pub camera: Option<Box<dyn VideoSource>>,
+    /// The microphone, when the application has one.
+    pub microphone: Option<Box<dyn AudioSource>>,
+}
+
+/// Something for the driver to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Open a session and join (or rejoin, keeping our place when `resume` is honoured); report
+    /// with [`Call::handle_connected`] or [`Call::handle_connect_failed`] within `timeout`.
+    Connect {
+        /// Where and as whom.
+        options: JoinOptions,
+        /// Our place from the last session, to keep it.
+        resume: Option<Resume>,
+        /// How long the try may take before it counts as failed.
+        timeout: Duration,
+    },
+    /// Send a control message.
+    Send(ToRelay),
+    /// Send an audio frame (a datagram).
+    SendAudio(MediaFrame),
+    /// Send a video frame (a stream of its own); report a refusal with
+    /// [`Call::handle_video_refused`].
+    SendVideo(MediaFrame),
+    /// Drop the session without a goodbye (it is dead).
+    Disconnect,
+    /// Say goodbye, close the session, then report with [`Call::handle_left`].
+    Leave,
+}
+
+/// A session the driver opened: what the relay's welcome said.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// Our id.
+    pub you: ParticipantId,
+    /// Everyone else present.
+    pub roster: Vec<ParticipantInfo>,
+    /// What to present to keep our place next time.
+    pub resume: Resume,
+    /// The relay kept our place from the last session.
+    pub resumed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Waiting for the first join.
+    Joining,
+    /// In the room.
+    Joined,
+    /// Lost; trying to rejoin. `next` is when the next try starts, `None` while one runs.
+    Rejoining { next: Option<Instant> },
+    /// Goodbye said, waiting for the session to close.
+    Leaving,
+    /// Over.
+    Over,
+}
+
+/// A received audio track: its jitter buffer and decoder.
+struct AudioTrack {
+    jitter: JitterBuffer<MediaFrame>,
+    decoder: Option<Box<dyn AudioDecoder>>,
+}
+
+/// A received video track: reordering, decoder, and whether it must restart at a keyframe.
+struct VideoTrack {
+    reorder: Reorder<MediaFrame>,
+    decoder: Option<Box<dyn VideoDecoder>>,
+    needs_keyframe: bool,
+}
+
+/// The camera's side: its source, encoder and pacing.
+struct Camera {
+    source: Box<dyn VideoSource>,
+    spec: VideoSpec,
+    encoder: Option<Box<dyn VideoEncoder>>,
+    /// When making an encoder last failed (tried again after a while).
+    encoder_failed: Option<Instant>,
+    captured: VideoFrame,
+    scaled: VideoFrame,
+    next: Instant,
+    last_keyframe: Option<Instant>,
+    keyframe_wanted: bool,
+    sequence: u32,
+    /// Pictures captured and skipped (encoder busy) since the last adaptation check.
+    captures: u32,
+    skipped: u32,
+    next_adapt: Instant,
+    frames: u64,
+}
+
+/// The microphone's side.
+struct Microphone {
+    source: Box<dyn AudioSource>,
+    encoder: Option<Box<dyn AudioEncoder>>,
+    samples: [f32; AUDIO_FRAME_SAMPLES],
+    sequence: u32,
+}
+
+/// One participant's call.
+pub struct Call {
+    config: CallConfig,
+    codecs: Box<dyn Codecs>,
+    phase: Phase,
+    started: Instant,
+    wall_at_start_us: u64,
+    deadline: Option<Instant>,
+    error: Option<Error>,
+    // Who we are.
+    you: Option<ParticipantId>,
+    resume: Option<Resume>,
+    backoff: Backoff,
+    microphone_on: bool,
+    camera_on: bool,
+    last_pose: Option<Pose>,
+    chat_sent: bool,
+    // What we publish.
+    camera: Option<Camera>,
+    microphone: Option<Microphone>,
+    // Who else is here, and what we receive.
+    names: HashMap<ParticipantId, String>,
+    present: BTreeSet<ParticipantId>,
+    hidden: HashSet<ParticipantId>,
+    audio: HashMap<TrackId, AudioTrack>,
+    video: HashMap<TrackId, VideoTrack>,
+    voices: Voices,
+    mixer: Mixer,
+    limiter: ControlLimiter,
+    // Liveness and timers.
+    last_heard: Instant,
+    next_ping: Instant,
+    rtt_ms: f64,
+    next_audio: Instant,
+    next_stats: Instant,
+    next_levels: Instant,
+    // What was seen.
+    stats: Stats,
+    report: BotReport,
+    // Outputs.
+    actions: VecDeque<Action>,
+    events: VecDeque<CallEvent>,
+    pictures: HashMap<ParticipantId, VideoFrame>,
+    poses: HashMap<ParticipantId, Pose>,
+}
+
+impl Call {
+    /// A call about to join, as `config` says, with `codecs` and the application's `sources`;
+    /// `now` on the monotonic clock is `wall_us` on the wall clock (µs since the Unix epoch).
+    pub fn new(
+        config: CallConfig,
+        codecs: Box<dyn Codecs>,
+        sources: Sources,
+        now: Instant,
+        wall_us: u64,
+    ) -> Self {
+        let camera = config.video.map(|spec| {
+            let source = sources.camera.unwrap_or_else(|| {
+                Box::new(TestPattern::new(0, spec.width, spec.height)) as Box<dyn VideoSource>
+            });
+            let (w, h) = source.dimensions();
+            Camera {
+                source,
+                spec,
+                encoder: None,
+                encoder_failed: None,
+                captured: VideoFrame::new(w.max(2) & !1, h.max(2) & !1),
+                scaled: VideoFrame::new(spec.width, spec.height),
+                next: now,
+                last_keyframe: None,
+                keyframe_wanted: true,
+                sequence: 0,
+                captures: 0,
+                skipped: 0,
+                next_adapt: now + ADAPT_EVERY,
+                frames: 0,
+            }
+        });
+        let microphone = config.audio.then(|| Microphone {
+            source: sources
+                .microphone
+                .unwrap_or_else(|| Box::new(Tone::new(0)) as Box<dyn AudioSource>),
+            encoder: None,
+            samples: [0.0; AUDIO_FRAME_SAMPLES],
+            sequence: 0,
+        });
+        let report = BotReport {
+            name: config.join.name.clone(),
+            room: config.join.room.clone(),
+            video_sent: config.video.map(|spec| spec.to_string()),
+            ..BotReport::default()
+        };
+        let mut call = Self {
+            deadline: config.duration.map(|d| now + d),
+            microphone_on: !config.microphone_off,
+            camera_on: !config.camera_off,
+            config,
+            codecs,
+            phase: Phase::Joining,
+            started: now,
+            wall_at_start_us: wall_us,
+            error: None,
+            you: None,
+            resume: None,
+            backoff: Backoff::new(wall_us),
+            last_pose: None,
+            chat_sent: false,
+            camera,
+            microphone,
+            names: HashMap::new(),
+            present: BTreeSet::new(),
+            hidden: HashSet::new(),
+            audio: HashMap::new(),
+            video: HashMap::new(),
+            voices: Voices::default(),
+            mixer: Mixer::default(),
+            limiter: ControlLimiter::default(),
+            last_heard: now,
+            next_ping: now,
+            rtt_ms: 0.0,
+            next_audio: now,
+            next_stats: now + STATS_EVERY,
+            next_levels: now + LEVELS_EVERY,
+            stats: Stats::default(),
+            report,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            pictures: HashMap::new(),
+            poses: HashMap::new(),
+        };
+        call.actions.push_back(Action::Connect {
+            options: call.config.join.clone(),
+            resume: None,
+            timeout: JOIN_TIMEOUT,
+        });
+        call
+    }
+
+    /// Our id, once joined.
+    pub fn id(&self) -> Option<ParticipantId> {
+        self.you
+    }
+
+    /// Whether the call is over (its [`CallEvent::Ended`] or [`CallEvent::Failed`] is queued).
+    pub fn is_over(&self) -> bool {
+        self.phase == Phase::Over
+    }
+
+    /// Whether the call is in the room now.
+    pub fn is_joined(&self) -> bool {
+        self.phase == Phase::Joined
+    }
+
+    /// The wall clock (µs since the Unix epoch) at `now`.
+    pub fn wall_us(&self, now: Instant) -> u64 {
+        self.wall_at_start_us + now.saturating_duration_since(self.started).as_micros() as u64
+    }
+
+    fn latency_ms(&self, capture_us: u64, now: Instant) -> f64 {
+        self.wall_us(now).saturating_sub(capture_us) as f64 / 1000.0
+    }
+
+    // ----- What happened ------------------------------------------------------------------
+
+    /// The driver opened a session: we are in the room.
+    pub fn handle_connected(&mut self, joined: Joined, now: Instant) {
+        let rejoin = match self.phase {
+            Phase::Joining => false,
+            Phase::Rejoining { .. } => true,
+            // Cancelled or over meanwhile: that session is not wanted.
+            Phase::Joined | Phase::Leaving | Phase::Over => {
+                self.actions.push_back(Action::Disconnect);
+                return;
+            }
+        };
+        self.phase = Phase::Joined;
+        self.last_heard = now;
+        self.next_ping = now + PING_EVERY;
+        // Whatever the last session received is gone with it.
+        self.stats.archive(&self.names);
+        self.names.clear();
+        self.present.clear();
+        self.audio.clear();
+        self.video.clear();
+        self.voices.clear();
+        self.pictures.clear();
+        self.poses.clear();
+        self.hidden.clear();
+        let Joined {
+            you,
+            roster,
+            resume,
+            resumed,
+        } = joined;
+        self.you = Some(you);
+        self.resume = Some(resume);
+        self.report.id = you.0;
+        self.backoff = Backoff::new(self.wall_us(now));
+        let wall_ms = self.wall_us(now) / 1000;
+        if let Some(reconnection) = self.report.reconnections.last_mut()
+            && rejoin
+        {
+            reconnection.rejoined_at_ms = Some(wall_ms);
+            reconnection.resumed = resumed;
+        }
+        let sender = you.0 as u16;
+        if let Some(camera) = &mut self.camera {
+            camera.source.set_sender(sender);
+            camera.keyframe_wanted = true;
+            camera.next = now;
+        }
+        if let Some(microphone) = &mut self.microphone {
+            microphone.source.set_sender(sender);
+        }
+        for peer in &roster {
+            self.names.insert(peer.id, peer.name.clone());
+            self.present.insert(peer.id);
+            for (index, info) in &peer.tracks {
+                let track = TrackId {
+                    participant: peer.id,
+                    index: *index,
+                };
+                self.subscribe(track, info);
+            }
+        }
+        // A place kept by the relay keeps its tracks and state; a new one announces them.
+        if !resumed {
+            self.publish();
+        }
+        if let Some(pose) = self.last_pose {
+            self.send(ToRelay::Pose(pose));
+        }
+        if !self.chat_sent {
+            self.chat_sent = true;
+            for text in self.config.chat.clone() {
+                self.send(ToRelay::Chat { text });
+            }
+        }
+        self.events.push_back(if rejoin {
+            CallEvent::Rejoined { you, roster }
+        } else {
+            CallEvent::Joined { you, roster }
+        });
+    }
+
+    /// The driver could not open a session.
+    pub fn handle_connect_failed(&mut self, error: Error, now: Instant) {
+        match self.phase {
+            Phase::Joining => {
+                self.phase = Phase::Over;
+                self.error = Some(error.clone());
+                self.events.push_back(CallEvent::Failed(error));
+            }
+            Phase::Rejoining { .. } => {
+                if error.is_retryable() {
+                    self.schedule_rejoin(error, now);
+                } else {
+                    self.end(Some(error), now);
+                }
+            }
+            Phase::Joined | Phase::Leaving | Phase::Over => {}
+        }
+    }
+
+    /// The session ended: closed by the relay (with its code) or lost.
+    pub fn handle_closed(&mut self, error: Error, now: Instant) {
+        match self.phase {
+            Phase::Joined => self.lost(error, now),
+            Phase::Leaving => self.end(None, now),
+            _ => {}
+        }
+    }
+
+    /// The driver said goodbye and the session is closed.
+    pub fn handle_left(&mut self, now: Instant) {
+        if self.phase == Phase::Leaving {
+            self.end(None, now);
+        }
+    }
+
+    /// The transport refused a video frame (too many in flight): the next one is a keyframe.
+    pub fn handle_video_refused(&mut self) {
+        if let Some(camera) = &mut self.camera {
+            camera.keyframe_wanted = true;
+        }
+    }
+
+    /// A control message from the relay.
+    pub fn handle_message(&mut self, message: FromRelay, now: Instant) {
+        if self.phase != Phase::Joined {
+            return;
+        }
+        self.last_heard = now;
+        match &message {
+            FromRelay::ParticipantJoined(info) => {
+                self.names.insert(info.id, info.name.clone());
+                self.present.insert(info.id);
+                for (index, track) in &info.tracks {
+                    let id = TrackId {
+                        participant: info.id,
+                        index: *index,
+                    };
+                    self.subscribe(id, track);
+                }
+            }
+            FromRelay::ParticipantLeft { id, .. } => {
+                let name = self
+                    .names
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| id.to_string());
+                self.report.left.push(name);
+                self.present.remove(id);
+                self.audio.retain(|track, _| track.participant != *id);
+                self.video.retain(|track, _| track.participant != *id);
+                self.voices.remove(*id);
+                self.mixer.remove(*id);
+                self.pictures.remove(id);
+                self.poses.remove(id);
+                self.hidden.remove(id);
+            }
+            FromRelay::TrackPublished { track, info } => self.subscribe(*track, info),
+            FromRelay::TrackUnpublished { track } => {
+                self.audio.remove(track);
+                self.video.remove(track);
+            }
+            FromRelay::KeyframeRequest { index } => {
+                if *index == VIDEO_INDEX
+                    && let Some(camera) = &mut self.camera
+                {
+                    self.report.keyframe_requests_received += 1;
+                    camera.keyframe_wanted = true;
+                }
+                return;
+            }
+            FromRelay::Chat { name, text, .. } => {
+                self.report.chat_received.push(ChatLine {
+                    from: name.clone(),
+                    text: text.clone(),
+                });
+            }
+            FromRelay::Pose { id, pose } => {
+                self.poses.insert(*id, *pose);
+                return;
+            }
+            FromRelay::Mute { id, audio, .. } => {
+                if *audio {
+                    self.voices.silence(*id);
+                }
+            }
+            FromRelay::Pong { nonce } => {
+                let rtt = self.wall_us(now).saturating_sub(*nonce) as f64 / 1000.0;
+                if rtt < 60_000.0 {
+                    self.rtt_ms = if self.rtt_ms == 0.0 {
+                        rtt
+                    } else {
+                        self.rtt_ms * 0.875 + rtt * 0.125
+                    };
+                }
+                return;
+            }
+            FromRelay::Error { code } => {
+                // The relay closes the session after this.
+                let code = *code;
+                self.lost(Error::Closed(Some(code)), now);
+                return;
+            }
+            FromRelay::Welcome { .. } => return,
+        }
+        self.events.push_back(CallEvent::Relay(message));
+    }
+
+    /// A media frame of a subscribed track.
+    pub fn handle_media(&mut self, frame: MediaFrame, kind: TrackKind, now: Instant) {
+        if self.phase != Phase::Joined {
+            return;
+        }
+        self.last_heard = now;
+        let wall_ms = self.wall_us(now) / 1000;
+        if let Some(reconnection) = self.report.reconnections.last_mut()
+            && reconnection.rejoined_at_ms.is_some()
+            && reconnection.first_media_at_ms.is_none()
+        {
+            reconnection.first_media_at_ms = Some(wall_ms);
+        }
+        let header = frame.header;
+        let track = header.track;
+        let peer = self.stats.peer(track.participant);
+        peer.bytes_received += frame.payload().len() as u64;
+        match kind {
+            TrackKind::Video => {
+                peer.video_received += 1;
+                peer.video_span.see(header.sequence);
+                let Some(video) = self.video.get_mut(&track) else {
+                    return;
+                };
+                let released = video
+                    .reorder
+                    .push(header.sequence, header.keyframe, frame, now);
+                if released.need_keyframe {
+                    self.request_keyframe(track, now);
+                }
+                for frame in released.frames {
+                    self.decode_video(track, frame, now);
+                }
+            }
+            TrackKind::Audio => {
+                peer.audio_received += 1;
+                peer.audio_span.see(header.sequence);
+                if let Some(audio) = self.audio.get_mut(&track) {
+                    audio.jitter.push(header.sequence, frame);
+                }
+            }
+        }
+    }
+
+    /// Something the application asked.
+    pub fn handle_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Chat(text) => {
+                if self.phase == Phase::Joined {
+                    self.send(ToRelay::Chat { text });
+                }
+            }
+            Command::Pose(pose) => {
+                self.last_pose = Some(pose);
+                if self.phase == Phase::Joined && self.limiter.take(now) {
+                    self.send(ToRelay::Pose(pose));
+                }
+            }
+            Command::Microphone(on) => {
+                self.microphone_on = on;
+                self.send_mute();
+            }
+            Command::Camera(on) => {
+                self.camera_on = on;
+                if let Some(camera) = &mut self.camera
+                    && on
+                {
+                    camera.keyframe_wanted = true;
+                }
+                self.send_mute();
+            }
+            Command::Scene(scene) => self.mixer.set_scene(&scene),
+            Command::Visible { id, visible } => {
+                if visible {
+                    self.hidden.remove(&id);
+                } else {
+                    self.hidden.insert(id);
+                }
+            }
+            Command::Leave => self.leave(now),
+        }
+    }
+
+    /// Time passed: capture, play out, ping, report, try again; and take in what the codecs
+    /// delivered. Call at [`Call::poll_timeout`], and whenever a codec wakes the driver.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Over {
+            return;
+        }
+        if self.deadline.is_some_and(|deadline| now >= deadline) {
+            self.deadline = None;
+            self.leave(now);
+            if self.phase == Phase::Over {
+                return;
+            }
+        }
+        match self.phase {
+            Phase::Joined => {
+                if now.saturating_duration_since(self.last_heard) >= SILENCE {
+                    self.lost(
+                        Error::Silent {
+                            seconds: SILENCE.as_secs(),
+                        },
+                        now,
+                    );
+                } else if now >= self.next_ping {
+                    self.next_ping = now + PING_EVERY;
+                    let nonce = self.wall_us(now);
+                    self.send(ToRelay::Ping { nonce });
+                }
+            }
+            Phase::Rejoining { next: Some(at) } if now >= at => {
+                self.phase = Phase::Rejoining { next: None };
+                if let Some(reconnection) = self.report.reconnections.last_mut() {
+                    reconnection.attempts += 1;
+                }
+                self.actions.push_back(Action::Connect {
+                    options: self.config.join.clone(),
+                    resume: self.resume,
+                    timeout: REJOIN_TIMEOUT,
+                });
+            }
+            _ => {}
+        }
+        // Audio: 20 ms at a time, catching up after a stall of up to 200 ms (longer ones are
+        // skipped: what was due then is gone anyway).
+        if now.saturating_duration_since(self.next_audio) > Duration::from_millis(200) {
+            self.next_audio = now;
+        }
+        while self.next_audio <= now {
+            let due = self.next_audio;
+            self.next_audio += AUDIO_TICK;
+            self.audio_tick(due);
+        }
+        self.capture_video(now);
+        self.take_codec_output(now);
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_EVERY;
+            let live = self.live_stats(now);
+            self.events.push_back(CallEvent::Stats(live));
+            if self.config.live_report {
+                let report = self.report(now);
+                self.events.push_back(CallEvent::Report(Box::new(report)));
+            }
+        }
+        if self.config.presented && now >= self.next_levels {
+            self.next_levels = now + LEVELS_EVERY;
+            let levels: Vec<(ParticipantId, f32)> = self.voices.levels().collect();
+            if !levels.is_empty() {
+                self.events.push_back(CallEvent::Levels(levels));
+            }
+        }
+    }
+
+    /// Mixes the next `out.len() / 2` stereo frames (48 kHz) of every voice, for the speakers.
+    pub fn render(&mut self, out: &mut [f32]) {
+        self.mixer.render(&mut self.voices, out);
+    }
+
+    // ----- What to do ---------------------------------------------------------------------
+
+    /// The next thing for the driver to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// A participant's newest decoded picture (our own id: the self-view), if there is a new one.
+    pub fn poll_picture(&mut self) -> Option<(ParticipantId, VideoFrame)> {
+        let id = *self.pictures.keys().next()?;
+        self.pictures.remove(&id).map(|frame| (id, frame))
+    }
+
+    /// A participant's newest pose, if it moved.
+    pub fn poll_pose(&mut self) -> Option<(ParticipantId, Pose)> {
+        let id = *self.poses.keys().next()?;
+        self.poses.remove(&id).map(|pose| (id, pose))
+    }
+
+    /// When to call [`Call::handle_timeout`] next (at the latest).
+    pub fn poll_timeout(&self) -> Instant {
+        let mut next = self.next_audio.min(self.next_stats);
+        if self.config.presented {
+            next = next.min(self.next_levels);
+        }
+        if let Some(deadline) = self.deadline {
+            next = next.min(deadline);
+        }
+        match self.phase {
+            Phase::Joined => {
+                next = next.min(self.next_ping).min(self.last_heard + SILENCE);
+                if let Some(camera) = &self.camera
+                    && self.camera_on
+                {
+                    next = next.min(camera.next);
+                }
+            }
+            Phase::Rejoining { next: Some(at) } => next = next.min(at),
+            _ => {}
+        }
+        next
+    }
+
+    /// What the call saw so far.
+    pub fn report(&self, now: Instant) -> BotReport {
+        let mut report = self.report.clone();
+        report.seconds = now.saturating_duration_since(self.started).as_secs_f64();
+        report.rtt_ms = self.rtt_ms;
+        report.error = self.error.as_ref().map(ToString::to_string);
+        report.video_sent = self.camera.as_ref().map(|camera| camera.spec.to_string());
+        self.stats.finish(&mut report, &self.names);
+        report
+    }
+
+    // ----- Inside -------------------------------------------------------------------------
+
+    fn send(&mut self, message: ToRelay) {
+        if self.phase == Phase::Joined {
+            self.actions.push_back(Action::Send(message));
+        }
+    }
+
+    fn send_mute(&mut self) {
+        self.send(ToRelay::Mute {
+            audio: !self.microphone_on,
+            video: !self.camera_on,
+        });
+    }
+
+    /// Announces our tracks (and our mute state when something is off).
+    fn publish(&mut self) {
+        if let Some(spec) = self.camera.as_ref().map(|camera| camera.spec) {
+            self.send(ToRelay::Publish {
+                index: VIDEO_INDEX,
+                info: TrackInfo {
+                    kind: TrackKind::Video,
+                    codec: VIDEO_CODEC.into(),
+                    source: TrackSource::Camera,
+                    width: spec.width as u16,
+                    height: spec.height as u16,
+                },
+            });
+        }
+        if self.microphone.is_some() {
+            self.send(ToRelay::Publish {
+                index: AUDIO_INDEX,
+                info: TrackInfo {
+                    kind: TrackKind::Audio,
+                    codec: AUDIO_CODEC.into(),
+                    source: TrackSource::Microphone,
+                    width: 0,
+                    height: 0,
+                },
+            });
+        }
+        if !self.microphone_on || !self.camera_on {
+            self.send_mute();
+        }
+    }
+
+    /// Subscribes to a track we can decode.
+    fn subscribe(&mut self, track: TrackId, info: &TrackInfo) {
+        match info.kind {
+            TrackKind::Video if info.codec == VIDEO_CODEC => {
+                self.video.insert(
+                    track,
+                    VideoTrack {
+                        reorder: Reorder::default(),
+                        decoder: None,
+                        needs_keyframe: false,
+                    },
+                );
+            }
+            TrackKind::Audio if info.codec == AUDIO_CODEC => {
+                self.audio.insert(
+                    track,
+                    AudioTrack {
+                        jitter: JitterBuffer::new(JITTER_TARGET, JITTER_CAPACITY)
+                            .with_catch_up(JITTER_CATCH_UP),
+                        decoder: None,
+                    },
+                );
+            }
+            _ => return,
+        }
+        self.send(ToRelay::Subscribe { track });
+    }
+
+    fn request_keyframe(&mut self, track: TrackId, now: Instant) {
+        if self.phase == Phase::Joined && self.limiter.keyframe(track, now) {
+            self.send(ToRelay::KeyframeRequest { track });
+        }
+    }
+
+    /// The connection died: rejoin (when asked to and it may help), or end.
+    fn lost(&mut self, error: Error, now: Instant) {
+        self.actions.push_back(Action::Disconnect);
+        if !self.config.reconnect || !error.is_retryable() {
+            self.end(Some(error), now);
+            return;
+        }
+        tracing::info!(%error, "connection lost; rejoining");
+        self.report.reconnections.push(Reconnection {
+            lost_at_ms: self.wall_us(now) / 1000,
+            reason: error.to_string(),
+            ..Reconnection::default()
+        });
+        self.backoff = Backoff::new(self.wall_us(now));
+        self.schedule_rejoin(error, now);
+    }
+
+    fn schedule_rejoin(&mut self, reason: Error, now: Instant) {
+        let delay = self.backoff.next_delay();
+        self.phase = Phase::Rejoining {
+            next: Some(now + delay),
+        };
+        self.events.push_back(CallEvent::Reconnecting {
+            attempt: self.backoff.attempts(),
+            reason,
+        });
+    }
+
+    fn leave(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Joined => {
+                self.phase = Phase::Leaving;
+                self.actions.push_back(Action::Leave);
+            }
+            Phase::Joining | Phase::Rejoining { .. } => {
+                self.actions.push_back(Action::Disconnect);
+                self.end(None, now);
+            }
+            Phase::Leaving | Phase::Over => {}
+        }
+    }
+
+    fn end(&mut self, error: Option<Error>, now: Instant) {
+        if self.phase == Phase::Over {
+            return;
+        }
+        self.phase = Phase::Over;
+        self.error = error.clone();
+        let report = self.report(now);
+        self.events.push_back(CallEvent::Ended {
+            report: Box::new(report),
+            error,
+        });
+    }
+
+    /// One 20 ms tick of audio due at `due`: capture and encode, play out every voice.
+    fn audio_tick(&mut self, due: Instant) {
+        let joined = self.phase == Phase::Joined;
+        let capture_us = self.wall_us(due);
+        if let Some(microphone) = &mut self.microphone {
+            // The source is read even when nothing is sent, so it never backs up.
+            microphone.source.next_samples(&mut microphone.samples);
+            if joined && self.microphone_on {
+                if microphone.encoder.is_none() {
+                    match self.codecs.audio_encoder(AUDIO_BITRATE) {
+                        Ok(encoder) => microphone.encoder = Some(encoder),
+                        Err(error) => tracing::warn!(%error, "no audio encoder"),
+                    }
+                }
+                if let Some(encoder) = &mut microphone.encoder
+                    && let Err(error) = encoder.encode(&microphone.samples, capture_us)
+                {
+                    tracing::warn!(%error, "audio not encoded; a fresh encoder follows");
+                    microphone.encoder = None;
+                }
+            }
+        }
+        let due_us = self.wall_us(due);
+        for (track, audio) in &mut self.audio {
+            let playout = audio.jitter.pop();
+            if matches!(playout, Playout::Silence) {
+                continue;
+            }
+            if audio.decoder.is_none() {
+                match self.codecs.audio_decoder() {
+                    Ok(decoder) => audio.decoder = Some(decoder),
+                    Err(error) => {
+                        tracing::warn!(%error, "no audio decoder");
+                        continue;
+                    }
+                }
+            }
+            let Some(decoder) = &mut audio.decoder else {
+                continue;
+            };
+            let queued = match playout {
+                Playout::Packet(frame) => {
+                    let payload = frame.wire.slice(MediaHeader::LEN..);
+                    decoder.decode(payload, frame.header.capture_us)
+                }
+                Playout::Conceal => decoder.conceal(due_us),
+                Playout::Silence => Ok(()),
+            };
+            if let Err(error) = queued {
+                tracing::debug!(%error, %track.participant, "audio not decoded");
+                self.stats.decode_errors += 1;
+                audio.decoder = None;
+            }
+        }
+    }
+
+    /// Captures and encodes a picture when one is due.
+    fn capture_video(&mut self, now: Instant) {
+        let joined = self.phase == Phase::Joined;
+        let presented = self.config.presented;
+        let you = self.you;
+        let Some(camera) = &mut self.camera else {
+            return;
+        };
+        if now < camera.next {
+            return;
+        }
+        let interval = Duration::from_secs_f64(1.0 / f64::from(camera.spec.fps.max(1)));
+        // Behind by more than two pictures: skip rather than burst.
+        if now.saturating_duration_since(camera.next) > interval * 2 {
+            camera.next = now;
+        }
+        camera.next += interval;
+        if !joined || !self.camera_on {
+            return;
+        }
+        let (w, h) = camera.source.dimensions();
+        if (camera.captured.width, camera.captured.height) != (w & !1, h & !1) && w >= 2 && h >= 2 {
+            camera.captured = VideoFrame::new(w & !1, h & !1);
+        }
+        camera.source.next_frame(&mut camera.captured);
+        let spec = camera.spec;
+        let picture =
+            if (camera.captured.width, camera.captured.height) == (spec.width, spec.height) {
+                &camera.captured
+            } else {
+                if (camera.scaled.width, camera.scaled.height) != (spec.width, spec.height) {
+                    camera.scaled = VideoFrame::new(spec.width, spec.height);
+                }
+                scale_i420(&camera.captured, &mut camera.scaled);
+                &camera.scaled
+            };
+        camera.frames += 1;
+        // The self-view, at up to 15 pictures a second.
+        if presented && let Some(you) = you {
+            let every = (spec.fps / 15).max(1) as u64;
+            if camera.frames.is_multiple_of(every) {
+                self.pictures.insert(you, picture.clone());
+            }
+        }
+        if camera.encoder.is_none() {
+            if camera
+                .encoder_failed
+                .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(5))
+            {
+                return;
+            }
+            let config = VideoEncoderConfig {
+                width: spec.width,
+                height: spec.height,
+                bitrate: spec.bitrate(),
+                fps: spec.fps,
+            };
+            match self.codecs.video_encoder(config) {
+                Ok(encoder) => {
+                    camera.encoder = Some(encoder);
+                    camera.keyframe_wanted = true;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no video encoder");
+                    camera.encoder_failed = Some(now);
+                    return;
+                }
+            }
+        }
+        let Some(encoder) = &mut camera.encoder else {
+            return;
+        };
+        camera.captures += 1;
+        if encoder.queue_size() >= ENCODE_BACKLOG {
+            camera.skipped += 1;
+        } else {
+            let keyframe = camera.keyframe_wanted
+                || camera
+                    .last_keyframe
+                    .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_EVERY);
+            let capture_us = self.wall_at_start_us
+                + now.saturating_duration_since(self.started).as_micros() as u64;
+            match encoder.encode(picture, capture_us, keyframe) {
+                Ok(()) => {
+                    if keyframe {
+                        camera.keyframe_wanted = false;
+                        camera.last_keyframe = Some(now);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "video not encoded; a fresh encoder follows");
+                    camera.encoder = None;
+                }
+            }
+        }
+        if now >= camera.next_adapt {
+            camera.next_adapt = now + ADAPT_EVERY;
+            let skipped = f64::from(camera.skipped) / f64::from(camera.captures.max(1));
+            if skipped > ADAPT_SKIPPED
+                && let Some(smaller) = spec.smaller()
+            {
+                tracing::warn!(
+                    "the video encoder cannot keep up with {spec} ({:.0} % of pictures skipped); \
+                     sending {smaller}",
+                    skipped * 100.0
+                );
+                camera.spec = smaller;
+                camera.encoder = None;
+            }
+            camera.captures = 0;
+            camera.skipped = 0;
+        }
+    }
+
+    /// Moves a released video frame into its track's decoder (or skips it).
+    fn decode_video(&mut self, track: TrackId, frame: MediaFrame, now: Instant) {
+        let hidden = self.hidden.contains(&track.participant);
+        let Some(video) = self.video.get_mut(&track) else {
+            return;
+        };
+        let keyframe = frame.header.keyframe;
+        // Out of sight: not decoded. Back in sight (or restarting): skipped up to a keyframe.
+        if hidden || (video.needs_keyframe && !keyframe) {
+            video.needs_keyframe = true;
+            self.stats.peer(track.participant).video_skipped += 1;
+            if !hidden {
+                self.request_keyframe(track, now);
+            }
+            return;
+        }
+        video.needs_keyframe = false;
+        if video
+            .decoder
+            .as_ref()
+            .is_some_and(|decoder| decoder.queue_size() > DECODE_BACKLOG)
+        {
+            // The decoder fell behind: start again at a keyframe with a fresh one.
+            video.decoder = None;
+            video.needs_keyframe = !keyframe;
+            if !keyframe {
+                self.stats.peer(track.participant).video_skipped += 1;
+                self.request_keyframe(track, now);
+                return;
+            }
+        }
+        if video.decoder.is_none() {
+            if !keyframe {
+                video.needs_keyframe = true;
+                self.stats.peer(track.participant).video_skipped += 1;
+                self.request_keyframe(track, now);
+                return;
+            }
+            match self.codecs.video_decoder() {
+                Ok(decoder) => video.decoder = Some(decoder),
+                Err(error) => {
+                    tracing::warn!(%error, "no video decoder");
+                    return;
+                }
+            }
+        }
+        let Some(decoder) = &mut video.decoder else {
+            return;
+        };
+        let chunk = EncodedVideo {
+            data: frame.wire.slice(MediaHeader::LEN..),
+            keyframe,
+            timestamp_us: frame.header.capture_us,
+        };
+        if let Err(error) = decoder.decode(chunk) {
+            self.video_failed(track, error, now);
+        }
+    }
+
+    fn video_failed(&mut self, track: TrackId, error: CodecError, now: Instant) {
+        tracing::debug!(%error, %track.participant, "video not decoded");
+        self.stats.decode_errors += 1;
+        if let Some(video) = self.video.get_mut(&track) {
+            video.decoder = None;
+            video.needs_keyframe = true;
+        }
+        self.request_keyframe(track, now);
+    }
+
+    /// Takes in everything the codecs delivered.
+    fn take_codec_output(&mut self, now: Instant) {
+        // Our own camera and microphone: onto the wire.
+        if let Some(camera) = &mut self.camera
+            && let Some(encoder) = &mut camera.encoder
+        {
+            while let Some(output) = encoder.poll_output() {
+                match output {
+                    Ok(chunk) => {
+                        let header = MediaHeader {
+                            track: TrackId {
+                                participant: ParticipantId(0),
+                                index: VIDEO_INDEX,
+                            },
+                            sequence: camera.sequence,
+                            capture_us: chunk.timestamp_us,
+                            keyframe: chunk.keyframe,
+                            payload_len: 0,
+                        };
+                        // A frame not sent still takes its number, so receivers see the gap.
+                        camera.sequence = camera.sequence.wrapping_add(1);
+                        if self.phase == Phase::Joined {
+                            self.report.video_frames_sent += 1;
+                            self.report.video_bytes_sent += chunk.data.len() as u64;
+                            self.actions
+                                .push_back(Action::SendVideo(MediaFrame::new(header, &chunk.data)));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "video encoder failed; a fresh one follows");
+                        camera.encoder = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(microphone) = &mut self.microphone
+            && let Some(encoder) = &mut microphone.encoder
+        {
+            while let Some(output) = encoder.poll_output() {
+                match output {
+                    Ok(packet) => {
+                        let header = MediaHeader {
+                            track: TrackId {
+                                participant: ParticipantId(0),
+                                index: AUDIO_INDEX,
+                            },
+                            sequence: microphone.sequence,
+                            capture_us: packet.timestamp_us,
+                            keyframe: true,
+                            payload_len: 0,
+                        };
+                        microphone.sequence = microphone.sequence.wrapping_add(1);
+                        if self.phase == Phase::Joined {
+                            self.report.audio_frames_sent += 1;
+                            self.report.audio_bytes_sent += packet.data.len() as u64;
+                            self.actions.push_back(Action::SendAudio(MediaFrame::new(
+                                header,
+                                &packet.data,
+                            )));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "audio encoder failed; a fresh one follows");
+                        microphone.encoder = None;
+                        break;
+                    }
+                }
+            }
+        }
+        // Everyone else's pictures.
+        let tracks: Vec<TrackId> = self.video.keys().copied().collect();
+        for track in tracks {
+            while let Some(output) = self
+                .video
+                .get_mut(&track)
+                .and_then(|video| video.decoder.as_mut())
+                .and_then(|decoder| decoder.poll_output())
+            {
+                match output {
+                    Ok(picture) => {
+                        self.decoded_picture(track, picture.frame, picture.timestamp_us, now)
+                    }
+                    Err(error) => {
+                        self.video_failed(track, error, now);
+                        break;
+                    }
+                }
+            }
+        }
+        // Everyone else's voices.
+        let presented = self.config.presented;
+        let wall_us = self.wall_us(now);
+        for (track, audio) in &mut self.audio {
+            let Some(decoder) = &mut audio.decoder else {
+                continue;
+            };
+            while let Some(output) = decoder.poll_output() {
+                match output {
+                    Ok(sound) => {
+                        let peer = self.stats.peer(track.participant);
+                        if sound.concealed {
+                            peer.audio_concealed += 1;
+                        } else {
+                            peer.audio_decoded += 1;
+                            peer.audio_latency_ms
+                                .push(wall_us.saturating_sub(sound.timestamp_us) as f64 / 1000.0);
+                        }
+                        if presented {
+                            self.voices.push(track.participant, &sound.samples);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, %track.participant, "audio not decoded");
+                        self.stats.decode_errors += 1;
+                        audio.decoder = None;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A decoded picture: counted, its marks checked, handed to the application.
+    fn decoded_picture(
+        &mut self,
+        track: TrackId,
+        frame: VideoFrame,
+        capture_us: u64,
+        now: Instant,
+    ) {
+        let (w, h) = (frame.width, frame.height);
+        if w > MAX_PICTURE.0 || h > MAX_PICTURE.1 {
+            tracing::debug!(w, h, %track.participant, "picture too large, not shown");
+            self.stats.decode_errors += 1;
+            return;
+        }
+        let latency = self.latency_ms(capture_us, now);
+        let marks = read_marks(&frame.y, w, w, h);
+        let peer = self.stats.peer(track.participant);
+        peer.video_decoded += 1;
+        peer.video_latency_ms.push(latency);
+        match marks {
+            Some(marks) if marks.sender == track.participant.0 as u16 => {}
+            Some(_) => peer.wrong_sender += 1,
+            None => peer.unmarked += 1,
+        }
+        if self.config.presented && !self.hidden.contains(&track.participant) {
+            self.pictures.insert(track.participant, frame);
+        }
+    }
+
+    fn live_stats(&mut self, now: Instant) -> LiveStats {
+        let seconds = STATS_EVERY.as_secs_f64();
+        let sent = self.report.video_bytes_sent + self.report.audio_bytes_sent;
+        let mut live = LiveStats {
+            seconds: now.saturating_duration_since(self.started).as_secs_f64(),
+            rtt_ms: self.rtt_ms,
+            kbps_out: self.stats.sent_since_last(sent) as f64 * 8.0 / 1000.0 / seconds,
+            video_sent: self.camera.as_ref().map(|camera| camera.spec.to_string()),
+            ..LiveStats::default()
+        };
+        let present: Vec<ParticipantId> = self.present.iter().copied().collect();
+        for id in present {
+            let (now_counts, before) = self.stats.since_last(id);
+            let kbps = now_counts
+                .bytes_received
+                .saturating_sub(before.bytes_received) as f64
+                * 8.0
+                / 1000.0
+                / seconds;
+            let decoded = now_counts
+                .audio_decoded
+                .saturating_sub(before.audio_decoded);
+            let concealed = now_counts
+                .audio_concealed
+                .saturating_sub(before.audio_concealed);
+            let latency = self
+                .stats
+                .peers
+                .get(&id)
+                .map_or(0.0, |p| percentile(p.video_latency_ms.recent(30), 0.5));
+            live.kbps_in += kbps;
+            live.peers.push(LivePeer {
+                id,
+                name: self.names.get(&id).cloned().unwrap_or_default(),
+                fps: now_counts
+                    .video_decoded
+                    .saturating_sub(before.video_decoded) as f64
+                    / seconds,
+                audio_per_second: decoded as f64 / seconds,
+                kbps,
+                audio_loss: if decoded + concealed == 0 {
+                    0.0
+                } else {
+                    concealed as f64 / (decoded + concealed) as f64
+                },
+                jitter_depth: self
+                    .audio
+                    .iter()
+                    .filter(|(track, _)| track.participant == id)
+                    .map(|(_, audio)| audio.jitter.depth())
+                    .sum(),
+                video_latency_ms: latency,
+            });
+        }
+        live
+    }
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("phase", &self.phase)
+            .field("you", &self.you)
+            .field("present", &self.present)
+            .finish_non_exhaustive()
+    }
+}

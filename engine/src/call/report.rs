@@ -1,0 +1,167 @@
+//! What a participant saw of a call: the `--stats-json` report, shared by `rotunda bot`, the
+//! windowed client and the browser (`rotunda:stats`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One chat line as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLine {
+    /// Sender's display name.
+    pub from: String,
+    /// The text.
+    pub text: String,
+}
+
+/// What a bot saw of one other participant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// The participant's id.
+    pub id: u32,
+    /// Video frames received from the relay.
+    pub video_frames_received: u64,
+    /// Video frames the sender numbered while we were there (from the first to the last
+    /// sequence number received), arrived or not.
+    #[serde(default)]
+    pub video_frames_expected: u64,
+    /// Video frames decoded.
+    pub video_frames_decoded: u64,
+    /// Video frames not decoded because their panel was out of sight.
+    #[serde(default)]
+    pub video_frames_skipped: u64,
+    /// Decoded pictures whose marks named someone else.
+    pub video_frames_wrong_sender: u64,
+    /// Decoded pictures that carry no readable marks (any real camera).
+    #[serde(default)]
+    pub video_frames_unmarked: u64,
+    /// Audio packets received.
+    pub audio_frames_received: u64,
+    /// Audio packets the sender numbered while we were there, arrived or not.
+    #[serde(default)]
+    pub audio_frames_expected: u64,
+    /// Audio packets decoded.
+    pub audio_frames_decoded: u64,
+    /// Audio packets lost and concealed.
+    pub audio_frames_concealed: u64,
+    /// Capture to decoded picture, median.
+    pub video_latency_ms_p50: f64,
+    /// Capture to decoded picture, 95th percentile.
+    pub video_latency_ms_p95: f64,
+    /// Capture to decoded audio at playout, median.
+    pub audio_latency_ms_p50: f64,
+    /// Capture to decoded audio at playout, 95th percentile.
+    pub audio_latency_ms_p95: f64,
+}
+
+/// A connection lost and found again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reconnection {
+    /// When the loss was noticed (ms since the Unix epoch).
+    pub lost_at_ms: u64,
+    /// Why.
+    pub reason: String,
+    /// Tries until back in (or until the call ended).
+    pub attempts: u32,
+    /// When the relay welcomed us back, if it did.
+    pub rejoined_at_ms: Option<u64>,
+    /// The relay kept our place (same id, nobody saw us leave).
+    pub resumed: bool,
+    /// When the first media from anyone arrived after rejoining.
+    pub first_media_at_ms: Option<u64>,
+}
+
+/// What a bot saw, written by `--stats-json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BotReport {
+    /// The bot's display name.
+    pub name: String,
+    /// The room.
+    pub room: String,
+    /// The bot's participant id.
+    pub id: u32,
+    /// Per other participant, by display name.
+    pub peers: BTreeMap<String, PeerReport>,
+    /// Video and audio packets that failed to decode.
+    pub decode_errors: u64,
+    /// Chat lines received, in the room's order (own lines included).
+    pub chat_received: Vec<ChatLine>,
+    /// Names of participants whose leaving was announced.
+    pub left: Vec<String>,
+    /// Video frames sent.
+    pub video_frames_sent: u64,
+    /// Audio frames sent.
+    pub audio_frames_sent: u64,
+    /// Encoded video bytes sent.
+    pub video_bytes_sent: u64,
+    /// Encoded audio bytes sent.
+    pub audio_bytes_sent: u64,
+    /// Seconds the bot was in the room.
+    pub seconds: f64,
+    /// Keyframe requests received from the relay.
+    pub keyframe_requests_received: u64,
+    /// Round-trip time to the relay at the end, in ms.
+    pub rtt_ms: f64,
+    /// What the camera was sent as at the end (`WIDTHxHEIGHT@FPS`; smaller than asked when the
+    /// encoder could not keep up).
+    #[serde(default)]
+    pub video_sent: Option<String>,
+    /// Connections lost and found again.
+    #[serde(default)]
+    pub reconnections: Vec<Reconnection>,
+    /// Why the session ended early, if it did.
+    pub error: Option<String>,
+}
+
+impl BotReport {
+    /// A few lines for people, printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "[{}] summary: sent {} video frames ({:.0} kb/s) and {} audio frames ({:.0} kb/s), {} decode errors, {} chat lines received\n",
+            self.name,
+            self.video_frames_sent,
+            self.video_bytes_sent as f64 * 8.0 / 1000.0 / self.seconds.max(0.001),
+            self.audio_frames_sent,
+            self.audio_bytes_sent as f64 * 8.0 / 1000.0 / self.seconds.max(0.001),
+            self.decode_errors,
+            self.chat_received.len()
+        );
+        for (name, peer) in &self.peers {
+            out.push_str(&format!(
+                "  {name}: video {} decoded ({} wrong sender, {} unmarked), latency p50 {:.1} ms p95 {:.1} ms; audio {} decoded, {} concealed, latency p50 {:.1} ms p95 {:.1} ms\n",
+                peer.video_frames_decoded,
+                peer.video_frames_wrong_sender,
+                peer.video_frames_unmarked,
+                peer.video_latency_ms_p50,
+                peer.video_latency_ms_p95,
+                peer.audio_frames_decoded,
+                peer.audio_frames_concealed,
+                peer.audio_latency_ms_p50,
+                peer.audio_latency_ms_p95,
+            ));
+        }
+        for reconnection in &self.reconnections {
+            match reconnection.rejoined_at_ms {
+                Some(at) => out.push_str(&format!(
+                    "  reconnected after {} ms ({} tries, {}): {}\n",
+                    at.saturating_sub(reconnection.lost_at_ms),
+                    reconnection.attempts,
+                    if reconnection.resumed {
+                        "same place"
+                    } else {
+                        "new place"
+                    },
+                    reconnection.reason
+                )),
+                None => out.push_str(&format!(
+                    "  connection lost, not back ({} tries): {}\n",
+                    reconnection.attempts, reconnection.reason
+                )),
+            }
+        }
+        if let Some(error) = &self.error {
+            out.push_str(&format!("  ended early: {error}\n"));
+        }
+        out
+    }
+}

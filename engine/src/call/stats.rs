@@ -1,0 +1,296 @@
+//! The call's counters: what each participant sent while we were there, what arrived, what was
+//! decoded, how late; made into the live figures once a second and into the report at the end.
+//!
+//! Counters belong to one session with the relay. After a rejoin ids may mean other people (a
+//! restarted relay numbers afresh), so the earlier session's counters are kept by name and added
+//! in when the report is made.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rotunda_proto::ParticipantId;
+
+use super::report::{BotReport, PeerReport};
+use crate::media::sequence::Unwrapper;
+
+/// Counters of one remote participant in one session.
+#[derive(Debug, Default, Clone)]
+pub(super) struct PeerStats {
+    pub video_received: u64,
+    pub video_decoded: u64,
+    pub video_skipped: u64,
+    pub wrong_sender: u64,
+    pub unmarked: u64,
+    pub audio_received: u64,
+    pub audio_decoded: u64,
+    pub audio_concealed: u64,
+    pub video_latency_ms: Reservoir,
+    pub audio_latency_ms: Reservoir,
+    pub bytes_received: u64,
+    /// Sequence numbers seen (extended to 64 bits), per kind.
+    pub video_span: SequenceSpan,
+    pub audio_span: SequenceSpan,
+}
+
+impl PeerStats {
+    fn merge(&mut self, other: &PeerStats) {
+        self.video_received += other.video_received;
+        self.video_decoded += other.video_decoded;
+        self.video_skipped += other.video_skipped;
+        self.wrong_sender += other.wrong_sender;
+        self.unmarked += other.unmarked;
+        self.audio_received += other.audio_received;
+        self.audio_decoded += other.audio_decoded;
+        self.audio_concealed += other.audio_concealed;
+        self.bytes_received += other.bytes_received;
+        self.video_latency_ms.merge(&other.video_latency_ms);
+        self.audio_latency_ms.merge(&other.audio_latency_ms);
+        self.video_span.extra += other.video_span.count();
+        self.audio_span.extra += other.audio_span.count();
+    }
+
+    fn report(&self, id: ParticipantId) -> PeerReport {
+        PeerReport {
+            id: id.0,
+            video_frames_received: self.video_received,
+            video_frames_decoded: self.video_decoded,
+            video_frames_skipped: self.video_skipped,
+            video_frames_wrong_sender: self.wrong_sender,
+            video_frames_unmarked: self.unmarked,
+            audio_frames_received: self.audio_received,
+            audio_frames_decoded: self.audio_decoded,
+            audio_frames_concealed: self.audio_concealed,
+            video_latency_ms_p50: percentile(&self.video_latency_ms.samples, 0.5),
+            video_latency_ms_p95: percentile(&self.video_latency_ms.samples, 0.95),
+            audio_latency_ms_p50: percentile(&self.audio_latency_ms.samples, 0.5),
+            audio_latency_ms_p95: percentile(&self.audio_latency_ms.samples, 0.95),
+            video_frames_expected: self.video_span.count(),
+            audio_frames_expected: self.audio_span.count(),
+        }
+    }
+}
+
+/// Everyone's counters.
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    pub peers: HashMap<ParticipantId, PeerStats>,
+    /// Counters of earlier sessions, by name.
+    archived: Vec<(String, ParticipantId, PeerStats)>,
+    pub decode_errors: u64,
+    /// Counters at the last live snapshot, per participant.
+    last: HashMap<ParticipantId, Snapshot>,
+    bytes_sent_last: u64,
+}
+
+/// What the live figures are differences of.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Snapshot {
+    pub video_decoded: u64,
+    pub audio_decoded: u64,
+    pub audio_concealed: u64,
+    pub bytes_received: u64,
+}
+
+impl Stats {
+    /// The counters of participant `id`, started on first use.
+    pub fn peer(&mut self, id: ParticipantId) -> &mut PeerStats {
+        self.peers.entry(id).or_default()
+    }
+
+    /// A new session: the counters so far are kept under the names they had.
+    pub fn archive(&mut self, names: &HashMap<ParticipantId, String>) {
+        for (id, stats) in self.peers.drain() {
+            let name = names.get(&id).cloned().unwrap_or_else(|| id.to_string());
+            self.archived.push((name, id, stats));
+        }
+        self.last.clear();
+    }
+
+    /// The counters' change since the last call, for `id` (and takes the new snapshot).
+    pub fn since_last(&mut self, id: ParticipantId) -> (Snapshot, Snapshot) {
+        let now = self
+            .peers
+            .get(&id)
+            .map_or_else(Snapshot::default, |p| Snapshot {
+                video_decoded: p.video_decoded,
+                audio_decoded: p.audio_decoded,
+                audio_concealed: p.audio_concealed,
+                bytes_received: p.bytes_received,
+            });
+        let before = self.last.insert(id, now).unwrap_or_default();
+        (now, before)
+    }
+
+    /// Bytes sent since the last call, given the total sent.
+    pub fn sent_since_last(&mut self, total: u64) -> u64 {
+        let delta = total.saturating_sub(self.bytes_sent_last);
+        self.bytes_sent_last = total;
+        delta
+    }
+
+    /// Fills the report's per-participant part and its error count, merging earlier sessions'
+    /// counters into today's by name.
+    pub fn finish(&self, report: &mut BotReport, names: &HashMap<ParticipantId, String>) {
+        report.decode_errors = self.decode_errors;
+        let mut merged: BTreeMap<String, (ParticipantId, PeerStats)> = BTreeMap::new();
+        let current = self.peers.iter().map(|(id, stats)| {
+            let name = names.get(id).cloned().unwrap_or_else(|| id.to_string());
+            (name, *id, stats)
+        });
+        let archived = self
+            .archived
+            .iter()
+            .map(|(name, id, stats)| (name.clone(), *id, stats));
+        for (name, id, stats) in archived.chain(current) {
+            match merged.get_mut(&name) {
+                // The newest session's id names the participant.
+                Some((known, total)) => {
+                    total.merge(stats);
+                    *known = id;
+                }
+                None => {
+                    merged.insert(name, (id, stats.clone()));
+                }
+            }
+        }
+        report.peers = merged
+            .into_iter()
+            .map(|(name, (id, stats))| (name, stats.report(id)))
+            .collect();
+    }
+}
+
+/// The span of sequence numbers seen on a track: how many frames were sent while we were there,
+/// whether they arrived or not.
+#[derive(Debug, Default, Clone)]
+pub(super) struct SequenceSpan {
+    unwrapper: Unwrapper,
+    first: Option<u64>,
+    last: u64,
+    /// Frames counted in earlier sessions' spans.
+    extra: u64,
+}
+
+impl SequenceSpan {
+    pub fn see(&mut self, sequence: u32) {
+        let extended = self.unwrapper.extend(sequence);
+        let first = *self.first.get_or_insert(extended);
+        if extended < first {
+            self.first = Some(extended);
+        }
+        self.last = self.last.max(extended);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.extra + self.first.map_or(0, |first| self.last - first + 1)
+    }
+}
+
+/// Latency samples, at most [`Reservoir::CAPACITY`] of them, a uniform sample of the whole call
+/// (so a day-long meeting does not grow memory).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Reservoir {
+    pub samples: Vec<f64>,
+    seen: u64,
+    rng: u64,
+}
+
+impl Reservoir {
+    const CAPACITY: usize = 20_000;
+
+    pub fn push(&mut self, value: f64) {
+        self.seen += 1;
+        if self.samples.len() < Self::CAPACITY {
+            self.samples.push(value);
+            return;
+        }
+        // xorshift64: no dependency, good enough to pick a slot.
+        self.rng = if self.rng == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            self.rng
+        };
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.seen;
+        if let Some(sample) = self.samples.get_mut(slot as usize) {
+            *sample = value;
+        }
+    }
+
+    fn merge(&mut self, other: &Reservoir) {
+        for value in &other.samples {
+            self.push(*value);
+        }
+    }
+
+    pub fn recent(&self, n: usize) -> &[f64] {
+        &self.samples[self.samples.len().saturating_sub(n)..]
+    }
+}
+
+/// The `q` quantile (0..1) of `samples`, 0 when there are none.
+pub(super) fn percentile(samples: &[f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_count_what_was_sent_while_we_were_there() {
+        let mut span = SequenceSpan::default();
+        assert_eq!(span.count(), 0);
+        span.see(10);
+        span.see(14); // 11..13 lost
+        span.see(12);
+        assert_eq!(span.count(), 5);
+        let mut wrapped = SequenceSpan::default();
+        wrapped.see(u32::MAX);
+        wrapped.see(1);
+        assert_eq!(wrapped.count(), 3);
+    }
+
+    #[test]
+    fn a_reservoir_stays_bounded_and_representative() {
+        let mut reservoir = Reservoir::default();
+        for i in 0..100_000 {
+            reservoir.push(f64::from(i % 100));
+        }
+        assert_eq!(reservoir.samples.len(), Reservoir::CAPACITY);
+        let median = percentile(&reservoir.samples, 0.5);
+        assert!((40.0..60.0).contains(&median), "median {median}");
+    }
+
+    #[test]
+    fn sessions_are_merged_by_name_in_the_report() {
+        let mut stats = Stats::default();
+        let mut names = HashMap::from([(ParticipantId(1), "ada".to_owned())]);
+        stats.peer(ParticipantId(1)).video_decoded = 10;
+        stats.peer(ParticipantId(1)).video_span.see(0);
+        stats.peer(ParticipantId(1)).video_span.see(9);
+        stats.archive(&names);
+        // After a relay restart, ada is number 2 and number 1 is someone else.
+        names = HashMap::from([
+            (ParticipantId(2), "ada".to_owned()),
+            (ParticipantId(1), "bob".to_owned()),
+        ]);
+        stats.peer(ParticipantId(2)).video_decoded = 5;
+        stats.peer(ParticipantId(2)).video_span.see(20);
+        stats.peer(ParticipantId(2)).video_span.see(24);
+        stats.peer(ParticipantId(1)).video_decoded = 1;
+        let mut report = BotReport::default();
+        stats.finish(&mut report, &names);
+        let ada = &report.peers["ada"];
+        assert_eq!((ada.id, ada.video_frames_decoded), (2, 15));
+        assert_eq!(ada.video_frames_expected, 15);
+        assert_eq!(report.peers["bob"].video_frames_decoded, 1);
+    }
+}

@@ -1,0 +1,651 @@
+//! Browser codecs: H.264 and Opus through WebCodecs, the same Annex-B and Opus packets as the
+//! native codecs put on the wire.
+//!
+//! WebCodecs answers through callbacks on this thread's event loop: each codec queues what it
+//! produced (copying pictures out of the browser's `VideoFrame` first, which is itself
+//! asynchronous) and wakes the driver. WebCodecs' Opus decoder has no packet-loss concealment,
+//! so [`Concealer`] makes up what a lost packet would have held.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use js_sys::{Array, Float32Array, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{AudioData, CodecState, EncodedAudioChunk, EncodedVideoChunk, VideoPixelFormat};
+
+use super::{
+    AUDIO_CODEC, AudioDecoder, AudioEncoder, CodecError, CodecName, Codecs, DecodedAudio,
+    DecodedVideo, EncodedAudio, EncodedVideo, VIDEO_CODEC, VideoDecoder, VideoEncoder,
+    VideoEncoderConfig, Wake,
+};
+use crate::audio::conceal::Concealer;
+use crate::js::{self, get, object, spawn, wait};
+use crate::media::frame::copy_plane;
+use crate::media::{AUDIO_FRAME_SAMPLES, SAMPLE_RATE, VideoFrame, rgb_to_i420};
+
+const H264: CodecName = CodecName::H264;
+const OPUS: CodecName = CodecName::Opus;
+
+/// Outputs a codec keeps for the call to take; older ones are dropped.
+const OUTPUTS_KEPT: usize = 250;
+
+/// The browser's codecs for one call.
+pub struct WebCodecs {
+    wake: Wake,
+}
+
+impl WebCodecs {
+    /// Codecs that wake `wake` when they have output.
+    pub fn new(wake: Wake) -> Self {
+        Self { wake }
+    }
+}
+
+impl Codecs for WebCodecs {
+    fn video_encoder(
+        &mut self,
+        config: VideoEncoderConfig,
+    ) -> Result<Box<dyn VideoEncoder>, CodecError> {
+        Ok(Box::new(WebVideoEncoder::new(config, self.wake.clone())?))
+    }
+
+    fn video_decoder(&mut self) -> Result<Box<dyn VideoDecoder>, CodecError> {
+        Ok(Box::new(WebVideoDecoder::new(self.wake.clone())?))
+    }
+
+    fn audio_encoder(&mut self, bitrate: u32) -> Result<Box<dyn AudioEncoder>, CodecError> {
+        Ok(Box::new(WebAudioEncoder::new(bitrate, self.wake.clone())?))
+    }
+
+    fn audio_decoder(&mut self) -> Result<Box<dyn AudioDecoder>, CodecError> {
+        Ok(Box::new(WebAudioDecoder::new(self.wake.clone())?))
+    }
+}
+
+/// What a codec delivered and the call has not taken yet, and the failure that closed it.
+struct Shared<T> {
+    out: VecDeque<Result<T, CodecError>>,
+    failed: Option<String>,
+}
+
+type Queue<T> = Rc<RefCell<Shared<T>>>;
+
+fn queue<T>() -> Queue<T> {
+    Rc::new(RefCell::new(Shared {
+        out: VecDeque::new(),
+        failed: None,
+    }))
+}
+
+fn deliver<T>(queue: &Queue<T>, wake: &Wake, output: Result<T, CodecError>) {
+    let mut shared = queue.borrow_mut();
+    if shared.out.len() >= OUTPUTS_KEPT {
+        shared.out.pop_front();
+    }
+    shared.out.push_back(output);
+    drop(shared);
+    wake.notify_one();
+}
+
+/// The failure that closed a codec, once; then its outputs.
+fn take<T>(queue: &Queue<T>, codec: CodecName) -> Option<Result<T, CodecError>> {
+    let mut shared = queue.borrow_mut();
+    if let Some(output) = shared.out.pop_front() {
+        return Some(output);
+    }
+    shared
+        .failed
+        .take()
+        .map(|reason| Err(CodecError::Failed { codec, reason }))
+}
+
+/// Callbacks a WebCodecs object calls; kept as long as it lives.
+struct Callbacks {
+    _output: Closure<dyn FnMut(JsValue, JsValue)>,
+    _error: Closure<dyn FnMut(JsValue)>,
+}
+
+/// Makes the `{output, error}` init dictionary of a WebCodecs object; errors are noted in
+/// `queue` (and wake the driver).
+fn callbacks<T: 'static>(
+    output: impl FnMut(JsValue, JsValue) + 'static,
+    queue: Queue<T>,
+    wake: Wake,
+) -> (js_sys::Object, Callbacks) {
+    let output = Closure::<dyn FnMut(JsValue, JsValue)>::new(output);
+    let error = Closure::<dyn FnMut(JsValue)>::new(move |error: JsValue| {
+        queue.borrow_mut().failed = Some(js::message(&error));
+        wake.notify_one();
+    });
+    let init = object(&[
+        ("output", output.as_ref().clone()),
+        ("error", error.as_ref().clone()),
+    ]);
+    (
+        init,
+        Callbacks {
+            _output: output,
+            _error: error,
+        },
+    )
+}
+
+fn start_error(codec: CodecName) -> impl Fn(JsValue) -> CodecError {
+    move |error| CodecError::Start {
+        codec,
+        reason: js::message(&error),
+    }
+}
+
+fn failed(codec: CodecName) -> impl Fn(JsValue) -> CodecError {
+    move |error| CodecError::Failed {
+        codec,
+        reason: js::message(&error),
+    }
+}
+
+/// H.264 Constrained Baseline encoder for real-time video (WebCodecs `VideoEncoder`).
+struct WebVideoEncoder {
+    encoder: web_sys::VideoEncoder,
+    queue: Queue<EncodedVideo>,
+    _callbacks: Callbacks,
+}
+
+impl WebVideoEncoder {
+    fn new(config: VideoEncoderConfig, wake: Wake) -> Result<Self, CodecError> {
+        let queue = queue();
+        let delivered = queue.clone();
+        let waker = wake.clone();
+        let (init, callbacks) = callbacks(
+            move |chunk: JsValue, _metadata| {
+                let chunk: EncodedVideoChunk = chunk.unchecked_into();
+                let mut data = vec![0u8; chunk.byte_length() as usize];
+                if chunk.copy_to_with_u8_slice(&mut data).is_err() {
+                    return;
+                }
+                let encoded = EncodedVideo {
+                    data: Bytes::from(data),
+                    keyframe: chunk.type_() == web_sys::EncodedVideoChunkType::Key,
+                    timestamp_us: chunk.timestamp().max(0.0) as u64,
+                };
+                deliver(&delivered, &waker, Ok(encoded));
+            },
+            queue.clone(),
+            wake,
+        );
+        let encoder =
+            web_sys::VideoEncoder::new(init.unchecked_ref()).map_err(start_error(H264))?;
+        let settings = object(&[
+            ("codec", VIDEO_CODEC.into()),
+            ("width", (config.width as u32).into()),
+            ("height", (config.height as u32).into()),
+            ("bitrate", config.bitrate.into()),
+            ("framerate", config.fps.into()),
+            ("latencyMode", "realtime".into()),
+            // Annex-B, as on the wire: SPS and PPS in front of every keyframe.
+            ("avc", object(&[("format", "annexb".into())]).into()),
+        ]);
+        encoder
+            .configure(settings.unchecked_ref())
+            .map_err(start_error(H264))?;
+        Ok(Self {
+            encoder,
+            queue,
+            _callbacks: callbacks,
+        })
+    }
+}
+
+impl VideoEncoder for WebVideoEncoder {
+    fn encode(
+        &mut self,
+        frame: &VideoFrame,
+        timestamp_us: u64,
+        keyframe: bool,
+    ) -> Result<(), CodecError> {
+        if self.encoder.state() != CodecState::Configured {
+            return Err(CodecError::Closed(H264));
+        }
+        let picture = to_browser_frame(frame, timestamp_us)?;
+        let options = object(&[("keyFrame", keyframe.into())]);
+        let encoded = self
+            .encoder
+            .encode_with_options(&picture, options.unchecked_ref());
+        picture.close();
+        encoded.map_err(failed(H264))
+    }
+
+    fn queue_size(&self) -> usize {
+        self.encoder.encode_queue_size() as usize
+    }
+
+    fn poll_output(&mut self) -> Option<Result<EncodedVideo, CodecError>> {
+        take(&self.queue, H264)
+    }
+}
+
+impl Drop for WebVideoEncoder {
+    fn drop(&mut self) {
+        if self.encoder.state() != CodecState::Closed {
+            let _ = self.encoder.close();
+        }
+    }
+}
+
+/// Copies an I420 picture into a browser `VideoFrame` stamped with `timestamp_us`.
+fn to_browser_frame(
+    frame: &VideoFrame,
+    timestamp_us: u64,
+) -> Result<web_sys::VideoFrame, CodecError> {
+    let init = object(&[
+        ("format", "I420".into()),
+        ("codedWidth", (frame.width as u32).into()),
+        ("codedHeight", (frame.height as u32).into()),
+        ("timestamp", (timestamp_us as f64).into()),
+    ]);
+    web_sys::VideoFrame::new_with_buffer_source_and_video_frame_buffer_init(
+        &Uint8Array::from(&frame.to_planes()[..]),
+        init.unchecked_ref(),
+    )
+    .map_err(failed(H264))
+}
+
+/// H.264 decoder (WebCodecs `VideoDecoder`).
+struct WebVideoDecoder {
+    decoder: web_sys::VideoDecoder,
+    queue: Queue<DecodedVideo>,
+    _callbacks: Callbacks,
+}
+
+impl WebVideoDecoder {
+    fn new(wake: Wake) -> Result<Self, CodecError> {
+        let queue = queue();
+        let delivered = queue.clone();
+        let waker = wake.clone();
+        let (init, callbacks) = callbacks(
+            move |frame: JsValue, _| {
+                let frame: web_sys::VideoFrame = frame.unchecked_into();
+                let delivered = delivered.clone();
+                let waker = waker.clone();
+                spawn(async move {
+                    let timestamp_us = frame.timestamp().max(0.0) as u64;
+                    let picture = read_picture(&frame).await;
+                    frame.close();
+                    let output = picture
+                        .map(|frame| DecodedVideo {
+                            frame,
+                            timestamp_us,
+                        })
+                        .map_err(|reason| CodecError::Failed {
+                            codec: H264,
+                            reason,
+                        });
+                    deliver(&delivered, &waker, output);
+                });
+            },
+            queue.clone(),
+            wake,
+        );
+        let decoder =
+            web_sys::VideoDecoder::new(init.unchecked_ref()).map_err(start_error(H264))?;
+        let settings = object(&[
+            ("codec", VIDEO_CODEC.into()),
+            ("optimizeForLatency", true.into()),
+        ]);
+        decoder
+            .configure(settings.unchecked_ref())
+            .map_err(start_error(H264))?;
+        Ok(Self {
+            decoder,
+            queue,
+            _callbacks: callbacks,
+        })
+    }
+}
+
+impl VideoDecoder for WebVideoDecoder {
+    fn decode(&mut self, chunk: EncodedVideo) -> Result<(), CodecError> {
+        if self.decoder.state() != CodecState::Configured {
+            return Err(CodecError::Closed(H264));
+        }
+        let kind = if chunk.keyframe {
+            web_sys::EncodedVideoChunkType::Key
+        } else {
+            web_sys::EncodedVideoChunkType::Delta
+        };
+        let init = object(&[
+            ("type", kind.into()),
+            ("timestamp", (chunk.timestamp_us as f64).into()),
+            ("data", Uint8Array::from(&chunk.data[..]).into()),
+        ]);
+        let chunk = EncodedVideoChunk::new(init.unchecked_ref()).map_err(failed(H264))?;
+        self.decoder.decode(&chunk).map_err(failed(H264))
+    }
+
+    fn queue_size(&self) -> usize {
+        self.decoder.decode_queue_size() as usize
+    }
+
+    fn poll_output(&mut self) -> Option<Result<DecodedVideo, CodecError>> {
+        take(&self.queue, H264)
+    }
+}
+
+impl Drop for WebVideoDecoder {
+    fn drop(&mut self) {
+        if self.decoder.state() != CodecState::Closed {
+            let _ = self.decoder.close();
+        }
+    }
+}
+
+/// Copies a browser `VideoFrame` (its visible part) into a tightly packed I420 picture.
+pub async fn read_picture(frame: &web_sys::VideoFrame) -> Result<VideoFrame, String> {
+    let format = frame.format().ok_or("a picture of no known format")?;
+    let rect = frame
+        .visible_rect()
+        .ok_or("a picture with no visible area")?;
+    let (width, height) = (rect.width() as usize, rect.height() as usize);
+    if width < 2 || height < 2 || width > 8192 || height > 8192 {
+        return Err(format!("a {width}x{height} picture"));
+    }
+    let size = frame.allocation_size().map_err(|e| js::message(&e))?;
+    let buffer = Uint8Array::new_with_length(size);
+    let layouts = wait(frame.copy_to_with_u8_array(&buffer)).await?;
+    let bytes = buffer.to_vec();
+    let layouts: Vec<(usize, usize)> = Array::from(&layouts)
+        .iter()
+        .map(|layout| {
+            (
+                get(&layout, "offset").as_f64().unwrap_or(0.0) as usize,
+                get(&layout, "stride").as_f64().unwrap_or(0.0) as usize,
+            )
+        })
+        .collect();
+    let plane = |index: usize| -> Result<(&[u8], usize), String> {
+        let (offset, stride) = *layouts.get(index).ok_or("a plane is missing")?;
+        Ok((
+            bytes.get(offset..).ok_or("a plane is out of bounds")?,
+            stride,
+        ))
+    };
+    // Even sizes, as I420 wants.
+    let (w, h) = (width & !1, height & !1);
+    let mut out = VideoFrame::new(w, h);
+    match format {
+        VideoPixelFormat::I420 | VideoPixelFormat::I420a => {
+            let (y, stride) = plane(0)?;
+            copy_plane(y, stride, &mut out.y, w, h);
+            let (u, stride) = plane(1)?;
+            copy_plane(u, stride, &mut out.u, w / 2, h / 2);
+            let (v, stride) = plane(2)?;
+            copy_plane(v, stride, &mut out.v, w / 2, h / 2);
+        }
+        VideoPixelFormat::Nv12 => {
+            let (y, stride) = plane(0)?;
+            copy_plane(y, stride, &mut out.y, w, h);
+            let (uv, stride) = plane(1)?;
+            for row in 0..h / 2 {
+                for x in 0..w / 2 {
+                    let i = row * stride + x * 2;
+                    out.u[row * (w / 2) + x] = uv.get(i).copied().unwrap_or(128);
+                    out.v[row * (w / 2) + x] = uv.get(i + 1).copied().unwrap_or(128);
+                }
+            }
+        }
+        VideoPixelFormat::Rgba
+        | VideoPixelFormat::Rgbx
+        | VideoPixelFormat::Bgra
+        | VideoPixelFormat::Bgrx => {
+            let (pixels, stride) = plane(0)?;
+            let bgr = matches!(format, VideoPixelFormat::Bgra | VideoPixelFormat::Bgrx);
+            let mut rgb = Vec::with_capacity(width * height * 3);
+            for row in 0..height {
+                for x in 0..width {
+                    let i = row * stride + x * 4;
+                    let p = pixels.get(i..i + 3).ok_or("a pixel is out of bounds")?;
+                    if bgr {
+                        rgb.extend_from_slice(&[p[2], p[1], p[0]]);
+                    } else {
+                        rgb.extend_from_slice(p);
+                    }
+                }
+            }
+            rgb_to_i420(&rgb, width, height, &mut out);
+        }
+        other => return Err(format!("pictures in {other:?} are not supported")),
+    }
+    Ok(out)
+}
+
+/// Opus encoder, 48 kHz mono, 20 ms frames (WebCodecs `AudioEncoder`).
+struct WebAudioEncoder {
+    encoder: web_sys::AudioEncoder,
+    queue: Queue<EncodedAudio>,
+    /// Capture times of what went in and has not come out yet, in order: each 20 ms goes in and
+    /// comes out as one, while the codec's own timestamps follow its sample count, not the clock.
+    captured: Rc<RefCell<VecDeque<u64>>>,
+    _callbacks: Callbacks,
+}
+
+impl WebAudioEncoder {
+    fn new(bitrate: u32, wake: Wake) -> Result<Self, CodecError> {
+        let queue = queue();
+        let captured: Rc<RefCell<VecDeque<u64>>> = Rc::default();
+        let (delivered, waker, times) = (queue.clone(), wake.clone(), captured.clone());
+        let (init, callbacks) = callbacks(
+            move |chunk: JsValue, _| {
+                let chunk: EncodedAudioChunk = chunk.unchecked_into();
+                let mut data = vec![0u8; chunk.byte_length() as usize];
+                if chunk.copy_to_with_u8_slice(&mut data).is_ok() {
+                    let stamped = chunk.timestamp().max(0.0) as u64;
+                    let timestamp_us = times.borrow_mut().pop_front().unwrap_or(stamped);
+                    let packet = EncodedAudio {
+                        data: Bytes::from(data),
+                        timestamp_us,
+                    };
+                    deliver(&delivered, &waker, Ok(packet));
+                }
+            },
+            queue.clone(),
+            wake,
+        );
+        let encoder =
+            web_sys::AudioEncoder::new(init.unchecked_ref()).map_err(start_error(OPUS))?;
+        let settings = object(&[
+            ("codec", AUDIO_CODEC.into()),
+            ("sampleRate", SAMPLE_RATE.into()),
+            ("numberOfChannels", 1.into()),
+            ("bitrate", bitrate.into()),
+            ("opus", object(&[("frameDuration", 20_000.into())]).into()),
+        ]);
+        encoder
+            .configure(settings.unchecked_ref())
+            .map_err(start_error(OPUS))?;
+        Ok(Self {
+            encoder,
+            queue,
+            captured,
+            _callbacks: callbacks,
+        })
+    }
+}
+
+impl AudioEncoder for WebAudioEncoder {
+    fn encode(
+        &mut self,
+        samples: &[f32; AUDIO_FRAME_SAMPLES],
+        timestamp_us: u64,
+    ) -> Result<(), CodecError> {
+        if self.encoder.state() != CodecState::Configured {
+            return Err(CodecError::Closed(OPUS));
+        }
+        let init = object(&[
+            ("format", "f32".into()),
+            ("sampleRate", SAMPLE_RATE.into()),
+            ("numberOfFrames", (AUDIO_FRAME_SAMPLES as u32).into()),
+            ("numberOfChannels", 1.into()),
+            ("timestamp", (timestamp_us as f64).into()),
+            ("data", Float32Array::from(&samples[..]).into()),
+        ]);
+        let data = AudioData::new(init.unchecked_ref()).map_err(failed(OPUS))?;
+        let encoded = self.encoder.encode(&data);
+        data.close();
+        encoded.map_err(failed(OPUS))?;
+        let mut captured = self.captured.borrow_mut();
+        if captured.len() >= OUTPUTS_KEPT {
+            captured.pop_front();
+        }
+        captured.push_back(timestamp_us);
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<Result<EncodedAudio, CodecError>> {
+        take(&self.queue, OPUS)
+    }
+}
+
+impl Drop for WebAudioEncoder {
+    fn drop(&mut self) {
+        if self.encoder.state() != CodecState::Closed {
+            let _ = self.encoder.close();
+        }
+    }
+}
+
+/// What went into the audio decoder, in order: a packet (decoded by the browser) or a loss
+/// (made up here, in its place in the order).
+enum Pending {
+    Packet(u64),
+    Lost(u64),
+}
+
+/// Opus decoder (WebCodecs `AudioDecoder`) with the concealment WebCodecs lacks.
+struct WebAudioDecoder {
+    decoder: web_sys::AudioDecoder,
+    /// Samples the browser decoded and not yet put in order.
+    decoded: Queue<Vec<f32>>,
+    pending: VecDeque<Pending>,
+    concealer: Concealer,
+    _callbacks: Callbacks,
+}
+
+impl WebAudioDecoder {
+    fn new(wake: Wake) -> Result<Self, CodecError> {
+        let decoded = queue();
+        let (delivered, waker) = (decoded.clone(), wake.clone());
+        let (init, callbacks) = callbacks(
+            move |data: JsValue, _| {
+                let data: AudioData = data.unchecked_into();
+                let samples = read_samples(&data).ok_or_else(|| CodecError::Failed {
+                    codec: OPUS,
+                    reason: "unreadable samples".into(),
+                });
+                data.close();
+                deliver(&delivered, &waker, samples);
+            },
+            decoded.clone(),
+            wake,
+        );
+        let decoder =
+            web_sys::AudioDecoder::new(init.unchecked_ref()).map_err(start_error(OPUS))?;
+        let settings = object(&[
+            ("codec", AUDIO_CODEC.into()),
+            ("sampleRate", SAMPLE_RATE.into()),
+            ("numberOfChannels", 1.into()),
+        ]);
+        decoder
+            .configure(settings.unchecked_ref())
+            .map_err(start_error(OPUS))?;
+        Ok(Self {
+            decoder,
+            decoded,
+            pending: VecDeque::new(),
+            concealer: Concealer::default(),
+            _callbacks: callbacks,
+        })
+    }
+}
+
+impl AudioDecoder for WebAudioDecoder {
+    fn decode(&mut self, packet: Bytes, timestamp_us: u64) -> Result<(), CodecError> {
+        if self.decoder.state() != CodecState::Configured {
+            return Err(CodecError::Closed(OPUS));
+        }
+        let init = object(&[
+            ("type", web_sys::EncodedAudioChunkType::Key.into()),
+            ("timestamp", (timestamp_us as f64).into()),
+            ("data", Uint8Array::from(&packet[..]).into()),
+        ]);
+        let chunk = EncodedAudioChunk::new(init.unchecked_ref()).map_err(failed(OPUS))?;
+        self.decoder.decode(&chunk).map_err(failed(OPUS))?;
+        if self.pending.len() >= OUTPUTS_KEPT {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(Pending::Packet(timestamp_us));
+        Ok(())
+    }
+
+    fn conceal(&mut self, timestamp_us: u64) -> Result<(), CodecError> {
+        if self.pending.len() >= OUTPUTS_KEPT {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(Pending::Lost(timestamp_us));
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<Result<DecodedAudio, CodecError>> {
+        match self.pending.front()? {
+            Pending::Lost(timestamp_us) => {
+                let timestamp_us = *timestamp_us;
+                self.pending.pop_front();
+                Some(Ok(DecodedAudio {
+                    samples: self.concealer.conceal(AUDIO_FRAME_SAMPLES),
+                    timestamp_us,
+                    concealed: true,
+                }))
+            }
+            Pending::Packet(timestamp_us) => {
+                let timestamp_us = *timestamp_us;
+                let mut samples = match take(&self.decoded, OPUS)? {
+                    Ok(samples) => samples,
+                    Err(error) => {
+                        self.pending.pop_front();
+                        return Some(Err(error));
+                    }
+                };
+                self.pending.pop_front();
+                self.concealer.heard(&mut samples);
+                Some(Ok(DecodedAudio {
+                    samples,
+                    timestamp_us,
+                    concealed: false,
+                }))
+            }
+        }
+    }
+}
+
+impl Drop for WebAudioDecoder {
+    fn drop(&mut self) {
+        if self.decoder.state() != CodecState::Closed {
+            let _ = self.decoder.close();
+        }
+    }
+}
+
+/// The first channel of `data` as 32-bit floats.
+pub fn read_samples(data: &AudioData) -> Option<Vec<f32>> {
+    let frames = data.number_of_frames();
+    if frames == 0 || frames > 48_000 {
+        return None;
+    }
+    let options = object(&[("planeIndex", 0.into()), ("format", "f32-planar".into())]);
+    let samples = Float32Array::new_with_length(frames);
+    data.copy_to_with_buffer_source(&samples, options.unchecked_ref())
+        .ok()?;
+    Some(samples.to_vec())
+}

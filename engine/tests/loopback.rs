@@ -1,0 +1,573 @@
+//! Loopback integration tests: the real relay on port 0, real QUIC clients, real codecs.
+
+use std::net::SocketAddr;
+
+mod common;
+
+use common::{
+    Joining, PATIENCE, TestRelay, assert_decoded_everyone, bot_config, reports, spawn_bots,
+    start_relay,
+};
+use rotunda_engine::Error;
+use rotunda_engine::call::Joined;
+use rotunda_engine::transport::{self, Event, Session};
+use rotunda_proto::framing::{self, FrameDecoder};
+use rotunda_proto::limits::MAX_VIDEO_PAYLOAD;
+use rotunda_proto::{
+    ErrorCode, FromRelay, LeaveReason, MediaHeader, PROTOCOL_VERSION, ParticipantId, ToRelay,
+    TrackId, TrackInfo, TrackKind, TrackSource,
+};
+use tokio::sync::mpsc;
+
+async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
+    tokio::time::timeout(PATIENCE, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the session is open")
+}
+
+/// Waits for the first control message `pick` accepts, skipping media and others.
+async fn wait_for<T>(
+    events: &mut mpsc::Receiver<Event>,
+    mut pick: impl FnMut(&FromRelay) -> Option<T>,
+) -> T {
+    loop {
+        if let Event::Control(message) = next_event(events).await
+            && let Some(found) = pick(&message)
+        {
+            return found;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_bots_see_and_hear_each_other() {
+    let relay = start_relay(|_| {}).await;
+    let bots = spawn_bots(
+        ["ada", "bea", "cy"]
+            .into_iter()
+            .map(|name| bot_config(relay.join("trio", name), 6))
+            .collect(),
+    );
+    let reports = reports(bots).await;
+    assert_decoded_everyone(&reports, 0.9);
+    relay.stop().await;
+}
+
+/// The control stream of a raw client, read with one decoder throughout.
+struct RawControl {
+    recv: wtransport::RecvStream,
+    decoder: FrameDecoder,
+    roster: Vec<rotunda_proto::ParticipantInfo>,
+}
+
+/// Joins with a raw WebTransport client, so the test can send what no real client would.
+async fn raw_join(
+    relay: &TestRelay,
+    room: &str,
+    name: &str,
+) -> (wtransport::Connection, wtransport::SendStream, RawControl) {
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(relay.hash)])
+        .build();
+    let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
+    let connection = endpoint.connect(&relay.url).await.expect("connects");
+    let (mut send, recv) = connection
+        .open_bi()
+        .await
+        .expect("opens")
+        .await
+        .expect("opened");
+    let mut hello = Vec::new();
+    framing::encode_into(
+        &ToRelay::Hello {
+            version: PROTOCOL_VERSION,
+            agent: "raw".into(),
+        },
+        &mut hello,
+    )
+    .expect("encodes");
+    framing::encode_into(
+        &ToRelay::Join {
+            room: room.into(),
+            name: name.into(),
+            token: None,
+            resume: None,
+        },
+        &mut hello,
+    )
+    .expect("encodes");
+    send.write_all(&hello).await.expect("writes");
+    let mut control = RawControl {
+        recv,
+        decoder: FrameDecoder::new(),
+        roster: Vec::new(),
+    };
+    match raw_next(&mut control).await {
+        Some(FromRelay::Welcome { participants, .. }) => control.roster = participants,
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    (connection, send, control)
+}
+
+/// The next control message, or None once the relay closed the stream.
+async fn raw_next(control: &mut RawControl) -> Option<FromRelay> {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let message = control.decoder.poll_message::<FromRelay>();
+            if let Some(message) = message.expect("the relay speaks the protocol") {
+                return Some(message);
+            }
+            match control.recv.read(&mut buf).await {
+                Ok(Some(n)) => control.decoder.push(&buf[..n]),
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("relay answers in time")
+}
+
+/// Reads control messages until the relay's error; returns its code.
+async fn raw_error(control: &mut RawControl) -> ErrorCode {
+    while let Some(message) = raw_next(control).await {
+        if let FromRelay::Error { code } = message {
+            return code;
+        }
+    }
+    panic!("the relay closed without an error code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
+    let relay = start_relay(|_| {}).await;
+    let bots = spawn_bots(
+        ["ada", "bea", "cy"]
+            .into_iter()
+            .map(|name| bot_config(relay.join("busy", name), 6))
+            .collect(),
+    );
+
+    // Garbage on the control stream, once all three bots are in (so they all see it removed).
+    let (connection, mut send, mut recv) = raw_join(&relay, "busy", "garbage").await;
+    let mut present = recv.roster.len();
+    while present < 3 {
+        if let Some(FromRelay::ParticipantJoined(_)) = raw_next(&mut recv).await {
+            present += 1;
+        }
+    }
+    send.write_all(&[0x05, 0xff, 0xfe, 0xfd, 0xfc, 0xfb])
+        .await
+        .expect("writes");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::BadMessage);
+    assert_closed_with(&connection, ErrorCode::BadMessage).await;
+
+    // A video frame over the size limit.
+    let (connection, _send, mut recv) = raw_join(&relay, "busy", "oversized").await;
+    let header = MediaHeader {
+        track: TrackId {
+            participant: ParticipantId(0),
+            index: 0,
+        },
+        sequence: 0,
+        capture_us: 0,
+        keyframe: true,
+        payload_len: (MAX_VIDEO_PAYLOAD + 1) as u32,
+    };
+    let mut stream = connection
+        .open_uni()
+        .await
+        .expect("opens")
+        .await
+        .expect("opened");
+    stream.write_all(&header.encode()).await.expect("writes");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::TooLarge);
+    assert_closed_with(&connection, ErrorCode::TooLarge).await;
+
+    // A garbage datagram.
+    let (connection, _send, mut recv) = raw_join(&relay, "busy", "noise").await;
+    connection.send_datagram([1u8, 2, 3]).expect("sends");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::BadMessage);
+
+    // Video on a track it published as audio.
+    let (connection, mut send, mut recv) = raw_join(&relay, "busy", "sneaky").await;
+    let audio = TrackInfo {
+        kind: TrackKind::Audio,
+        codec: "opus".into(),
+        source: TrackSource::Microphone,
+        width: 0,
+        height: 0,
+    };
+    let mut publish = Vec::new();
+    framing::encode_into(
+        &ToRelay::Publish {
+            index: 0,
+            info: audio,
+        },
+        &mut publish,
+    )
+    .expect("encodes");
+    framing::encode_into(&ToRelay::Ping { nonce: 7 }, &mut publish).expect("encodes");
+    send.write_all(&publish).await.expect("writes");
+    while raw_next(&mut recv).await != Some(FromRelay::Pong { nonce: 7 }) {}
+    let mut stream = connection
+        .open_uni()
+        .await
+        .expect("opens")
+        .await
+        .expect("opened");
+    let frame = rotunda_proto::MediaFrame::new(
+        MediaHeader {
+            payload_len: 0,
+            ..header
+        },
+        b"\x00\x00\x00\x01",
+    );
+    stream.write_all(&frame.wire).await.expect("writes");
+    stream.finish().await.expect("finishes");
+    assert_eq!(raw_error(&mut recv).await, ErrorCode::ProtocolViolation);
+
+    // A subscriber that stops reading anything: the relay skips it, the others never notice.
+    let (_sleepy, mut sleepy_send, mut control) = raw_join(&relay, "busy", "sleepy").await;
+    let mut tracks: Vec<TrackId> = control
+        .roster
+        .iter()
+        .flat_map(|p| {
+            p.tracks.iter().map(|(index, _)| TrackId {
+                participant: p.id,
+                index: *index,
+            })
+        })
+        .collect();
+    while tracks.len() < 6 {
+        if let Some(FromRelay::TrackPublished { track, .. }) = raw_next(&mut control).await {
+            tracks.push(track);
+        }
+    }
+    let mut subscribe = Vec::new();
+    for track in tracks {
+        framing::encode_into(&ToRelay::Subscribe { track }, &mut subscribe).expect("encodes");
+    }
+    sleepy_send.write_all(&subscribe).await.expect("writes");
+
+    let reports = reports(bots).await;
+    assert_decoded_everyone(&reports, 0.9);
+    for report in &reports {
+        for removed in ["garbage", "oversized", "noise", "sneaky"] {
+            assert!(
+                report.left.iter().any(|l| l == removed),
+                "{} never heard {removed} leave: {:?}",
+                report.name,
+                report.left
+            );
+        }
+    }
+    relay.stop().await;
+}
+
+async fn assert_closed_with(connection: &wtransport::Connection, code: ErrorCode) {
+    let closed = tokio::time::timeout(PATIENCE, connection.closed())
+        .await
+        .expect("closed in time");
+    match closed {
+        wtransport::error::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.code().into_inner(), u64::from(code.as_u32()));
+        }
+        other => panic!("closed otherwise: {other:?}"),
+    }
+}
+
+async fn session(
+    relay: &TestRelay,
+    room: &str,
+    name: &str,
+) -> (Session, Joined, mpsc::Receiver<Event>) {
+    transport::connect(&relay.join(room, name), None)
+        .await
+        .expect("joins")
+}
+
+#[tokio::test]
+async fn chat_reaches_everyone_in_order_and_leaves_are_announced() {
+    let relay = start_relay(|_| {}).await;
+    let (ada, _, mut ada_events) = session(&relay, "talk", "ada").await;
+    let (bea, bea_joined, mut bea_events) = session(&relay, "talk", "bea").await;
+    wait_for(&mut ada_events, |m| {
+        matches!(m, FromRelay::ParticipantJoined(p) if p.name == "bea").then_some(())
+    })
+    .await;
+    for i in 0..5 {
+        ada.send(ToRelay::Chat {
+            text: format!("ada {i}"),
+        })
+        .expect("sends");
+        bea.send(ToRelay::Chat {
+            text: format!("bea {i}"),
+        })
+        .expect("sends");
+    }
+    let chat = |m: &FromRelay| match m {
+        FromRelay::Chat {
+            seq, name, text, ..
+        } => Some((*seq, name.clone(), text.clone())),
+        _ => None,
+    };
+    let mut seen = Vec::new();
+    for events in [&mut ada_events, &mut bea_events] {
+        let mut lines = Vec::new();
+        while lines.len() < 10 {
+            lines.push(wait_for(events, chat).await);
+        }
+        seen.push(lines);
+    }
+    assert_eq!(seen[0], seen[1], "everyone sees one order");
+    assert!(
+        seen[0].windows(2).all(|w| w[0].0 < w[1].0),
+        "sequence numbers increase"
+    );
+    for name in ["ada", "bea"] {
+        let own: Vec<_> = seen[0]
+            .iter()
+            .filter(|l| l.1 == name)
+            .map(|l| l.2.clone())
+            .collect();
+        assert_eq!(
+            own,
+            (0..5).map(|i| format!("{name} {i}")).collect::<Vec<_>>(),
+            "each sender's order kept"
+        );
+    }
+
+    // A latecomer gets the history, in the same order.
+    let (cy, cy_joined, mut cy_events) = session(&relay, "talk", "cy").await;
+    let mut history = Vec::new();
+    while history.len() < 10 {
+        history.push(wait_for(&mut cy_events, chat).await);
+    }
+    assert_eq!(history, seen[0]);
+
+    // Leaving is announced to the others.
+    let cy_id = cy_joined.you;
+    cy.leave().await;
+    for events in [&mut ada_events, &mut bea_events] {
+        let reason = wait_for(events, |m| match m {
+            FromRelay::ParticipantLeft { id, reason } if *id == cy_id => Some(*reason),
+            _ => None,
+        })
+        .await;
+        assert_eq!(reason, LeaveReason::Left);
+    }
+    // A dropped connection is announced too.
+    let bea_id = bea_joined.you;
+    drop(bea);
+    let reason = wait_for(&mut ada_events, |m| match m {
+        FromRelay::ParticipantLeft { id, reason } if *id == bea_id => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_ne!(reason, LeaveReason::Removed(ErrorCode::Internal));
+    drop(ada);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn tracks_presence_and_pings_reach_the_room() {
+    let relay = start_relay(|_| {}).await;
+    let (ada, ada_joined, mut ada_events) = session(&relay, "presence", "ada").await;
+    let video = TrackInfo {
+        kind: TrackKind::Video,
+        codec: "avc1.42E01F".into(),
+        source: TrackSource::Camera,
+        width: 640,
+        height: 480,
+    };
+    ada.send(ToRelay::Publish {
+        index: 0,
+        info: video.clone(),
+    })
+    .expect("sends");
+    ada.send(ToRelay::Mute {
+        audio: true,
+        video: false,
+    })
+    .expect("sends");
+    ada.send(ToRelay::Ping { nonce: 42 }).expect("sends");
+    wait_for(&mut ada_events, |m| {
+        (*m == FromRelay::Pong { nonce: 42 }).then_some(())
+    })
+    .await;
+    let (bea, bea_joined, mut bea_events) = session(&relay, "presence", "bea").await;
+    let roster = &bea_joined.roster;
+    assert_eq!(roster.len(), 1);
+    assert_eq!(roster[0].name, "ada");
+    assert_eq!(roster[0].tracks, vec![(0, video)]);
+    assert!(roster[0].audio_muted);
+    ada.send(ToRelay::Unpublish { index: 0 }).expect("sends");
+    let unpublished = wait_for(&mut bea_events, |m| match m {
+        FromRelay::TrackUnpublished { track } => Some(*track),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        unpublished,
+        TrackId {
+            participant: ada_joined.you,
+            index: 0
+        }
+    );
+    drop((ada, bea));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn full_rooms_wrong_tokens_and_shutdown_give_error_codes() {
+    let relay = start_relay(|config| {
+        config.max_participants = 1;
+        config.token = Some("sesame".into());
+    })
+    .await;
+    let mut join = relay.join("small", "ada");
+    let refused = transport::connect(&join, None).await.err();
+    assert!(
+        matches!(refused, Some(Error::Refused(ErrorCode::Unauthorized))),
+        "{refused:?}"
+    );
+    join.token = Some("sesame".into());
+    let (ada, _, mut ada_events) = transport::connect(&join, None)
+        .await
+        .expect("joins with the token");
+    join.name = "bea".into();
+    let refused = transport::connect(&join, None).await.err();
+    assert!(
+        matches!(refused, Some(Error::Refused(ErrorCode::RoomFull))),
+        "{refused:?}"
+    );
+
+    // Shutdown tells the client why.
+    relay.stop().await;
+    let mut told = None;
+    while let Ok(Some(event)) = tokio::time::timeout(PATIENCE, ada_events.recv()).await {
+        match event {
+            Event::Control(FromRelay::Error { code }) => told = Some(code),
+            Event::Closed(Error::Closed(code)) => {
+                told = told.or(code);
+                break;
+            }
+            Event::Closed(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(told, Some(ErrorCode::ShuttingDown));
+    drop(ada);
+}
+
+#[tokio::test]
+async fn the_dev_certificate_fingerprint_is_served_and_trusted_on_loopback() {
+    let relay = start_relay(|_| {}).await;
+    // No hash given: the client fetches /certificate.sha256 from the loopback relay.
+    let mut join = relay.join("trust", "ada");
+    join.cert_hash = None;
+    let (ada, _, _events) = transport::connect(&join, None)
+        .await
+        .expect("joins after fetching the hash");
+    // A wrong pinned hash is refused, and the error says it was the certificate.
+    join.cert_hash = Some([7; 32]);
+    let refused = transport::connect(&join, None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(refused, Error::Certificate { .. }), "{refused:?}");
+    assert!(
+        refused.explain().contains("certificate does not match"),
+        "{}",
+        refused.explain()
+    );
+    assert!(!refused.is_retryable());
+    drop(ada);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_old_client_is_refused_clearly() {
+    let relay = start_relay(|_| {}).await;
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(relay.hash)])
+        .build();
+    let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
+    let connection = endpoint.connect(&relay.url).await.expect("connects");
+    let (mut send, recv) = connection
+        .open_bi()
+        .await
+        .expect("opens")
+        .await
+        .expect("opened");
+    let mut hello = Vec::new();
+    framing::encode_into(
+        &ToRelay::Hello {
+            version: PROTOCOL_VERSION - 1,
+            agent: "rotunda/0.0 (old)".into(),
+        },
+        &mut hello,
+    )
+    .expect("encodes");
+    send.write_all(&hello).await.expect("writes");
+    let mut control = RawControl {
+        recv,
+        decoder: FrameDecoder::new(),
+        roster: Vec::new(),
+    };
+    let code = raw_error(&mut control).await;
+    assert_eq!(code, ErrorCode::UnsupportedVersion);
+    assert_closed_with(&connection, ErrorCode::UnsupportedVersion).await;
+    assert!(
+        Error::Refused(code).explain().contains("version"),
+        "an old client says why"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_connection_takes_its_place_back_and_nobody_sees_it_go() {
+    let relay = start_relay(|_| {}).await;
+    let (ada, ada_joined, mut stale_events) = session(&relay, "blip", "ada").await;
+    let (_bea, _, mut bea_events) = session(&relay, "blip", "bea").await;
+    // Ada's network blipped: before the relay noticed her old connection go, a new one presents
+    // the secret.
+    let stale = ada;
+    let (_ada_again, joined, _) =
+        transport::connect(&relay.join("blip", "ada"), Some(ada_joined.resume))
+            .await
+            .expect("rejoins");
+    assert!(joined.resumed, "the place was kept");
+    assert_eq!(joined.you, ada_joined.you);
+    // The relay closes the old connection; its end does not take the place with it.
+    while !matches!(next_event(&mut stale_events).await, Event::Closed(_)) {}
+    drop(stale);
+    // Bea hears of no leave: a ping's answer comes first, then ada (the same id) speaks.
+    _bea.send(ToRelay::Ping { nonce: 9 }).expect("sends");
+    let first = wait_for(&mut bea_events, |m| match m {
+        FromRelay::Pong { nonce: 9 } => Some("pong"),
+        FromRelay::ParticipantLeft { .. } => Some("left"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(first, "pong");
+    _ada_again
+        .send(ToRelay::Chat {
+            text: "still here".into(),
+        })
+        .expect("sends");
+    let from = wait_for(&mut bea_events, |m| match m {
+        FromRelay::Chat { from, text, .. } if text == "still here" => Some(*from),
+        FromRelay::ParticipantLeft { .. } => panic!("bea saw ada leave"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(from, ada_joined.you);
+    let (_cy, cy_joined, _) = session(&relay, "blip", "cy").await;
+    assert!(cy_joined.roster.iter().any(|p| p.id == ada_joined.you));
+    relay.stop().await;
+}

@@ -1,0 +1,578 @@
+//! The call as a state machine on a simulated clock: [`Call`]s joined through the relay's own
+//! sans-IO [`Room`], with the real codecs running inline, a link that can be cut, a relay that
+//! can restart. Time is `t0 + offset`, taken once from the real clock and never read again;
+//! nothing sleeps.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use rotunda_engine::call::{Action, Joined, Sources};
+use rotunda_engine::codec::native::NativeCodecs;
+use rotunda_engine::{Call, CallConfig, CallEvent, Command, Error, JoinOptions, VideoSpec};
+use rotunda_proto::room::{Room, RoomConfig};
+use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, TrackKind};
+use web_time::Instant;
+
+/// The simulation's step.
+const STEP: Duration = Duration::from_millis(5);
+
+/// One participant: its call, the id the room gave it, and whether its link is cut.
+struct Peer {
+    call: Call,
+    id: Option<ParticipantId>,
+    cut: bool,
+    events: Vec<CallEvent>,
+    connects: Vec<Duration>,
+}
+
+/// Calls and a relay, on a clock of their own.
+struct Sim {
+    t0: Instant,
+    now: Instant,
+    room: Room,
+    peers: Vec<Peer>,
+    secrets: u64,
+    /// Whether the relay is up (a connect to a relay that is down fails).
+    relay_up: bool,
+}
+
+fn config(name: &str, video: bool) -> CallConfig {
+    let mut config = CallConfig::new(JoinOptions {
+        relay: "https://relay.test:4443".into(),
+        cert_hash: Some([1; 32]),
+        room: "sim".into(),
+        name: name.into(),
+        token: None,
+    });
+    config.video = video.then_some(VideoSpec {
+        width: 160,
+        height: 120,
+        fps: 15,
+    });
+    config.chat = vec![format!("hello from {name}")];
+    config
+}
+
+impl Sim {
+    fn new() -> Self {
+        let t0 = Instant::now();
+        Self {
+            t0,
+            now: t0,
+            room: Room::new(RoomConfig::default()),
+            peers: Vec::new(),
+            secrets: 100,
+            relay_up: true,
+        }
+    }
+
+    fn add(&mut self, config: CallConfig) -> usize {
+        let call = Call::new(
+            config,
+            Box::new(NativeCodecs::inline()),
+            Sources::default(),
+            self.now,
+            1_000_000_000,
+        );
+        self.peers.push(Peer {
+            call,
+            id: None,
+            cut: false,
+            events: Vec::new(),
+            connects: Vec::new(),
+        });
+        self.peers.len() - 1
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    /// Runs every call's actions against the room, delivers the room's output, advances the
+    /// clock by one step.
+    fn step(&mut self) {
+        let now = self.now;
+        for index in 0..self.peers.len() {
+            self.peers[index].call.handle_timeout(now);
+            while let Some(action) = self.peers[index].call.poll_action() {
+                self.act(index, action);
+            }
+        }
+        // The room's control messages and media, to whoever is connected and not cut off.
+        let by_id: HashMap<ParticipantId, usize> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.id.map(|id| (id, i)))
+            .collect();
+        while let Some((to, message)) = self.room.poll_control() {
+            if let Some(&i) = by_id.get(&to)
+                && !self.peers[i].cut
+            {
+                self.peers[i].call.handle_message(message, now);
+            }
+        }
+        let mut woken = VecDeque::new();
+        while let Some(id) = self.room.poll_woken() {
+            woken.push_back(id);
+        }
+        for id in woken {
+            let Some(&i) = by_id.get(&id) else { continue };
+            while let Some(frame) = self.room.poll_audio(id) {
+                if !self.peers[i].cut {
+                    self.peers[i]
+                        .call
+                        .handle_media(frame, TrackKind::Audio, now);
+                }
+            }
+            while let Some(frame) = self.room.poll_video(id) {
+                if !self.peers[i].cut {
+                    self.peers[i]
+                        .call
+                        .handle_media(frame, TrackKind::Video, now);
+                }
+            }
+        }
+        for peer in &mut self.peers {
+            while let Some(event) = peer.call.poll_event() {
+                peer.events.push(event);
+            }
+            while peer.call.poll_picture().is_some() {}
+            while peer.call.poll_pose().is_some() {}
+        }
+        self.now += STEP;
+    }
+
+    fn act(&mut self, index: usize, action: Action) {
+        let now = self.now;
+        let elapsed = self.elapsed();
+        let peer = &mut self.peers[index];
+        match action {
+            Action::Connect {
+                options, resume, ..
+            } => {
+                peer.connects.push(elapsed);
+                if !self.relay_up || peer.cut {
+                    let error = Error::Unreachable {
+                        url: options.relay,
+                        reason: "down".into(),
+                    };
+                    peer.call.handle_connect_failed(error, now);
+                    return;
+                }
+                self.secrets += 1;
+                let joined = self
+                    .room
+                    .handle_join(&options.name, resume, self.secrets, now)
+                    .expect("joins");
+                // The welcome is the first message for the joiner; the rest follow as usual.
+                let mut held = Vec::new();
+                let mut welcome = None;
+                while let Some((to, message)) = self.room.poll_control() {
+                    match message {
+                        FromRelay::Welcome {
+                            you,
+                            participants,
+                            resume_secret,
+                            resumed,
+                            ..
+                        } if to == joined.id && welcome.is_none() => {
+                            welcome = Some(Joined {
+                                you,
+                                roster: participants,
+                                resume: rotunda_proto::Resume {
+                                    id: you,
+                                    secret: resume_secret,
+                                },
+                                resumed,
+                            });
+                        }
+                        other => held.push((to, other)),
+                    }
+                }
+                peer.id = Some(joined.id);
+                peer.call.handle_connected(welcome.expect("a welcome"), now);
+                let by_id: HashMap<ParticipantId, usize> = self
+                    .peers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| p.id.map(|id| (id, i)))
+                    .collect();
+                for (to, message) in held {
+                    if let Some(&i) = by_id.get(&to)
+                        && !self.peers[i].cut
+                    {
+                        self.peers[i].call.handle_message(message, now);
+                    }
+                }
+            }
+            Action::Send(message) => {
+                if let (Some(id), false) = (peer.id, peer.cut) {
+                    self.room
+                        .handle_message(id, message, now)
+                        .expect("the relay accepts what a call sends");
+                }
+            }
+            Action::SendAudio(frame) => {
+                if let (Some(id), false) = (peer.id, peer.cut) {
+                    self.room
+                        .handle_media(id, frame, TrackKind::Audio, now)
+                        .expect("audio accepted");
+                }
+            }
+            Action::SendVideo(frame) => {
+                if let (Some(id), false) = (peer.id, peer.cut) {
+                    self.room
+                        .handle_media(id, frame, TrackKind::Video, now)
+                        .expect("video accepted");
+                }
+            }
+            // The relay notices a dead connection only later (its own idle timeout): it holds
+            // the place meanwhile.
+            Action::Disconnect => {}
+            Action::Leave => {
+                if let Some(id) = peer.id {
+                    self.room.handle_leave(id, LeaveReason::Left);
+                }
+                peer.call.handle_left(now);
+            }
+        }
+    }
+
+    fn run_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.step();
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> Duration {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return self.elapsed();
+            }
+            self.step();
+        }
+        panic!("not done within {limit:?}");
+    }
+
+    fn report(&self, index: usize) -> rotunda_engine::BotReport {
+        self.peers[index].call.report(self.now)
+    }
+
+    /// The relay restarts: everyone's place is gone, and it is down for `down`.
+    fn restart_relay(&mut self, down: Duration) {
+        self.room = Room::new(RoomConfig::default());
+        for peer in &mut self.peers {
+            peer.id = None;
+        }
+        self.relay_up = false;
+        self.run_for(down);
+        self.relay_up = true;
+    }
+}
+
+fn events_of(sim: &Sim, index: usize) -> &[CallEvent] {
+    &sim.peers[index].events
+}
+
+fn count(events: &[CallEvent], what: impl Fn(&CallEvent) -> bool) -> usize {
+    events.iter().filter(|e| what(e)).count()
+}
+
+#[test]
+fn two_calls_see_hear_and_read_each_other() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", true));
+    let bob = sim.add(config("bob", true));
+    sim.run_for(Duration::from_secs(4));
+    for (me, other) in [(ada, "bob"), (bob, "ada")] {
+        let report = sim.report(me);
+        let peer = &report.peers[other];
+        assert!(
+            peer.video_frames_decoded * 10 >= peer.video_frames_expected * 9,
+            "{report:#?}"
+        );
+        assert!(peer.video_frames_expected >= 40, "{report:#?}");
+        assert_eq!(peer.video_frames_wrong_sender, 0);
+        assert_eq!(peer.video_frames_unmarked, 0);
+        assert!(
+            peer.audio_frames_decoded * 10 >= peer.audio_frames_expected * 9,
+            "{report:#?}"
+        );
+        assert_eq!(report.decode_errors, 0);
+        assert_eq!(report.chat_received.len(), 2, "{:?}", report.chat_received);
+    }
+    assert_eq!(
+        count(events_of(&sim, ada), |e| matches!(
+            e,
+            CallEvent::Joined { .. }
+        )),
+        1
+    );
+}
+
+#[test]
+fn a_cut_link_is_noticed_within_the_silence_and_the_place_is_kept() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", true));
+    let bob = sim.add(config("bob", true));
+    sim.run_for(Duration::from_secs(2));
+    let ada_id = sim.peers[ada].id.expect("joined");
+    sim.peers[ada].cut = true;
+    let cut_at = sim.elapsed();
+    let noticed = sim.run_until(Duration::from_secs(5), |sim| {
+        events_of(sim, ada)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Reconnecting { .. }))
+    });
+    let delay = noticed - cut_at;
+    assert!(
+        delay >= Duration::from_millis(1_900) && delay <= Duration::from_millis(2_100),
+        "noticed after {delay:?}"
+    );
+    // The link comes back after a second: the call is back at its place, and bob never saw it go.
+    sim.run_for(Duration::from_secs(1));
+    sim.peers[ada].cut = false;
+    let back = sim.run_until(Duration::from_secs(3), |sim| {
+        events_of(sim, ada)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Rejoined { .. }))
+    });
+    let link_back = cut_at + Duration::from_secs(3);
+    assert!(
+        back - link_back <= Duration::from_millis(900),
+        "back {:?} after the link",
+        back - link_back
+    );
+    let Some(CallEvent::Rejoined { you, roster }) = events_of(&sim, ada)
+        .iter()
+        .find(|e| matches!(e, CallEvent::Rejoined { .. }))
+    else {
+        unreachable!("found above")
+    };
+    assert_eq!(*you, ada_id, "same place");
+    assert_eq!(roster.len(), 1);
+    assert_eq!(
+        count(events_of(&sim, bob), |e| matches!(
+            e,
+            CallEvent::Relay(FromRelay::ParticipantLeft { .. })
+        )),
+        0,
+        "bob never saw ada leave"
+    );
+    // Media flows again both ways.
+    let before = sim.report(bob).peers["ada"].video_frames_decoded;
+    sim.run_for(Duration::from_secs(2));
+    let report = sim.report(bob);
+    assert!(
+        report.peers["ada"].video_frames_decoded > before + 15,
+        "{report:#?}"
+    );
+    let ada_report = sim.report(ada);
+    let reconnection = &ada_report.reconnections[0];
+    assert!(reconnection.resumed);
+    assert!(reconnection.rejoined_at_ms.is_some());
+    assert!(reconnection.first_media_at_ms.is_some());
+    assert_eq!(ada_report.decode_errors, 0);
+}
+
+#[test]
+fn after_a_relay_restart_both_rejoin_quickly_and_the_report_merges_by_name() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", true));
+    let bob = sim.add(config("bob", false));
+    sim.run_for(Duration::from_secs(2));
+    // Down for longer than it takes to notice: the calls try several times meanwhile.
+    sim.restart_relay(Duration::from_secs(4));
+    let relay_back = sim.elapsed();
+    let back = sim.run_until(Duration::from_secs(5), |sim| {
+        [ada, bob].iter().all(|&p| {
+            events_of(sim, p)
+                .iter()
+                .any(|e| matches!(e, CallEvent::Rejoined { .. }))
+        })
+    });
+    assert!(
+        back - relay_back <= Duration::from_millis(900),
+        "back {:?} after the relay",
+        back - relay_back
+    );
+    // First try at once, then waits that grow but stay under a second.
+    let tries = &sim.peers[ada].connects;
+    assert!(tries.len() >= 4, "{tries:?}");
+    for pair in tries[1..].windows(2) {
+        assert!(pair[1] - pair[0] <= Duration::from_millis(805), "{tries:?}");
+    }
+    sim.run_for(Duration::from_secs(2));
+    let report = sim.report(bob);
+    assert_eq!(report.peers.len(), 1, "one ada, across both sessions");
+    let seen = &report.peers["ada"];
+    assert!(seen.video_frames_decoded > 40, "{report:#?}");
+    assert!(
+        !report.reconnections[0].resumed,
+        "a restarted relay keeps no place"
+    );
+}
+
+#[test]
+fn video_nobody_sees_is_not_decoded_and_resumes_at_a_keyframe() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", true));
+    let bob = sim.add(config("bob", true));
+    sim.run_for(Duration::from_secs(1));
+    let ada_id = sim.peers[ada].id.expect("joined");
+    let now = sim.now;
+    sim.peers[bob].call.handle_command(
+        Command::Visible {
+            id: ada_id,
+            visible: false,
+        },
+        now,
+    );
+    let decoded = sim.report(bob).peers["ada"].video_frames_decoded;
+    sim.run_for(Duration::from_secs(2));
+    let hidden = sim.report(bob);
+    assert_eq!(hidden.peers["ada"].video_frames_decoded, decoded);
+    assert!(hidden.peers["ada"].video_frames_skipped >= 25);
+    let now = sim.now;
+    sim.peers[bob].call.handle_command(
+        Command::Visible {
+            id: ada_id,
+            visible: true,
+        },
+        now,
+    );
+    sim.run_for(Duration::from_secs(2));
+    let shown = sim.report(bob);
+    assert!(shown.peers["ada"].video_frames_decoded >= decoded + 20);
+    assert_eq!(shown.decode_errors, 0, "resumed cleanly at a keyframe");
+    assert_eq!(shown.peers["ada"].video_frames_wrong_sender, 0);
+}
+
+#[test]
+fn a_muted_microphone_and_camera_send_nothing_and_others_see_it() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", true));
+    let bob = sim.add(config("bob", false));
+    sim.run_for(Duration::from_secs(1));
+    let now = sim.now;
+    sim.peers[ada]
+        .call
+        .handle_command(Command::Microphone(false), now);
+    sim.peers[ada]
+        .call
+        .handle_command(Command::Camera(false), now);
+    sim.run_for(Duration::from_millis(100));
+    let before = sim.report(ada);
+    sim.run_for(Duration::from_secs(2));
+    let after = sim.report(ada);
+    assert_eq!(after.audio_frames_sent, before.audio_frames_sent);
+    assert_eq!(after.video_frames_sent, before.video_frames_sent);
+    assert!(events_of(&sim, bob).iter().any(|e| matches!(
+        e,
+        CallEvent::Relay(FromRelay::Mute {
+            audio: true,
+            video: true,
+            ..
+        })
+    )));
+}
+
+#[test]
+fn leaving_says_goodbye_and_ends_with_the_report() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", false));
+    let bob = sim.add(config("bob", false));
+    sim.run_for(Duration::from_secs(1));
+    let now = sim.now;
+    sim.peers[ada].call.handle_command(Command::Leave, now);
+    sim.run_for(Duration::from_millis(50));
+    assert!(sim.peers[ada].call.is_over());
+    let Some(CallEvent::Ended { report, error }) = events_of(&sim, ada).last() else {
+        panic!("{:?}", events_of(&sim, ada).last());
+    };
+    assert_eq!(*error, None);
+    assert!(report.audio_frames_sent > 30);
+    assert!(
+        events_of(&sim, bob)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Relay(FromRelay::ParticipantLeft { .. })))
+    );
+}
+
+#[test]
+fn a_duration_ends_the_call_by_itself() {
+    let mut sim = Sim::new();
+    let mut short = config("ada", false);
+    short.duration = Some(Duration::from_secs(1));
+    let ada = sim.add(short);
+    sim.run_for(Duration::from_millis(1_100));
+    assert!(sim.peers[ada].call.is_over());
+}
+
+#[test]
+fn a_first_join_that_fails_fails_the_call() {
+    let mut sim = Sim::new();
+    sim.relay_up = false;
+    let ada = sim.add(config("ada", false));
+    sim.run_for(Duration::from_millis(20));
+    assert!(sim.peers[ada].call.is_over());
+    assert!(matches!(
+        events_of(&sim, ada).last(),
+        Some(CallEvent::Failed(Error::Unreachable { .. }))
+    ));
+}
+
+#[test]
+fn a_refusal_while_rejoining_ends_the_call() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", false));
+    sim.run_for(Duration::from_secs(1));
+    sim.peers[ada].cut = true;
+    sim.run_for(Duration::from_millis(2_100));
+    sim.peers[ada].cut = false;
+    // The relay now refuses (say, its room filled up meanwhile).
+    let now = sim.now;
+    sim.peers[ada]
+        .call
+        .handle_connect_failed(Error::Refused(rotunda_proto::ErrorCode::RoomFull), now);
+    sim.run_for(Duration::from_millis(20));
+    assert!(matches!(
+        events_of(&sim, ada).last(),
+        Some(CallEvent::Ended {
+            error: Some(Error::Refused(rotunda_proto::ErrorCode::RoomFull)),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_mixer_places_a_voice_that_is_heard() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", false));
+    let bob = sim.add(config("bob", false));
+    sim.run_for(Duration::from_millis(500));
+    let ada_id = sim.peers[ada].id.expect("joined");
+    let now = sim.now;
+    sim.peers[bob].call.handle_command(
+        Command::Scene(rotunda_engine::audio::Scene {
+            sources: vec![(ada_id, [3.0, 0.0, 0.0])],
+            ..Default::default()
+        }),
+        now,
+    );
+    sim.run_for(Duration::from_millis(500));
+    let mut out = vec![0.0f32; 1920];
+    sim.peers[bob].call.render(&mut out);
+    let left: f32 = out.iter().step_by(2).map(|s| s * s).sum();
+    let right: f32 = out.iter().skip(1).step_by(2).map(|s| s * s).sum();
+    assert!(right > 0.01, "ada is heard");
+    assert!(right > left, "on the right");
+    assert!(
+        events_of(&sim, bob)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Levels(levels) if levels.iter().any(|(id, l)| *id == ada_id && *l > 0.01)))
+    );
+}
