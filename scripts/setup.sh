@@ -16,6 +16,7 @@ want mesa-vulkan-drivers  # software Vulkan (lavapipe) where there is no GPU: te
 want libxkbcommon-x11-0   # the window (winit on X11)
 want xvfb                 # a screen for the windowed tests, and for run.sh without a display
 want xauth                # xvfb-run
+want brotli               # the browser bundle travels precompressed (scripts/web.sh)
 command -v curl >/dev/null 2>&1 || need+=(curl)  # run.sh waits for the relay
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""

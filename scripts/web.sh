@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Builds the browser client into wasm/dist (where the relay serves it from by default): the
-# client compiled to wasm32, bound by wasm-bindgen (the CLI pinned to Cargo.lock's version,
-# installed when missing), and index.html.
+# Builds the browser client into wasm/dist (where the relay serves it from by default):
+# - the room (the same Bevy client, wasm32) and the call's engine (its own module, run in a
+#   worker), each bound by wasm-bindgen (the CLI pinned to Cargo.lock's version, installed when
+#   missing);
+# - both in a content-addressed folder b-<hash>/ (cached by browsers for a year), every module
+#   and script beside its brotli and gzip forms (the relay sends those to browsers that take
+#   them);
+# - index.html, which names that folder and loads the room with a progress bar.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -15,19 +20,46 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$version" 
     cargo install --quiet wasm-bindgen-cli --version "$version"
 fi
 
-cargo build --quiet -p rotunda-wasm --target wasm32-unknown-unknown --profile web
+cargo build --quiet -p rotunda-wasm -p rotunda-worker --target wasm32-unknown-unknown --profile web
+built="$CARGO_TARGET_DIR/wasm32-unknown-unknown/web"
 out=wasm/dist
 rm -rf "$out.new"
-mkdir -p "$out.new"
-wasm-bindgen --target web --no-typescript --out-dir "$out.new" \
-    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/web/rotunda_wasm.wasm"
+mkdir -p "$out.new/bundle"
+for module in rotunda_wasm rotunda_worker; do
+    wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+        --out-dir "$out.new/bundle" "$built/$module.wasm"
+done
 # wasm-opt only where asked for: Debian's binaryen produces a module that does not load.
 if [ -n "${ROTUNDA_WASM_OPT:-}" ]; then
-    "$ROTUNDA_WASM_OPT" -Os --enable-bulk-memory --enable-nontrapping-float-to-int \
-        -o "$out.new/rotunda_wasm_bg.wasm" "$out.new/rotunda_wasm_bg.wasm"
+    for wasm in "$out.new"/bundle/*.wasm; do
+        "$ROTUNDA_WASM_OPT" -Os --enable-bulk-memory --enable-nontrapping-float-to-int \
+            -o "$wasm" "$wasm"
+    done
 fi
-cp index.html "$out.new/"
+# The worker's script: it loads the engine's module, whose start function then takes the page's
+# messages. What the page posts while the module still loads is kept and handed over after.
+cat > "$out.new/bundle/worker.js" <<'JS'
+const early = [];
+self.onmessage = (event) => early.push(event);
+const { default: init } = await import('./rotunda_worker.js');
+await init();
+for (const event of early) self.onmessage(event);
+JS
+hash="$(cat "$out.new"/bundle/* | sha256sum | cut -c1-16)"
+bundle="b-$hash"
+mv "$out.new/bundle" "$out.new/$bundle"
+for file in "$out.new/$bundle"/*.wasm "$out.new/$bundle"/*.js; do
+    brotli --quality=9 --keep --force "$file"
+    gzip -9 --keep --force "$file"
+done
+room="$out.new/$bundle/rotunda_wasm_bg.wasm"
+sed -e "s|{{BUNDLE}}|$bundle|g" -e "s|{{MODULE_BYTES}}|$(stat -c %s "$room")|g" \
+    index.html > "$out.new/index.html"
 rm -rf "$out"
 mv "$out.new" "$out"
-wasm="$out/rotunda_wasm_bg.wasm"
-echo "browser client built in $out: $(( $(stat -c %s "$wasm") / 1024 )) KiB of wasm, $(( $(gzip -9c "$wasm" | wc -c) / 1024 )) KiB gzipped"
+kib() { echo $(( $(stat -c %s "$1") / 1024 )); }
+room="$out/$bundle/rotunda_wasm_bg.wasm"
+engine="$out/$bundle/rotunda_worker_bg.wasm"
+echo "browser client built in $out/$bundle: the room $(kib "$room") KiB of wasm" \
+    "($(kib "$room.br") KiB brotli, $(kib "$room.gz") KiB gzip), the engine $(kib "$engine") KiB" \
+    "($(kib "$engine.br") KiB brotli)"

@@ -26,6 +26,7 @@ pub(super) fn plugin(app: &mut App) {
             .add_systems(Render, report_pipelines.in_set(RenderSystems::Cleanup));
     }
     app.add_systems(OnEnter(Screen::InRoom), note_entry);
+    app.add_systems(First, note_first_frame);
     app.add_systems(
         Update,
         (take_screenshot, write_stats, exit_when_done).chain(),
@@ -51,6 +52,16 @@ fn report_pipelines(cache: Res<PipelineCache>, ready: Res<PipelinesReady>) {
     let was = ready.0.swap(waiting == 0, Ordering::Relaxed);
     if was != (waiting == 0) {
         debug!(waiting, "pipelines ready: {}", waiting == 0);
+    }
+}
+
+/// Says when the first frame has been drawn (the browser test measures the time to it).
+fn note_first_frame(frames: Res<bevy::diagnostic::FrameCount>, time: Res<Time<Real>>) {
+    if frames.0 == 1 {
+        info!(
+            "rotunda:first-frame after {:.0} ms",
+            time.elapsed().as_secs_f64() * 1000.0
+        );
     }
 }
 

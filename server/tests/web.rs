@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rotunda_server::{Config, Relay};
+use rotunda_server::{Config, Relay, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Longest one request may take before the test fails (a bound, never a sleep).
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -64,26 +62,15 @@ impl Drop for Scratch {
 
 /// The real relay on a free loopback port, serving `web_root`.
 struct TestRelay {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
+    relay: Running,
 }
 
 impl TestRelay {
     async fn start(web_root: &Path) -> Self {
         let mut config = Config::on(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.web_root = Some(web_root.to_owned());
-        let relay = Relay::bind(config).await.expect("relay binds");
-        let addr = relay.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(relay.run(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            stop: Some(stop),
-            task,
-        }
+        let relay = Relay::bind(config).await.expect("relay binds").spawn();
+        Self { relay }
     }
 
     /// `GET path`, with extra request header lines.
@@ -94,7 +81,7 @@ impl TestRelay {
     /// One request on a fresh connection (the listener is bound, so it queues until accepted).
     async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
         let exchange = async {
-            let mut stream = TcpStream::connect(self.addr).await.expect("connects");
+            let mut stream = TcpStream::connect(self.relay.addr).await.expect("connects");
             let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
             for (name, value) in headers {
                 request.push_str(&format!("{name}: {value}\r\n"));
@@ -116,14 +103,8 @@ impl TestRelay {
             .expect("the relay answers in time")
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task
-            .await
-            .expect("relay task joins")
-            .expect("relay runs cleanly");
+    async fn stop(self) {
+        self.relay.stop().await;
     }
 }
 
@@ -176,13 +157,9 @@ async fn serves_each_file_with_its_content_type() {
     let scratch = Scratch::built("types");
     let relay = TestRelay::start(&scratch.site()).await;
     for (path, body, content_type) in [
-        ("/index.html", INDEX.as_bytes(), "text/html; charset=utf-8"),
-        ("/", INDEX.as_bytes(), "text/html; charset=utf-8"),
-        (
-            "/rotunda.js",
-            SCRIPT.as_bytes(),
-            "text/javascript; charset=utf-8",
-        ),
+        ("/index.html", INDEX.as_bytes(), "text/html"),
+        ("/", INDEX.as_bytes(), "text/html"),
+        ("/rotunda.js", SCRIPT.as_bytes(), "text/javascript"),
         ("/rotunda_bg.wasm", WASM, "application/wasm"),
     ] {
         let response = relay.get(path, &[]).await;
@@ -224,7 +201,7 @@ async fn other_methods_are_not_allowed() {
     let relay = TestRelay::start(&scratch.site()).await;
     let response = relay.request("POST", "/index.html", &[]).await;
     assert_eq!(response.status, 405);
-    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    assert_eq!(response.header("allow"), Some("GET,HEAD"));
     relay.stop().await;
 }
 
@@ -339,5 +316,66 @@ async fn the_relay_endpoints_take_precedence() {
     assert_eq!(hash.status, 200);
     assert_eq!(hash.header("cache-control"), Some("no-store"));
     assert_eq!(hash.text().trim().len(), 64, "{}", hash.text());
+    relay.stop().await;
+}
+
+/// A bundle folder as `scripts/web.sh` makes it: content-addressed, each large file beside its
+/// brotli and gzip forms.
+fn bundle(scratch: &Scratch) -> &'static str {
+    let folder = "b-0123456789abcdef";
+    let dir = scratch.site().join(folder);
+    std::fs::create_dir_all(&dir).expect("creates the bundle folder");
+    std::fs::write(dir.join("rotunda_bg.wasm"), WASM).expect("writes the wasm");
+    std::fs::write(dir.join("rotunda_bg.wasm.br"), b"brotli bytes").expect("writes .br");
+    std::fs::write(dir.join("rotunda_bg.wasm.gz"), b"gzip bytes").expect("writes .gz");
+    folder
+}
+
+#[tokio::test]
+async fn the_bundle_travels_compressed_when_the_browser_takes_it() {
+    let scratch = Scratch::built("compressed");
+    let folder = bundle(&scratch);
+    let relay = TestRelay::start(&scratch.site()).await;
+    let path = format!("/{folder}/rotunda_bg.wasm");
+    for (accepts, encoding, body) in [
+        ("br, gzip", Some("br"), &b"brotli bytes"[..]),
+        ("gzip, deflate", Some("gzip"), &b"gzip bytes"[..]),
+        ("identity", None, WASM),
+    ] {
+        let response = relay.get(&path, &[("Accept-Encoding", accepts)]).await;
+        assert_eq!(response.status, 200, "{accepts}");
+        assert_eq!(response.header("content-encoding"), encoding, "{accepts}");
+        assert_eq!(response.body, body, "{accepts}");
+        assert_eq!(response.header("content-type"), Some("application/wasm"));
+        assert!(
+            response
+                .header("vary")
+                .is_some_and(|vary| vary.to_ascii_lowercase().contains("accept-encoding")),
+            "{accepts}: caches keep the forms apart"
+        );
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_bundle_is_cached_across_visits_and_the_page_is_revalidated() {
+    let scratch = Scratch::built("caching");
+    let folder = bundle(&scratch);
+    let relay = TestRelay::start(&scratch.site()).await;
+    let module = relay.get(&format!("/{folder}/rotunda_bg.wasm"), &[]).await;
+    assert_eq!(
+        module.header("cache-control"),
+        Some("public, max-age=31536000, immutable"),
+        "a content-addressed file never changes"
+    );
+    let page = relay.get("/", &[]).await;
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let missing = relay.get(&format!("/{folder}/nothing.wasm"), &[]).await;
+    assert_eq!(missing.status, 404);
+    assert_ne!(
+        missing.header("cache-control"),
+        Some("public, max-age=31536000, immutable"),
+        "a miss is not remembered for a year"
+    );
     relay.stop().await;
 }

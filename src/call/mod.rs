@@ -184,6 +184,11 @@ impl Call {
     pub fn poses(&self) -> &Poses {
         &self.engine.poses
     }
+
+    /// A frame was drawn: the newest pictures may come.
+    pub fn presented(&self) {
+        self.engine.presented();
+    }
 }
 
 /// What a new call is made of, for the platform's `start`: the settings, what the user turned

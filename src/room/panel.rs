@@ -282,6 +282,7 @@ fn upload_video(
         };
         surface.show_newest(call.pictures(), participant.id, &mut images, &mut videos);
     }
+    call.presented();
 }
 
 /// A video surface: its texture, its material, and the serial of the picture it shows.

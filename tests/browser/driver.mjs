@@ -2,17 +2,23 @@
 //
 //   node driver.mjs --out DIR --seconds 20 --page NAME=URL [--page NAME=URL ...]
 //                   [--expect NAME ...] [--timeout 90] [--chromium /usr/bin/chromium]
+//                   [--headful] [--hide NAME ...]
 //
 // One Chromium (own user-data dir) per page, with fake camera and microphone. Each page logs
 // `rotunda:stats {JSON}` once a second (the shape of `rotunda bot --stats-json`); the driver keeps
-// the latest per page. It waits until every page has joined (stats with a nonzero id) and prints
-// `ready NAME=ID ...`; then until every page lists all the other pages and every --expect name
-// among its peers, and prints `present`; then holds for --seconds, samples requestAnimationFrame
-// intervals for 5 s in each page, and leaves DIR/NAME.png (screenshot) and DIR/NAME.json (last
-// stats). Exit 0 when all that happened; 1 with a message (and each page's last console lines)
-// otherwise. `rotunda:error` lines, console errors and uncaught page errors go to stderr, prefixed
-// by the page name.
+// the latest per page. It prints `load NAME ...` with what the page's bundle cost on the wire and
+// how long after opening the page its first frame was drawn. It waits until every page has
+// joined (stats with a nonzero id) and prints `ready NAME=ID ...`; then until every page lists
+// all the other pages and every --expect name among its peers, and prints `present`. Pages named
+// by --hide then go behind a blank tab of their own (hidden, as when the user switches tabs:
+// this takes --headful, since headless Chromium keeps every tab visible), and DIR/NAME.hidden.json
+// holds their stats from the moment they were hidden. Then it holds for --seconds, samples
+// requestAnimationFrame intervals for 5 s in each visible page, and leaves DIR/NAME.png
+// (screenshot) and DIR/NAME.json (last stats). Exit 0 when all that happened; 1 with a message
+// (and each page's last console lines) otherwise. `rotunda:error` lines, console errors and
+// uncaught page errors go to stderr, prefixed by the page name.
 
+import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -35,6 +41,7 @@ const CHROMIUM_ARGS = [
   ...(process.env.ROTUNDA_CHROMIUM_ARGS || '').split(' ').filter(Boolean),
 ];
 const STATS = 'rotunda:stats';
+const FIRST_FRAME = 'rotunda:first-frame';
 /** A page is ready once this many stats lines came with at most STEADY_GAP_MS between them. */
 const STEADY_LINES = 5;
 const STEADY_GAP_MS = 2500;
@@ -57,6 +64,8 @@ function parse() {
       expect: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string', default: '90' },
       chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
+      headful: { type: 'boolean', default: false },
+      hide: { type: 'string', multiple: true, default: [] },
     },
     strict: true,
   });
@@ -92,6 +101,9 @@ class Page {
     this.context = null;
     this.page = null;
     this.userDataDir = null;
+    this.openedAt = 0;
+    this.firstFrameMs = null;
+    this.hidden = null;
   }
 
   fail(why) {
@@ -128,6 +140,9 @@ class Page {
       changes.emit('change');
       return;
     }
+    if (text.includes(FIRST_FRAME) && this.firstFrameMs === null) {
+      this.firstFrameMs = Date.now() - this.openedAt;
+    }
     // A failed load names its resource only in the location.
     const where = type === 'error' && !text.startsWith(ERROR) ? message.location()?.url : '';
     const line = where ? `${text} (${where})` : text;
@@ -135,14 +150,42 @@ class Page {
     if (text.startsWith(ERROR) || type === 'error') this.say(line);
   }
 
-  async open(executablePath) {
+  async open(executablePath, headful) {
     this.userDataDir = await mkdtemp(path.join(tmpdir(), `rotunda-${this.name}-`));
-    this.context = await chromium.launchPersistentContext(this.userDataDir, {
-      headless: true,
-      executablePath,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 720 },
-    });
+    if (headful) {
+      // A browser of our own, attached to without Playwright's defaults: those keep every page
+      // "visible" and focused, and switch off backgrounding and timer throttling, which is just
+      // what a hidden tab is about.
+      this.process = spawn(executablePath, [
+        ...CHROMIUM_ARGS,
+        '--no-first-run',
+        '--window-size=1280,720',
+        '--remote-debugging-port=0',
+        `--user-data-dir=${this.userDataDir}`,
+        'about:blank',
+      ]);
+      const endpoint = await withTimeout(
+        new Promise((resolve) => {
+          let seen = '';
+          this.process.stderr.on('data', (data) => {
+            seen += data;
+            const match = seen.match(/DevTools listening on (ws:\/\/\S+)/);
+            if (match) resolve(match[1]);
+          });
+        }),
+        30000,
+        `${this.name}: Chromium did not start`,
+      );
+      this.browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
+      this.context = this.browser.contexts()[0];
+    } else {
+      this.context = await chromium.launchPersistentContext(this.userDataDir, {
+        headless: true,
+        executablePath,
+        args: CHROMIUM_ARGS,
+        viewport: { width: 1280, height: 720 },
+      });
+    }
     this.page = this.context.pages()[0] ?? (await this.context.newPage());
     this.page.on('console', (message) => this.onConsole(message));
     this.page.on('pageerror', (error) => {
@@ -157,6 +200,7 @@ class Page {
     });
     this.page.on('crash', () => this.fail('the page crashed'));
     this.context.on('close', () => this.fail('the browser closed'));
+    this.openedAt = Date.now();
     const response = await this.page
       .goto(this.url, { waitUntil: 'load', timeout: 90000 })
       .catch((error) => {
@@ -205,6 +249,45 @@ class Page {
     return withTimeout(sample, ms + 15000, `${this.name}: requestAnimationFrame stopped running`);
   }
 
+  /** Bytes the page's bundle (the content-addressed folder) took on the wire, and unpacked. */
+  async bundleBytes() {
+    return this.page.evaluate(() =>
+      performance
+        .getEntriesByType('resource')
+        .filter((entry) => entry.name.includes('/b-'))
+        .reduce(
+          (sum, entry) => ({
+            wire: sum.wire + entry.transferSize,
+            unpacked: sum.unpacked + entry.decodedBodySize,
+          }),
+          { wire: 0, unpacked: 0 },
+        ),
+    );
+  }
+
+  /** Opens a blank tab in front of the page, in its window; resolves once the page says it is
+   * hidden. */
+  async hide() {
+    const session = await this.context.newCDPSession(this.page);
+    await session.send('Target.createTarget', {
+      url: 'about:blank',
+      newWindow: false,
+      background: false,
+    });
+    // Polled by time: a hidden page draws no animation frames.
+    await this.page
+      .waitForFunction(() => document.visibilityState === 'hidden', null, {
+        polling: 100,
+        timeout: 5000,
+      })
+      .catch(() => {});
+    const state = await this.page.evaluate(() => document.visibilityState);
+    if (state !== 'hidden') {
+      throw new Failure(`${this.name}: still ${state} behind another tab (use --headful)`);
+    }
+    this.hidden = { from: structuredClone(this.stats), at: Date.now() };
+  }
+
   describe() {
     const stats = this.stats ? JSON.stringify(this.stats).slice(0, 600) : '(none)';
     const lines = this.lines.length ? this.lines.map((l) => `    ${l}`).join('\n') : '    (none)';
@@ -214,8 +297,17 @@ class Page {
   async close() {
     const context = this.context;
     this.context = null;
-    if (context) await context.close().catch(() => {});
-    if (this.userDataDir) await rm(this.userDataDir, { recursive: true, force: true });
+    if (this.browser) await this.browser.close().catch(() => {});
+    else if (context) await context.close().catch(() => {});
+    const browser = this.process;
+    if (browser && browser.exitCode === null) {
+      const exited = new Promise((resolve) => browser.once('exit', resolve));
+      browser.kill();
+      await withTimeout(exited, 10000, 'Chromium did not exit').catch(() => browser.kill('SIGKILL'));
+    }
+    if (this.userDataDir) {
+      await rm(this.userDataDir, { recursive: true, force: true, maxRetries: 5 }).catch(() => {});
+    }
   }
 }
 
@@ -288,7 +380,9 @@ async function run(options, pages) {
   const timeout = options.timeout * 1000;
 
   // Settled, not raced: a page still launching when another fails would outlive the driver.
-  const opened = await Promise.allSettled(pages.map((page) => page.open(options.chromium)));
+  const opened = await Promise.allSettled(
+    pages.map((page) => page.open(options.chromium, options.headful)),
+  );
   const refused = opened.find((result) => result.status === 'rejected');
   if (refused) throw refused.reason;
   console.log(`opened ${pages.map((p) => p.name).join(', ')} after ${elapsed()}`);
@@ -300,6 +394,13 @@ async function run(options, pages) {
     timeout,
   );
   console.log(`ready ${pages.map((p) => `${p.name}=${p.stats.id}`).join(' ')} after ${elapsed()}`);
+  for (const page of pages) {
+    const bytes = await page.bundleBytes();
+    console.log(
+      `load ${page.name} wire ${bytes.wire} bytes unpacked ${bytes.unpacked} bytes ` +
+        `first-frame ${page.firstFrameMs ?? 'never'} ms`,
+    );
+  }
   const stopWatching = watchStaleness(pages);
   try {
     const everyone = [...pages.map((p) => p.name), ...options.expect];
@@ -315,11 +416,26 @@ async function run(options, pages) {
     );
     console.log(`present ${everyone.join(' ')} after ${elapsed()}`);
 
+    const hiding = pages.filter((p) => options.hide.includes(p.name));
+    for (const page of hiding) {
+      await page.hide();
+      console.log(`hidden ${page.name} at ${elapsed()}`);
+    }
+
     await hold(pages, options.seconds * 1000);
     console.log(`held ${options.seconds} s, at ${elapsed()}`);
 
-    const intervals = await Promise.all(pages.map((p) => p.frameIntervals(FRAME_SAMPLE_MS)));
-    pages.forEach((page, i) => {
+    for (const page of hiding) {
+      const hidden = path.join(options.out, `${page.name}.hidden.json`);
+      const state = await page.page.evaluate(() => document.visibilityState);
+      const seconds = (Date.now() - page.hidden.at) / 1000;
+      const record = { seconds, visibility: state, from: page.hidden.from, to: page.stats };
+      await writeFile(hidden, `${JSON.stringify(record, null, 2)}\n`);
+      console.log(`wrote ${hidden} (${state} for ${seconds.toFixed(1)} s)`);
+    }
+    const visible = pages.filter((p) => !options.hide.includes(p.name));
+    const intervals = await Promise.all(visible.map((p) => p.frameIntervals(FRAME_SAMPLE_MS)));
+    visible.forEach((page, i) => {
       const sorted = [...intervals[i]].sort((a, b) => a - b);
       const [p50, p95] = [percentile(sorted, 50), percentile(sorted, 95)];
       console.log(

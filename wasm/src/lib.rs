@@ -4,7 +4,8 @@
 //! URL parameters: `room` and `name` (with `room`, the client joins at once; without it, the
 //! join form shows), `relay` (default: the page's own host and port), `camera` and `mic`
 //! (`default`, `synthetic` or `none`), `video` (`WIDTHxHEIGHT@FPS`), `chat` (a line said once
-//! after joining), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off).
+//! after joining), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off), `frames`
+//! (`continuous`: draw back to back even without a GPU).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -77,5 +78,10 @@ fn settings_from_page() -> Result<Settings, String> {
         );
     }
     settings.meeting_mode = param("meeting").is_some();
+    // `frames=continuous`: draw back to back even on a software renderer (the call runs in a
+    // worker of its own and does not need the page's thread).
+    if param("frames").as_deref() == Some("continuous") {
+        settings.software_frame_interval = None;
+    }
     Ok(settings)
 }

@@ -55,18 +55,27 @@ pub const AUDIO_INDEX: u8 = 1;
 const AUDIO_BITRATE: u32 = 32_000;
 /// Audio is captured, encoded and played out 20 ms at a time.
 const AUDIO_TICK: Duration = Duration::from_millis(20);
-/// Audio packets buffered before playout starts (3 x 20 ms).
-const JITTER_TARGET: usize = 3;
+/// Audio packets buffered before playout starts (2 x 20 ms).
+const JITTER_TARGET: usize = 2;
 /// Audio packets held at most (1 s).
 const JITTER_CAPACITY: usize = 50;
-/// Packets beyond the target before playout skips ahead (240 ms): a burst is played out unless
-/// it keeps the delay this high.
-const JITTER_CATCH_UP: usize = 12;
+/// Packets beyond the target before playout plays more than one a tick (40 ms): a burst (a
+/// sender that stalled, then sent what it owed) is decoded faster than real time until the
+/// delay is back near the target, nothing of it lost; the voice's queue then drops what the
+/// speakers cannot take in time.
+const JITTER_ACCELERATE: usize = 2;
+/// Packets played in one tick at most while accelerating (so a burst of half a second drains
+/// in about 150 ms).
+const JITTER_BURST_TURNS: usize = 4;
+/// Packets beyond the target before playout skips ahead (500 ms): only a stall longer than
+/// acceleration can absorb loses packets.
+const JITTER_CATCH_UP: usize = 25;
 /// A keyframe at least this often, so a receiver that lost one is never stuck long.
 const KEYFRAME_EVERY: Duration = Duration::from_secs(3);
 /// Pictures queued in a video encoder before capture skips one (the CPU cannot keep up).
 const ENCODE_BACKLOG: usize = 2;
-/// Chunks queued in a video decoder before the track restarts at a keyframe.
+/// Chunks queued in a video decoder before the track pauses (the decoder finishing what it has)
+/// and takes up again at a keyframe.
 const DECODE_BACKLOG: usize = 30;
 /// A ping this often, so the relay's answers show the connection alive and measure the RTT.
 pub const PING_EVERY: Duration = Duration::from_millis(400);
@@ -84,10 +93,12 @@ const LEVELS_EVERY: Duration = Duration::from_millis(50);
 /// Pictures larger than this are not shown: a peer cannot make us allocate textures beyond what
 /// any GPU takes.
 pub const MAX_PICTURE: (usize, usize) = (3840, 2160);
-/// How often the capture is checked for falling behind, and the share of skipped pictures over
-/// which the camera steps down to a smaller size.
+/// How often the capture is checked for falling behind, the share of skipped pictures that counts
+/// as behind, and how many checks in a row it must be behind before the camera steps down to a
+/// smaller size (a moment of contention is not a CPU that cannot keep up).
 const ADAPT_EVERY: Duration = Duration::from_secs(3);
-const ADAPT_SKIPPED: f64 = 0.25;
+const ADAPT_SKIPPED: f64 = 0.3;
+const ADAPT_CHECKS: u32 = 2;
 
 /// The camera and the microphone; the synthetic pattern and tone stand in for those not given.
 #[derive(Default)]
@@ -181,6 +192,8 @@ struct Camera {
     captures: u32,
     skipped: u32,
     next_adapt: Instant,
+    /// Checks in a row that found the encoder behind.
+    behind: u32,
     frames: u64,
 }
 
@@ -267,6 +280,7 @@ impl Call {
                 captures: 0,
                 skipped: 0,
                 next_adapt: now + ADAPT_EVERY,
+                behind: 0,
                 frames: 0,
             }
         });
@@ -941,34 +955,41 @@ impl Call {
         }
         let due_us = self.wall_us(due);
         for (track, audio) in &mut self.audio {
-            let playout = audio.jitter.pop();
-            if matches!(playout, Playout::Silence) {
-                continue;
-            }
-            if audio.decoder.is_none() {
-                match self.codecs.audio_decoder() {
-                    Ok(decoder) => audio.decoder = Some(decoder),
-                    Err(error) => {
-                        tracing::warn!(%error, "no audio decoder");
-                        continue;
+            for turn in 0..JITTER_BURST_TURNS {
+                // A burst waits: play more than one packet this tick.
+                if turn > 0 && audio.jitter.depth() <= JITTER_TARGET + JITTER_ACCELERATE {
+                    break;
+                }
+                let playout = audio.jitter.pop();
+                if matches!(playout, Playout::Silence) {
+                    break;
+                }
+                if audio.decoder.is_none() {
+                    match self.codecs.audio_decoder() {
+                        Ok(decoder) => audio.decoder = Some(decoder),
+                        Err(error) => {
+                            tracing::warn!(%error, "no audio decoder");
+                            break;
+                        }
                     }
                 }
-            }
-            let Some(decoder) = &mut audio.decoder else {
-                continue;
-            };
-            let queued = match playout {
-                Playout::Packet(frame) => {
-                    let payload = frame.wire.slice(MediaHeader::LEN..);
-                    decoder.decode(payload, frame.header.capture_us)
+                let Some(decoder) = &mut audio.decoder else {
+                    break;
+                };
+                let queued = match playout {
+                    Playout::Packet(frame) => {
+                        let payload = frame.wire.slice(MediaHeader::LEN..);
+                        decoder.decode(payload, frame.header.capture_us)
+                    }
+                    Playout::Conceal => decoder.conceal(due_us),
+                    Playout::Silence => Ok(()),
+                };
+                if let Err(error) = queued {
+                    tracing::debug!(%error, %track.participant, "audio not decoded");
+                    self.stats.decode_errors += 1;
+                    audio.decoder = None;
+                    break;
                 }
-                Playout::Conceal => decoder.conceal(due_us),
-                Playout::Silence => Ok(()),
-            };
-            if let Err(error) = queued {
-                tracing::debug!(%error, %track.participant, "audio not decoded");
-                self.stats.decode_errors += 1;
-                audio.decoder = None;
             }
         }
     }
@@ -1071,9 +1092,15 @@ impl Call {
         if now >= camera.next_adapt {
             camera.next_adapt = now + ADAPT_EVERY;
             let skipped = f64::from(camera.skipped) / f64::from(camera.captures.max(1));
-            if skipped > ADAPT_SKIPPED
+            camera.behind = if skipped > ADAPT_SKIPPED {
+                camera.behind + 1
+            } else {
+                0
+            };
+            if camera.behind >= ADAPT_CHECKS
                 && let Some(smaller) = spec.smaller()
             {
+                camera.behind = 0;
                 tracing::warn!(
                     "the video encoder cannot keep up with {spec} ({:.0} % of pictures skipped); \
                      sending {smaller}",
@@ -1103,21 +1130,18 @@ impl Call {
             }
             return;
         }
-        video.needs_keyframe = false;
         if video
             .decoder
             .as_ref()
             .is_some_and(|decoder| decoder.queue_size() > DECODE_BACKLOG)
         {
-            // The decoder fell behind: start again at a keyframe with a fresh one.
-            video.decoder = None;
-            video.needs_keyframe = !keyframe;
-            if !keyframe {
-                self.stats.peer(track.participant).video_skipped += 1;
-                self.request_keyframe(track, now);
-                return;
-            }
+            // The decoder fell behind: it finishes what it has, and takes up again at a keyframe.
+            video.needs_keyframe = true;
+            self.stats.peer(track.participant).video_skipped += 1;
+            self.request_keyframe(track, now);
+            return;
         }
+        video.needs_keyframe = false;
         if video.decoder.is_none() {
             if !keyframe {
                 video.needs_keyframe = true;

@@ -151,6 +151,9 @@ fn failed(codec: CodecName) -> impl Fn(JsValue) -> CodecError {
 struct WebVideoEncoder {
     encoder: web_sys::VideoEncoder,
     queue: Queue<EncodedVideo>,
+    /// Where each picture is put together for the browser: one buffer for the encoder's life, so
+    /// thirty pictures a second leave no garbage behind.
+    staging: Buffers,
     _callbacks: Callbacks,
 }
 
@@ -194,6 +197,7 @@ impl WebVideoEncoder {
         Ok(Self {
             encoder,
             queue,
+            staging: Buffers::default(),
             _callbacks: callbacks,
         })
     }
@@ -209,7 +213,10 @@ impl VideoEncoder for WebVideoEncoder {
         if self.encoder.state() != CodecState::Configured {
             return Err(CodecError::Closed(H264));
         }
-        let picture = to_browser_frame(frame, timestamp_us)?;
+        let staging = self.staging.take(frame.byte_len());
+        let picture = to_browser_frame(frame, timestamp_us, &staging);
+        self.staging.put(staging);
+        let picture = picture?;
         let options = object(&[("keyFrame", keyframe.into())]);
         let encoded = self
             .encoder
@@ -235,22 +242,56 @@ impl Drop for WebVideoEncoder {
     }
 }
 
-/// Copies an I420 picture into a browser `VideoFrame` stamped with `timestamp_us`.
+/// Copies an I420 picture into a browser `VideoFrame` stamped with `timestamp_us`, through
+/// `staging` (at least the picture's size).
 fn to_browser_frame(
     frame: &VideoFrame,
     timestamp_us: u64,
+    staging: &Uint8Array,
 ) -> Result<web_sys::VideoFrame, CodecError> {
+    let (y, u) = (frame.y.len() as u32, frame.u.len() as u32);
+    staging.subarray(0, y).copy_from(&frame.y);
+    staging.subarray(y, y + u).copy_from(&frame.u);
+    staging.subarray(y + u, y + 2 * u).copy_from(&frame.v);
     let init = object(&[
         ("format", "I420".into()),
         ("codedWidth", (frame.width as u32).into()),
         ("codedHeight", (frame.height as u32).into()),
         ("timestamp", (timestamp_us as f64).into()),
     ]);
+    // The browser copies the bytes into the frame: the buffer is free again at once.
     web_sys::VideoFrame::new_with_buffer_source_and_video_frame_buffer_init(
-        &Uint8Array::from(&frame.to_planes()[..]),
+        &staging.subarray(0, y + 2 * u),
         init.unchecked_ref(),
     )
     .map_err(failed(H264))
+}
+
+/// Large JavaScript buffers kept for reuse: a picture a frame each way would otherwise leave
+/// megabytes of garbage a second, and the collector's pauses would stall the call.
+#[derive(Clone, Default)]
+pub struct Buffers(Rc<RefCell<Vec<Uint8Array>>>);
+
+impl Buffers {
+    /// A buffer of at least `len` bytes (a kept one when one is large enough).
+    pub fn take(&self, len: usize) -> Uint8Array {
+        let mut kept = self.0.borrow_mut();
+        match kept
+            .iter()
+            .position(|buffer| buffer.length() as usize >= len)
+        {
+            Some(at) => kept.swap_remove(at),
+            None => Uint8Array::new_with_length(len as u32),
+        }
+    }
+
+    /// Gives a buffer back (a few are kept).
+    pub fn put(&self, buffer: Uint8Array) {
+        let mut kept = self.0.borrow_mut();
+        if kept.len() < 4 {
+            kept.push(buffer);
+        }
+    }
 }
 
 /// H.264 decoder (WebCodecs `VideoDecoder`).
@@ -265,14 +306,16 @@ impl WebVideoDecoder {
         let queue = queue();
         let delivered = queue.clone();
         let waker = wake.clone();
+        let buffers = Buffers::default();
         let (init, callbacks) = callbacks(
             move |frame: JsValue, _| {
                 let frame: web_sys::VideoFrame = frame.unchecked_into();
                 let delivered = delivered.clone();
                 let waker = waker.clone();
+                let buffers = buffers.clone();
                 spawn(async move {
                     let timestamp_us = frame.timestamp().max(0.0) as u64;
-                    let picture = read_picture(&frame).await;
+                    let picture = read_picture(&frame, &buffers).await;
                     frame.close();
                     let output = picture
                         .map(|frame| DecodedVideo {
@@ -342,8 +385,12 @@ impl Drop for WebVideoDecoder {
     }
 }
 
-/// Copies a browser `VideoFrame` (its visible part) into a tightly packed I420 picture.
-pub async fn read_picture(frame: &web_sys::VideoFrame) -> Result<VideoFrame, String> {
+/// Copies a browser `VideoFrame` (its visible part) into a tightly packed I420 picture, through
+/// one of `buffers`.
+pub async fn read_picture(
+    frame: &web_sys::VideoFrame,
+    buffers: &Buffers,
+) -> Result<VideoFrame, String> {
     let format = frame.format().ok_or("a picture of no known format")?;
     let rect = frame
         .visible_rect()
@@ -352,10 +399,12 @@ pub async fn read_picture(frame: &web_sys::VideoFrame) -> Result<VideoFrame, Str
     if width < 2 || height < 2 || width > 8192 || height > 8192 {
         return Err(format!("a {width}x{height} picture"));
     }
-    let size = frame.allocation_size().map_err(|e| js::message(&e))?;
-    let buffer = Uint8Array::new_with_length(size);
-    let layouts = wait(frame.copy_to_with_u8_array(&buffer)).await?;
+    let size = frame.allocation_size().map_err(|e| js::message(&e))? as usize;
+    let buffer = buffers.take(size).subarray(0, size as u32);
+    let copied = wait(frame.copy_to_with_u8_array(&buffer)).await;
     let bytes = buffer.to_vec();
+    buffers.put(Uint8Array::new(&buffer.buffer()));
+    let layouts = copied?;
     let layouts: Vec<(usize, usize)> = Array::from(&layouts)
         .iter()
         .map(|layout| {

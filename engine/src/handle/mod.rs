@@ -13,7 +13,7 @@ pub mod web;
 use std::sync::{Arc, Mutex};
 
 use rotunda_proto::{FromRelay, ParticipantId, Pose};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::call::{CallEvent, Command};
 use crate::driver::Outputs;
@@ -35,6 +35,7 @@ pub struct Engine {
     pub pictures: Arc<Pictures>,
     /// Everyone's newest pose.
     pub poses: Arc<Poses>,
+    presented: Arc<Notify>,
 }
 
 /// The call's ends of an [`Engine`]: its commands, and where its output goes.
@@ -43,6 +44,8 @@ pub struct EngineSide {
     pub commands: mpsc::Receiver<Command>,
     /// Output for the application.
     pub outputs: AppOutputs,
+    /// Notified with every frame the application drew.
+    pub presented: Arc<Notify>,
 }
 
 /// The call's output into the handle's channel and mailboxes.
@@ -59,11 +62,13 @@ pub fn pair() -> (Engine, EngineSide) {
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let pictures = Arc::new(Pictures::default());
     let poses = Arc::new(Poses::default());
+    let presented = Arc::new(Notify::new());
     let engine = Engine {
         commands: commands_tx,
         events: Mutex::new(events),
         pictures: pictures.clone(),
         poses: poses.clone(),
+        presented: presented.clone(),
     };
     let side = EngineSide {
         commands,
@@ -73,6 +78,7 @@ pub fn pair() -> (Engine, EngineSide) {
             poses,
             dropped: 0,
         },
+        presented,
     };
     (engine, side)
 }
@@ -93,6 +99,13 @@ impl Engine {
         if !self.send(Command::Leave) {
             tracing::debug!("leave queued behind other commands");
         }
+    }
+
+    /// The application drew a frame. Pictures go to the mailbox at once natively; from the
+    /// browser's worker the newest come only after a frame was drawn, so a page that draws
+    /// seldom is not sent pictures it never shows.
+    pub fn presented(&self) {
+        self.presented.notify_one();
     }
 
     /// The next event, `Ok(None)` when there is none now, [`Gone`] once the call is gone and

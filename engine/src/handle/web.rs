@@ -36,7 +36,11 @@ const FINISH_MS: i32 = 5_000;
 /// Starts the call behind `side`'s handle in a new worker loaded from `worker_url` (the engine
 /// worker's script), with the page's devices.
 pub fn start(side: EngineSide, config: CallConfig, devices: PageDevices, worker_url: &str) {
-    let EngineSide { commands, outputs } = side;
+    let EngineSide {
+        commands,
+        outputs,
+        presented,
+    } = side;
     let outputs = Rc::new(RefCell::new(outputs));
     let options = WorkerOptions::new();
     options.set_type(web_sys::WorkerType::Module);
@@ -55,7 +59,7 @@ pub fn start(side: EngineSide, config: CallConfig, devices: PageDevices, worker_
     let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
     let mut done_tx = Some(done_tx);
     let onmessage = {
-        let (outputs, worker) = (outputs.clone(), worker.clone());
+        let outputs = outputs.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let data = event.data();
             let bytes: Option<Uint8Array> = get(&data, "message").dyn_into().ok();
@@ -80,7 +84,6 @@ pub fn start(side: EngineSide, config: CallConfig, devices: PageDevices, worker_
                     if let Some(frame) = frame {
                         outputs.picture(id, frame);
                     }
-                    post(&worker, &ToWorker::PictureTaken(id));
                 }
                 FromWorker::Log { error: true, line } => js::log_error(&line),
                 FromWorker::Log { error: false, line } => js::log(&line),
@@ -123,7 +126,7 @@ pub fn start(side: EngineSide, config: CallConfig, devices: PageDevices, worker_
         _message: onmessage,
         _error: onerror,
     };
-    rt::spawn(forward(commands, worker, done, handlers));
+    rt::spawn(forward(commands, presented, worker, done, handlers));
 }
 
 /// The page's handlers of the worker's messages and errors, kept as long as it runs.
@@ -132,16 +135,23 @@ struct Handlers {
     _error: Closure<dyn FnMut(ErrorEvent)>,
 }
 
-/// Carries commands to the worker until the application drops its handle; then leaves, lets the
-/// worker finish (and say so), and ends it.
+/// Carries commands (and word of every frame drawn) to the worker until the application drops its
+/// handle; then leaves, lets the worker finish (and say so), and ends it.
 async fn forward(
     mut commands: tokio::sync::mpsc::Receiver<Command>,
+    presented: std::sync::Arc<tokio::sync::Notify>,
     worker: Worker,
     done: tokio::sync::oneshot::Receiver<()>,
     handlers: Handlers,
 ) {
-    while let Some(command) = commands.recv().await {
-        post(&worker, &ToWorker::Command(command));
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => post(&worker, &ToWorker::Command(command)),
+                None => break,
+            },
+            () = presented.notified() => post(&worker, &ToWorker::Drawn),
+        }
     }
     post(&worker, &ToWorker::Command(Command::Leave));
     let _ = js::timeout(FINISH_MS, done).await;

@@ -21,7 +21,7 @@ use web_time::Instant;
 use crate::audio::Speakers;
 use crate::audio::resample::Resampler;
 use crate::call::VideoSpec;
-use crate::codec::web::read_picture;
+use crate::codec::web::{Buffers, read_picture};
 use crate::js::{self, get, wait};
 use crate::media::{
     AUDIO_FRAME_SAMPLES, AudioSource, SAMPLE_RATE, VideoFrame, VideoSource, scale_i420,
@@ -43,6 +43,7 @@ impl CameraReader {
         js::spawn(async move {
             let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
             let mut scaled = VideoFrame::new(spec.width, spec.height);
+            let buffers = Buffers::default();
             while !stopped.get() {
                 let Ok(result) = wait(reader.read()).await else {
                     break;
@@ -51,7 +52,7 @@ impl CameraReader {
                     break;
                 }
                 let frame: web_sys::VideoFrame = get(&result, "value").unchecked_into();
-                let picture = read_picture(&frame).await;
+                let picture = read_picture(&frame, &buffers).await;
                 frame.close();
                 match picture {
                     Ok(picture) => {

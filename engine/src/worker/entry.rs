@@ -2,7 +2,7 @@
 //! codecs and the devices the page handed over, and posts what the call produces back.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -61,7 +61,7 @@ pub fn start() {
                     tracing::debug!("a command was dropped: the call is behind");
                 }
             }
-            ToWorker::PictureTaken(id) => flow.borrow_mut().taken(id, &post),
+            ToWorker::Drawn => flow.borrow_mut().drawn(&post),
         }
     });
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
@@ -146,28 +146,27 @@ impl Post {
     }
 }
 
-/// Pictures on their way to the page: one per participant at a time, the newest waiting behind
-/// it, so a page busy drawing gets the newest picture when it is free rather than a backlog.
+/// Pictures on their way to the page: the newest of each participant waits until the page drew
+/// a frame, then goes; so a page that draws seldom (or is busy) gets the newest pictures when it
+/// can show them, never a backlog.
 #[derive(Default)]
 struct PictureFlow {
-    in_flight: HashSet<ParticipantId>,
     waiting: HashMap<ParticipantId, VideoFrame>,
+    /// The page drew a frame and nothing was sent since.
+    wanted: bool,
 }
 
 impl PictureFlow {
     fn offer(&mut self, id: ParticipantId, frame: VideoFrame, post: &Post) {
-        if self.in_flight.contains(&id) {
-            self.waiting.insert(id, frame);
-            return;
+        self.waiting.insert(id, frame);
+        if self.wanted {
+            self.drawn(post);
         }
-        self.in_flight.insert(id);
-        send_picture(id, &frame, post);
     }
 
-    fn taken(&mut self, id: ParticipantId, post: &Post) {
-        self.in_flight.remove(&id);
-        if let Some(frame) = self.waiting.remove(&id) {
-            self.in_flight.insert(id);
+    fn drawn(&mut self, post: &Post) {
+        self.wanted = self.waiting.is_empty();
+        for (id, frame) in self.waiting.drain() {
             send_picture(id, &frame, post);
         }
     }

@@ -16,8 +16,9 @@ pub enum ToWorker {
     Start(CallConfig),
     /// A command for the call.
     Command(Command),
-    /// The page took the last picture of a participant: the next may come.
-    PictureTaken(ParticipantId),
+    /// The page drew a frame: the newest pictures may come (one per participant, at most once a
+    /// frame, so a page that draws seldom is not sent pictures it never shows).
+    Drawn,
 }
 
 /// From the worker to the page.
