@@ -59,9 +59,7 @@ impl RelayProcess {
         let hash_line = lines.next().and_then(Result::ok).expect("hash line");
         let hex = hash_line.split_whitespace().nth(2).expect("hash");
         let mut hash = [0u8; 32];
-        for (i, byte) in hash.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
-        }
+        hex::decode_to_slice(hex, &mut hash).expect("hex");
         Self { child, url, hash }
     }
 

@@ -25,7 +25,7 @@ pub struct CertificateHash(pub [u8; 32]);
 impl fmt::Display for CertificateHash {
     /// Lowercase hex, no separators: what `/certificate.sha256` serves.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
