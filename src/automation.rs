@@ -13,8 +13,8 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_dis
 use bevy::render::{Render, RenderApp, RenderSystems};
 
 use crate::call::CallEnded;
-use crate::screens::Screen;
 use crate::settings::Settings;
+use crate::state::Screen;
 
 pub(super) fn plugin(app: &mut App) {
     let ready = PipelinesReady::default();

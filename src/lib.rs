@@ -6,7 +6,8 @@
 //! imported by the engine. Its parts, one folder (and one plugin) each:
 //! - [`call`]: the one plugin that owns the engine's handle: it starts calls and turns their
 //!   events into messages the other plugins read;
-//! - [`screens`]: the screens as states (join → connecting → in room → left);
+//! - [`state`]: which screen the client shows (join → connecting → in room → left), below all;
+//! - [`screens`]: the screens drawn over those states, and the moves between them;
 //! - [`participants`]: one entity per participant, following joins, leaves, poses and mutes;
 //! - [`room`]: the 3D room, the video panels, the layout and the local avatar's movement;
 //! - [`audio`]: where the listener and every voice are, for the engine's spatial mixer, and
@@ -23,6 +24,7 @@ pub mod participants;
 pub mod room;
 pub mod screens;
 pub mod settings;
+pub mod state;
 pub mod ui;
 
 use bevy::prelude::*;
@@ -53,6 +55,7 @@ pub fn logic_plugin(app: &mut App) {
             .chain(),
     );
     app.add_plugins((
+        state::plugin,
         screens::plugin,
         call::plugin,
         devices::plugin,

@@ -14,7 +14,7 @@ use rotunda::call::{
 };
 use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
 use rotunda::room::layout::{self, PANEL_WIDTH};
-use rotunda::screens::{LeftReason, Screen};
+use rotunda::state::{LeftReason, Screen};
 use rotunda::settings::Settings;
 use rotunda::ui::model::{ChatLog, Panels, ParticipantRows};
 use rotunda_engine::audio::Mixer;

@@ -30,6 +30,7 @@ pub mod js;
 pub mod mailbox;
 pub mod media;
 pub mod rt;
+pub mod session;
 mod sync;
 pub mod transport;
 pub mod worker;

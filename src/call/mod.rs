@@ -24,8 +24,8 @@ use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose
 
 use crate::AppSystems;
 use crate::devices::{DeviceStates, Devices};
-use crate::screens::{LeftReason, Retry, Screen};
 use crate::settings::Settings;
+use crate::state::Screen;
 
 /// Call events turned into messages per frame, at most; the rest wait for the next frame.
 pub const EVENTS_PER_FRAME: usize = 256;
@@ -44,7 +44,6 @@ pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Connection>();
     app.init_resource::<VoiceLevels>();
     app.add_systems(Update, drain_call.in_set(AppSystems::RecordInput));
-    app.add_systems(Update, follow_call_end.in_set(AppSystems::Update));
 }
 
 /// Starting calls (and, natively, the in-process relay): the part that opens devices and
@@ -397,35 +396,4 @@ fn drain_call(
             }
         }
     }
-}
-
-/// Leaves the room screen when the call ends, with the reason and an automatic retry for a
-/// lost connection.
-fn follow_call_end(
-    mut ended: MessageReader<CallEnded>,
-    mut joined: MessageReader<CallJoined>,
-    screen: Res<State<Screen>>,
-    mut next: ResMut<NextState<Screen>>,
-    mut reason: ResMut<LeftReason>,
-    settings: Res<Settings>,
-) {
-    if joined.read().last().is_some() && *screen.get() == Screen::Connecting {
-        reason.retry = None;
-        next.set(Screen::InRoom);
-    }
-    let Some(end) = ended.read().last() else {
-        return;
-    };
-    // Only a call being joined or in progress leads to the left screen.
-    if !matches!(screen.get(), Screen::Connecting | Screen::InRoom) {
-        return;
-    }
-    let attempt = reason.retry.as_ref().map_or(0, |r| r.attempt + 1);
-    // A scripted run does not retry: it reports and exits.
-    let retry = end.retry && settings.duration.is_none() && settings.screenshot.is_none();
-    *reason = LeftReason {
-        message: end.error.as_ref().map(Error::explain),
-        retry: retry.then(|| Retry::after(attempt)),
-    };
-    next.set(Screen::Left);
 }

@@ -16,7 +16,7 @@ use crate::call::{
     ParticipantMuted,
 };
 use crate::room::layout;
-use crate::screens::Screen;
+use crate::state::Screen;
 
 /// How long arrivals and departures animate.
 pub const APPEAR: Duration = Duration::from_millis(600);

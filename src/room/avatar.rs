@@ -11,13 +11,12 @@ use rotunda_proto::{ParticipantId, Pose};
 
 use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS};
 use super::panel::{VideoMaterial, VideoSurface};
-use super::scene::SelfView;
 use crate::AppSystems;
 use crate::call::Command;
 use crate::call::{Call, CallJoined, CallRejoined};
 use crate::devices::Devices;
 use crate::participants::Roster;
-use crate::screens::Screen;
+use crate::state::Screen;
 
 /// Walking speed, m/s.
 const SPEED: f32 = 2.5;
@@ -248,4 +247,15 @@ fn show_self_view(
         };
         surface.show_newest(call.pictures(), you, &mut images, &mut videos);
     }
+}
+
+/// The self-view in the corner of the viewer's sight.
+#[derive(Component, Debug)]
+pub struct SelfView {
+    /// Its material.
+    pub material: Handle<VideoMaterial>,
+    /// Its texture.
+    pub image: Handle<Image>,
+    /// The serial of the picture shown.
+    pub shown: u64,
 }

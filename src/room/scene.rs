@@ -11,7 +11,7 @@ use bevy::window::RequestRedraw;
 use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
 
-use super::avatar::Avatar;
+use super::avatar::{Avatar, SelfView};
 use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS};
 use super::panel::{PanelUniform, VideoMaterial, planes_image};
 use crate::audio::Ears;
@@ -105,17 +105,6 @@ fn keep_the_ring_in_sight(mut cameras: Query<(&Camera, &mut Projection), With<Ea
             projection.set_changed();
         }
     }
-}
-
-/// The self-view in the corner of the viewer's sight.
-#[derive(Component, Debug)]
-pub struct SelfView {
-    /// Its material.
-    pub material: Handle<VideoMaterial>,
-    /// Its texture.
-    pub image: Handle<Image>,
-    /// The serial of the picture shown.
-    pub shown: u64,
 }
 
 fn spawn_viewer(

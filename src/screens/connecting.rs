@@ -3,9 +3,9 @@
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::Screen;
 use crate::call::Call;
 use crate::settings::Settings;
+use crate::state::Screen;
 
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(

@@ -4,8 +4,8 @@
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::Screen;
 use crate::settings::{DeviceChoice, Settings};
+use crate::state::Screen;
 use rotunda_engine::VideoSpec;
 
 pub(super) fn plugin(app: &mut App) {

@@ -1,15 +1,16 @@
 //! The screen after leaving: why the call ended, and a way back in. A lost connection is retried
 //! on its own, with a growing pause.
 
-use std::time::Duration;
-
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::Screen;
+use crate::AppSystems;
+use crate::call::{CallEnded, CallJoined, Error};
+use crate::settings::Settings;
+use crate::state::{LeftReason, Retry, Screen};
 
 pub(super) fn plugin(app: &mut App) {
-    app.init_resource::<LeftReason>();
+    app.add_systems(Update, follow_call_end.in_set(AppSystems::Update));
     app.add_systems(Update, retry_after_pause.run_if(in_state(Screen::Left)));
     app.add_systems(
         EguiPrimaryContextPass,
@@ -17,33 +18,35 @@ pub(super) fn plugin(app: &mut App) {
     );
 }
 
-/// Why the call ended, for the left screen.
-#[derive(Resource, Debug, Default, Clone)]
-pub struct LeftReason {
-    /// What to tell the user; `None` when they left by choice.
-    pub message: Option<String>,
-    /// When set, the client rejoins on its own.
-    pub retry: Option<Retry>,
-}
-
-/// An automatic rejoin after a lost connection.
-#[derive(Debug, Clone)]
-pub struct Retry {
-    /// Counts down to the next attempt.
-    pub timer: Timer,
-    /// Attempts made so far.
-    pub attempt: u32,
-}
-
-impl Retry {
-    /// The next attempt: 1 s, 2 s, 4 s … up to 15 s apart.
-    pub fn after(attempt: u32) -> Self {
-        let seconds = (1u64 << attempt.min(4)).min(15);
-        Self {
-            timer: Timer::new(Duration::from_secs(seconds), TimerMode::Once),
-            attempt,
-        }
+/// Follows the call: into the room once joined; to this screen when the call ends, with the
+/// reason and an automatic retry for a lost connection.
+fn follow_call_end(
+    mut ended: MessageReader<CallEnded>,
+    mut joined: MessageReader<CallJoined>,
+    screen: Res<State<Screen>>,
+    mut next: ResMut<NextState<Screen>>,
+    mut reason: ResMut<LeftReason>,
+    settings: Res<Settings>,
+) {
+    if joined.read().last().is_some() && *screen.get() == Screen::Connecting {
+        reason.retry = None;
+        next.set(Screen::InRoom);
     }
+    let Some(end) = ended.read().last() else {
+        return;
+    };
+    // Only a call being joined or in progress leads to the left screen.
+    if !matches!(screen.get(), Screen::Connecting | Screen::InRoom) {
+        return;
+    }
+    let attempt = reason.retry.as_ref().map_or(0, |r| r.attempt + 1);
+    // A scripted run does not retry: it reports and exits.
+    let retry = end.retry && settings.duration.is_none() && settings.screenshot.is_none();
+    *reason = LeftReason {
+        message: end.error.as_ref().map(Error::explain),
+        retry: retry.then(|| Retry::after(attempt)),
+    };
+    next.set(Screen::Left);
 }
 
 fn retry_after_pause(

@@ -15,8 +15,8 @@ use crate::call::{Call, Command, Connection};
 use crate::devices::{Devices, SourceState};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 use crate::room::layout::PANEL_HEIGHT;
-use crate::screens::Screen;
 use crate::settings::Settings;
+use crate::state::Screen;
 use model::{CallStats, ChatLog, Panels, ParticipantRows};
 
 /// The UI's model, without drawing (what tests build on).

@@ -6,7 +6,7 @@ use bevy::prelude::*;
 use crate::AppSystems;
 use crate::call::{CallJoined, ChatReceived, LiveStats, StatsUpdated};
 use crate::participants::{Muted, Participant, Roster, Speaking};
-use crate::screens::Screen;
+use crate::state::Screen;
 
 /// Chat lines kept for the session.
 pub const CHAT_KEPT: usize = 1_000;

@@ -5,20 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Where and as whom to join.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JoinOptions {
-    /// The relay's URL, e.g. `https://127.0.0.1:4443`.
-    pub relay: String,
-    /// SHA-256 of the relay's certificate to pin; fetched from a loopback relay when absent.
-    pub cert_hash: Option<[u8; 32]>,
-    /// Room to join.
-    pub room: String,
-    /// Display name.
-    pub name: String,
-    /// Access token, if the relay wants one.
-    pub token: Option<String>,
-}
+use crate::session::JoinOptions;
 
 /// Resolution and frame rate, written `640x480@30`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The call, written once as a sans-IO state machine in the manner of `rotunda_proto::room::Room`:
 //! what happened goes in through `handle_*` (with `now`), what to do comes out through `poll_*`,
 //! and [`Call::poll_timeout`] says when to come back. It opens no socket and reads no clock, so
-//! its tests run on a simulated clock; each platform's driver (`crate::driver`) only carries
+//! its tests run on a simulated clock; each platform's driver ([`run`](crate::run)) only carries
 //! bytes between it, the transport, the codecs and the application.
 //!
 //! A call joins a room, publishes a video source (H.264) and an audio source (Opus), subscribes to
@@ -24,12 +24,13 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use rotunda_proto::{
-    FromRelay, MediaFrame, MediaHeader, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay,
-    TrackId, TrackInfo, TrackKind, TrackSource,
+    FromRelay, MediaFrame, MediaHeader, ParticipantId, Pose, Resume, ToRelay, TrackId, TrackInfo,
+    TrackKind, TrackSource,
 };
 use web_time::Instant;
 
-pub use config::{CallConfig, JoinOptions, VideoSpec};
+pub use crate::session::{JoinOptions, Joined};
+pub use config::{CallConfig, VideoSpec};
 pub use events::{CallEvent, Command, LivePeer, LiveStats};
 pub use report::{BotReport, ChatLine, PeerReport, Reconnection};
 
@@ -133,19 +134,6 @@ pub enum Action {
     Disconnect,
     /// Say goodbye, close the session, then report with [`Call::handle_left`].
     Leave,
-}
-
-/// A session the driver opened: what the relay's welcome said.
-#[derive(Debug, Clone)]
-pub struct Joined {
-    /// Our id.
-    pub you: ParticipantId,
-    /// Everyone else present.
-    pub roster: Vec<ParticipantInfo>,
-    /// What to present to keep our place next time.
-    pub resume: Resume,
-    /// The relay kept our place from the last session.
-    pub resumed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -22,7 +22,7 @@ use rotunda_proto::{
 };
 
 use crate::Error;
-use crate::call::{JoinOptions, Joined};
+use crate::session::{JoinOptions, Joined};
 
 /// Events queued for the call before media is dropped (control is never dropped).
 const EVENT_QUEUE: usize = 4096;

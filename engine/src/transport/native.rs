@@ -25,7 +25,7 @@ use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, Var
 use super::trust::{self, is_loopback};
 use super::{CONTROL_QUEUE, EVENT_QUEUE, Event, VIDEO_IN_FLIGHT, closed, hello, welcome};
 use crate::Error;
-use crate::call::{JoinOptions, Joined};
+use crate::session::{JoinOptions, Joined};
 use crate::sync::lock;
 
 /// A video frame not delivered by then is abandoned.

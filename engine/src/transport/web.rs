@@ -24,8 +24,8 @@ use web_time::Instant;
 use super::trust;
 use super::{CONTROL_QUEUE, EVENT_QUEUE, Event, VIDEO_IN_FLIGHT, hello, welcome};
 use crate::Error;
-use crate::call::{JoinOptions, Joined};
 use crate::js::{self, get, object, spawn, wait};
+use crate::session::{JoinOptions, Joined};
 
 /// A video frame not delivered by then is abandoned (ms).
 const STALE_VIDEO_MS: i32 = 1000;

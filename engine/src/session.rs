@@ -1,0 +1,33 @@
+//! What a session is about, below both the call and the transport: where and as whom to join,
+//! and what the relay's welcome said.
+
+use rotunda_proto::{ParticipantId, ParticipantInfo, Resume};
+use serde::{Deserialize, Serialize};
+
+/// Where and as whom to join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinOptions {
+    /// The relay's URL, e.g. `https://127.0.0.1:4443`.
+    pub relay: String,
+    /// SHA-256 of the relay's certificate to pin; fetched from a loopback relay when absent.
+    pub cert_hash: Option<[u8; 32]>,
+    /// Room to join.
+    pub room: String,
+    /// Display name.
+    pub name: String,
+    /// Access token, if the relay wants one.
+    pub token: Option<String>,
+}
+
+/// A session the driver opened: what the relay's welcome said.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// Our id.
+    pub you: ParticipantId,
+    /// Everyone else present.
+    pub roster: Vec<ParticipantInfo>,
+    /// What to present to keep our place next time.
+    pub resume: Resume,
+    /// The relay kept our place from the last session.
+    pub resumed: bool,
+}
