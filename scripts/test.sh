@@ -10,7 +10,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The browser build: its lints, then the bundle the browser test loads (wasm/dist); this also
 # installs the wasm32 target and wasm-bindgen-cli.
 bash scripts/web.sh
-cargo clippy --quiet -p rotunda-wasm --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --quiet -p rotunda-wasm -p rotunda-worker --target wasm32-unknown-unknown -- -D warnings
 # The browser test drives Debian's Chromium with playwright-core (tests/browser).
 if ! command -v chromium >/dev/null 2>&1; then
     echo "installing chromium ..."

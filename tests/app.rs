@@ -14,8 +14,8 @@ use rotunda::call::{
 };
 use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
 use rotunda::room::layout::{self, PANEL_WIDTH};
-use rotunda::state::{LeftReason, Screen};
 use rotunda::settings::Settings;
+use rotunda::state::{LeftReason, Screen};
 use rotunda::ui::model::{ChatLog, Panels, ParticipantRows};
 use rotunda_engine::audio::Mixer;
 use rotunda_engine::audio::spatial::VoiceParams;

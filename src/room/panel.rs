@@ -82,12 +82,19 @@ pub struct PanelParts {
     pub shown: u64,
     /// Since when the panel has been out of sight or tiny.
     pub unseen_since: Option<Duration>,
+    /// For how many frames in a row it has been.
+    pub unseen_frames: u32,
     /// The call was told nobody sees this participant's video (it is not decoded).
     pub hidden: bool,
 }
 
-/// A panel out of sight (or smaller than this many pixels tall) this long stops being decoded.
+/// A panel out of sight (or smaller than this many pixels tall) this long, and for this many
+/// frames, stops being decoded. Both: a page that draws slowly (a software renderer, shaders
+/// compiling) may see a second pass between two frames, and an arriving panel is not in view
+/// until it was drawn once.
 pub const UNSEEN_GRACE: Duration = Duration::from_secs(1);
+/// See [`UNSEEN_GRACE`].
+pub const UNSEEN_FRAMES: u32 = 10;
 /// Panels shorter than this on screen are not worth decoding.
 pub const TINY_PIXELS: f32 = 24.0;
 
@@ -198,12 +205,13 @@ fn dress_panel(
             image,
             shown: 0,
             unseen_since: None,
+            unseen_frames: 0,
             hidden: false,
         });
 }
 
-/// Stops decoding the video of panels out of sight or tiny for [`UNSEEN_GRACE`]; resumes (from a
-/// keyframe) as soon as they show.
+/// Stops decoding the video of panels out of sight or tiny for [`UNSEEN_GRACE`] and
+/// [`UNSEEN_FRAMES`]; resumes (from a keyframe) as soon as they show.
 fn pause_hidden_video(
     time: Res<Time<Real>>,
     call: Option<Res<Call>>,
@@ -230,18 +238,27 @@ fn pause_hidden_video(
         let seen = in_view && tall >= TINY_PIXELS;
         if seen {
             parts.unseen_since = None;
-        } else if parts.unseen_since.is_none() {
-            parts.unseen_since = Some(now);
+            parts.unseen_frames = 0;
+        } else {
+            parts.unseen_since.get_or_insert(now);
+            parts.unseen_frames = parts.unseen_frames.saturating_add(1);
         }
-        let hidden = parts
-            .unseen_since
-            .is_some_and(|since| now.saturating_sub(since) >= UNSEEN_GRACE);
+        let hidden = parts.unseen_frames >= UNSEEN_FRAMES
+            && parts
+                .unseen_since
+                .is_some_and(|since| now.saturating_sub(since) >= UNSEEN_GRACE);
         if hidden != parts.hidden
             && call.send(Command::Visible {
                 id: participant.id,
                 visible: !hidden,
             })
         {
+            let what = if hidden {
+                "paused: out of sight"
+            } else {
+                "back in sight"
+            };
+            tracing::info!(id = %participant.id, "a panel's video is {what}");
             parts.hidden = hidden;
         }
     }

@@ -119,7 +119,8 @@ class Page {
   }
 
   say(line) {
-    process.stderr.write(`[${this.name}] ${line}\n`);
+    const at = this.openedAt ? ` ${((Date.now() - this.openedAt) / 1000).toFixed(1)} s` : '';
+    process.stderr.write(`[${this.name}${at}] ${line}\n`);
   }
 
   onConsole(message) {
@@ -147,7 +148,9 @@ class Page {
     const where = type === 'error' && !text.startsWith(ERROR) ? message.location()?.url : '';
     const line = where ? `${text} (${where})` : text;
     this.keep(`console.${type}: ${line}`);
-    if (text.startsWith(ERROR) || type === 'error') this.say(line);
+    // Warnings too: the engine's (tracing's WARN, through console.log) explain what a count shows.
+    const warning = type === 'warning' || /(^|%c|\s)WARN\b/.test(text);
+    if (text.startsWith(ERROR) || type === 'error' || warning) this.say(line);
   }
 
   async open(executablePath, headful) {

@@ -1124,6 +1124,13 @@ impl Call {
             .is_some_and(|decoder| decoder.queue_size() > DECODE_BACKLOG)
         {
             // The decoder fell behind: it finishes what it has, and takes up again at a keyframe.
+            if !video.needs_keyframe {
+                tracing::warn!(
+                    from = %track.participant,
+                    queued = DECODE_BACKLOG,
+                    "a video decoder fell behind; waiting for a keyframe"
+                );
+            }
             video.needs_keyframe = true;
             self.stats.peer(track.participant).video_skipped += 1;
             self.request_keyframe(track, now);
