@@ -46,9 +46,9 @@ fn settings_from_page() -> Result<Settings, String> {
         // A page zoomed out (or a browser told to draw fewer pixels, as the browser test does
         // on its software renderer) has fewer pixels than CSS pixels.
         scale_factor: Some(window.device_pixel_ratio() as f32).filter(|ratio| *ratio < 1.0),
-        // Drawn on the CPU (SwiftShader), a frame blocks the page's thread, which the call
-        // shares, for 200–500 ms: one every 1.5 s leaves the call most of it (with two pages
-        // and a bot on two cores, one every 800 ms starved the calls).
+        // Drawn on the CPU (SwiftShader), a frame takes a core for 200–500 ms. The call runs in
+        // its worker either way (`frames=continuous` draws back to back and the call keeps
+        // time), but on a small machine a frame every 1.5 s leaves the CPU to the codecs.
         software_frame_interval: Some(std::time::Duration::from_millis(1500)),
         ..Settings::default()
     };
