@@ -9,13 +9,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::PATIENCE;
 use rotunda_engine::BotReport;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 /// How long the window and the bot stay (they are killed relays and rejoins apart).
@@ -54,8 +55,9 @@ async fn a_window_and_a_bot_rejoin_a_restarted_relay_within_seconds() {
         .arg(&window_stats)
         .env("WGPU_BACKEND", "vulkan")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let window = Guard(window.spawn().expect("xvfb-run starts"));
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let window = window.spawn().expect("xvfb-run starts");
 
     let bot_stats = dir.join("bot.json");
     let mut bot = Command::new(env!("CARGO_BIN_EXE_rotunda"));
@@ -65,9 +67,10 @@ async fn a_window_and_a_bot_rejoin_a_restarted_relay_within_seconds() {
         .arg("--stats-json")
         .arg(&bot_stats)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut bot = Guard(bot.spawn().expect("the bot starts"));
-    let mut status = lines(bot.0.stdout.take().expect("piped"));
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut bot = bot.spawn().expect("the bot starts");
+    let mut status = lines(bot.stdout.take().expect("piped"));
 
     // Both in the room, media flowing: the bot sees the window's video.
     wait_line(&mut status, |line| {
@@ -77,8 +80,7 @@ async fn a_window_and_a_bot_rejoin_a_restarted_relay_within_seconds() {
 
     // The relay dies without a word to anyone, and comes back on the same port.
     let killed_at = now_ms();
-    relay.0.kill().expect("kills the relay");
-    let _ = relay.0.wait();
+    relay.kill().await.expect("kills the relay");
     tokio::time::sleep(DOWN).await;
     let (restarted, again) = start_relay(&relay_bin, &addr).await;
     let answered_at = now_ms();
@@ -148,45 +150,28 @@ async fn a_window_and_a_bot_rejoin_a_restarted_relay_within_seconds() {
     std::fs::write(dir.join("figures.txt"), figures.join("\n")).expect("writes the figures");
 }
 
-/// A child killed if the test ends before it does.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+/// Waits at most `within` for the child to exit; whether it succeeded. One that does not exit in
+/// time is killed and counts as failed.
+async fn finish(mut child: Child, within: Duration) -> bool {
+    match tokio::time::timeout(within, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        _ => {
+            let _ = child.kill().await;
+            false
         }
     }
 }
 
-/// Waits (off the async workers, at most `within`) for the child to exit; whether it succeeded.
-/// One that does not exit in time is killed and counts as failed.
-async fn finish(mut child: Guard, within: Duration) -> bool {
-    let waited = tokio::time::timeout(
-        within,
-        tokio::task::spawn_blocking(move || {
-            let status = child.0.wait();
-            (child, status)
-        }),
-    )
-    .await;
-    match waited {
-        Ok(Ok((_, Ok(status)))) => status.success(),
-        _ => false,
-    }
-}
-
 /// Starts the relay's binary on `listen`; returns it and its URL once it says it serves.
-async fn start_relay(binary: &Path, listen: &str) -> (Guard, String) {
+async fn start_relay(binary: &Path, listen: &str) -> (Child, String) {
     let mut child = Command::new(binary)
         .args(["--listen", listen])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
     let mut out = lines(child.stdout.take().expect("piped"));
-    let child = Guard(child);
     let line = wait_line(&mut out, |line| {
         line.starts_with("rotunda-relay serving on ")
     })
@@ -198,11 +183,11 @@ async fn start_relay(binary: &Path, listen: &str) -> (Guard, String) {
 }
 
 /// The lines of a child's output, as they come.
-fn lines(from: impl std::io::Read + Send + 'static) -> mpsc::UnboundedReceiver<String> {
+fn lines(from: tokio::process::ChildStdout) -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(from).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
             if tx.send(line).is_err() {
                 break;
             }

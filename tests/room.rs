@@ -41,7 +41,7 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
     // Nothing from an earlier run may pass for this one's.
     let _ = std::fs::remove_file(&stats);
     let _ = std::fs::remove_file(&shot);
-    let mut viewer = std::process::Command::new("xvfb-run");
+    let mut viewer = tokio::process::Command::new("xvfb-run");
     viewer
         .args(["-a", "-s", "-screen 0 1280x720x24"])
         .arg(env!("CARGO_BIN_EXE_rotunda"))
@@ -62,18 +62,16 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
         .arg(&shot)
         .env("WGPU_BACKEND", "vulkan")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Killed if the wait below gives up.
+        .kill_on_drop(true);
     let viewer = viewer
         .spawn()
         .expect("xvfb-run starts (apt-get install xvfb mesa-vulkan-drivers)");
-    let output = tokio::time::timeout(
-        PATIENCE * 6,
-        tokio::task::spawn_blocking(move || viewer.wait_with_output()),
-    )
-    .await
-    .expect("the viewer finishes within two minutes")
-    .expect("the wait")
-    .expect("the viewer runs");
+    let output = tokio::time::timeout(PATIENCE * 6, viewer.wait_with_output())
+        .await
+        .expect("the viewer finishes within two minutes")
+        .expect("the viewer runs");
     for bot in &bots {
         bot.abort();
     }
