@@ -1,7 +1,7 @@
 //! What a session is about, below both the call and the transport: where and as whom to join,
 //! and what the relay's welcome said.
 
-use rotunda_proto::{ParticipantId, ParticipantInfo, Resume};
+use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Resume};
 use serde::{Deserialize, Serialize};
 
 /// Where and as whom to join.
@@ -30,4 +30,28 @@ pub struct Joined {
     pub resume: Resume,
     /// The relay kept our place from the last session.
     pub resumed: bool,
+}
+
+impl Joined {
+    /// The relay's welcome, read; any other message is handed back.
+    pub fn from_welcome(message: FromRelay) -> Result<Self, FromRelay> {
+        match message {
+            FromRelay::Welcome {
+                you,
+                participants,
+                resume_secret,
+                resumed,
+                ..
+            } => Ok(Self {
+                you,
+                roster: participants,
+                resume: Resume {
+                    id: you,
+                    secret: resume_secret,
+                },
+                resumed,
+            }),
+            other => Err(other),
+        }
+    }
 }

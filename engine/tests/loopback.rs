@@ -61,11 +61,9 @@ struct RawControl {
     roster: Vec<rotunda_proto::ParticipantInfo>,
 }
 
-/// Joins with a raw WebTransport client, so the test can send what no real client would.
-async fn raw_join(
+/// Opens a raw WebTransport session and its control stream, with nothing said yet.
+async fn raw_connect(
     relay: &TestRelay,
-    room: &str,
-    name: &str,
 ) -> (wtransport::Connection, wtransport::SendStream, RawControl) {
     let config = wtransport::ClientConfig::builder()
         .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -73,12 +71,27 @@ async fn raw_join(
         .build();
     let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
     let connection = endpoint.connect(&relay.url).await.expect("connects");
-    let (mut send, recv) = connection
+    let (send, recv) = connection
         .open_bi()
         .await
         .expect("opens")
         .await
         .expect("opened");
+    let control = RawControl {
+        recv,
+        decoder: FrameDecoder::new(),
+        roster: Vec::new(),
+    };
+    (connection, send, control)
+}
+
+/// Joins with a raw WebTransport client, so the test can send what no real client would.
+async fn raw_join(
+    relay: &TestRelay,
+    room: &str,
+    name: &str,
+) -> (wtransport::Connection, wtransport::SendStream, RawControl) {
+    let (connection, mut send, mut control) = raw_connect(relay).await;
     let mut hello = Vec::new();
     framing::encode_into(
         &ToRelay::Hello {
@@ -99,11 +112,6 @@ async fn raw_join(
     )
     .expect("encodes");
     send.write_all(&hello).await.expect("writes");
-    let mut control = RawControl {
-        recv,
-        decoder: FrameDecoder::new(),
-        roster: Vec::new(),
-    };
     match raw_next(&mut control).await {
         Some(FromRelay::Welcome { participants, .. }) => control.roster = participants,
         other => panic!("expected a welcome, got {other:?}"),
@@ -492,18 +500,7 @@ async fn the_dev_certificate_fingerprint_is_served_and_trusted_on_loopback() {
 #[tokio::test]
 async fn an_old_client_is_refused_clearly() {
     let relay = start_relay(|_| {}).await;
-    let config = wtransport::ClientConfig::builder()
-        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(relay.hash)])
-        .build();
-    let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
-    let connection = endpoint.connect(&relay.url).await.expect("connects");
-    let (mut send, recv) = connection
-        .open_bi()
-        .await
-        .expect("opens")
-        .await
-        .expect("opened");
+    let (connection, mut send, mut control) = raw_connect(&relay).await;
     let mut hello = Vec::new();
     framing::encode_into(
         &ToRelay::Hello {
@@ -514,11 +511,6 @@ async fn an_old_client_is_refused_clearly() {
     )
     .expect("encodes");
     send.write_all(&hello).await.expect("writes");
-    let mut control = RawControl {
-        recv,
-        decoder: FrameDecoder::new(),
-        roster: Vec::new(),
-    };
     let code = raw_error(&mut control).await;
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert_closed_with(&connection, ErrorCode::UnsupportedVersion).await;

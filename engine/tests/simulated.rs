@@ -172,25 +172,13 @@ impl Sim {
                 let mut held = Vec::new();
                 let mut welcome = None;
                 while let Some((to, message)) = self.room.poll_control() {
-                    match message {
-                        FromRelay::Welcome {
-                            you,
-                            participants,
-                            resume_secret,
-                            resumed,
-                            ..
-                        } if to == joined.id && welcome.is_none() => {
-                            welcome = Some(Joined {
-                                you,
-                                roster: participants,
-                                resume: rotunda_proto::Resume {
-                                    id: you,
-                                    secret: resume_secret,
-                                },
-                                resumed,
-                            });
+                    if to == joined.id && welcome.is_none() {
+                        match Joined::from_welcome(message) {
+                            Ok(first) => welcome = Some(first),
+                            Err(other) => held.push((to, other)),
                         }
-                        other => held.push((to, other)),
+                    } else {
+                        held.push((to, message));
                     }
                 }
                 peer.id = Some(joined.id);
@@ -258,6 +246,12 @@ impl Sim {
             self.step();
         }
         panic!("not done within {limit:?}");
+    }
+
+    /// What `index`'s user asks of its call, now.
+    fn command(&mut self, index: usize, command: Command) {
+        let now = self.now;
+        self.peers[index].call.handle_command(command, now);
     }
 
     fn report(&self, index: usize) -> rotunda_engine::BotReport {
@@ -439,26 +433,24 @@ fn video_nobody_sees_is_not_decoded_and_resumes_at_a_keyframe() {
     let bob = sim.add(config("bob", true));
     sim.run_for(Duration::from_secs(1));
     let ada_id = sim.peers[ada].id.expect("joined");
-    let now = sim.now;
-    sim.peers[bob].call.handle_command(
+    sim.command(
+        bob,
         Command::Visible {
             id: ada_id,
             visible: false,
         },
-        now,
     );
     let decoded = sim.report(bob).peers["ada"].video_frames_decoded;
     sim.run_for(Duration::from_secs(2));
     let hidden = sim.report(bob);
     assert_eq!(hidden.peers["ada"].video_frames_decoded, decoded);
     assert!(hidden.peers["ada"].video_frames_skipped >= 25);
-    let now = sim.now;
-    sim.peers[bob].call.handle_command(
+    sim.command(
+        bob,
         Command::Visible {
             id: ada_id,
             visible: true,
         },
-        now,
     );
     sim.run_for(Duration::from_secs(2));
     let shown = sim.report(bob);
@@ -473,13 +465,8 @@ fn a_muted_microphone_and_camera_send_nothing_and_others_see_it() {
     let ada = sim.add(config("ada", true));
     let bob = sim.add(config("bob", false));
     sim.run_for(Duration::from_secs(1));
-    let now = sim.now;
-    sim.peers[ada]
-        .call
-        .handle_command(Command::Microphone(false), now);
-    sim.peers[ada]
-        .call
-        .handle_command(Command::Camera(false), now);
+    sim.command(ada, Command::Microphone(false));
+    sim.command(ada, Command::Camera(false));
     sim.run_for(Duration::from_millis(100));
     let before = sim.report(ada);
     sim.run_for(Duration::from_secs(2));
@@ -502,8 +489,7 @@ fn leaving_says_goodbye_and_ends_with_the_report() {
     let ada = sim.add(config("ada", false));
     let bob = sim.add(config("bob", false));
     sim.run_for(Duration::from_secs(1));
-    let now = sim.now;
-    sim.peers[ada].call.handle_command(Command::Leave, now);
+    sim.command(ada, Command::Leave);
     sim.run_for(Duration::from_millis(50));
     assert!(sim.peers[ada].call.is_over());
     let Some(CallEvent::Ended { report, error }) = events_of(&sim, ada).last() else {
@@ -571,13 +557,12 @@ fn the_mixer_places_a_voice_that_is_heard() {
     let bob = sim.add(config("bob", false));
     sim.run_for(Duration::from_millis(500));
     let ada_id = sim.peers[ada].id.expect("joined");
-    let now = sim.now;
-    sim.peers[bob].call.handle_command(
+    sim.command(
+        bob,
         Command::Scene(rotunda_engine::audio::Scene {
             sources: vec![(ada_id, [3.0, 0.0, 0.0])],
             ..Default::default()
         }),
-        now,
     );
     sim.run_for(Duration::from_millis(500));
     let mut out = vec![0.0f32; 1920];

@@ -20,6 +20,7 @@ pub use web::{Session, connect};
 use rotunda_proto::{
     ErrorCode, FromRelay, MediaFrame, PROTOCOL_VERSION, Resume, ToRelay, TrackKind, framing,
 };
+use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::session::{JoinOptions, Joined};
@@ -41,6 +42,16 @@ pub enum Event {
     Media(MediaFrame, TrackKind),
     /// The session ended: why.
     Closed(Error),
+}
+
+/// Checks a control message and queues it for the writer: [`Error::Congested`] when the queue is
+/// full (the message is dropped), [`Error::Lost`] when the session is gone.
+fn queue_control(control: &mpsc::Sender<ToRelay>, message: ToRelay) -> Result<(), Error> {
+    message.validate()?;
+    control.try_send(message).map_err(|error| match error {
+        mpsc::error::TrySendError::Full(_) => Error::Congested,
+        mpsc::error::TrySendError::Closed(_) => Error::Lost,
+    })
 }
 
 /// The opening of a session: hello (as `agent`), then the join.
@@ -67,24 +78,10 @@ fn hello(options: &JoinOptions, resume: Option<Resume>, agent: &str) -> Result<V
 
 /// What the relay answers a join with: in (our welcome) or refused.
 fn welcome(message: FromRelay) -> Option<Result<Joined, Error>> {
-    match message {
-        FromRelay::Welcome {
-            you,
-            participants,
-            resume_secret,
-            resumed,
-            ..
-        } => Some(Ok(Joined {
-            you,
-            roster: participants,
-            resume: Resume {
-                id: you,
-                secret: resume_secret,
-            },
-            resumed,
-        })),
-        FromRelay::Error { code } => Some(Err(Error::Refused(code))),
-        _ => None,
+    match Joined::from_welcome(message) {
+        Ok(joined) => Some(Ok(joined)),
+        Err(FromRelay::Error { code }) => Some(Err(Error::Refused(code))),
+        Err(_) => None,
     }
 }
 

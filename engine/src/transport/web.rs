@@ -49,11 +49,7 @@ impl Session {
     /// Queues a control message. Fails with [`Error::Congested`] when the queue is full (the
     /// message is dropped), with [`Error::Lost`] when the session is gone.
     pub fn send(&self, message: ToRelay) -> Result<(), Error> {
-        message.validate()?;
-        self.control.try_send(message).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => Error::Congested,
-            mpsc::error::TrySendError::Closed(_) => Error::Lost,
-        })
+        super::queue_control(&self.control, message)
     }
 
     /// Sends an audio frame as a datagram (lost, not retried, if the network drops it).
