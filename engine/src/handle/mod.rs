@@ -1,5 +1,8 @@
 //! The application's handle on a running call ([`Engine`]): commands in, events out, and the
-//! newest picture and pose of everyone in mailboxes. Every channel is bounded.
+//! newest picture and pose of everyone in mailboxes. Every channel is bounded. What only matters
+//! at its newest (voice levels, live statistics, the live report) waits in a slot of its own,
+//! replaced rather than queued: an application that stops taking events for minutes (a hidden
+//! tab draws no frames) finds the events that count — joins, leaves, chat, the end — still there.
 //!
 //! It is the same on both platforms; what starts the call behind it differs: natively a tokio
 //! task in this process ([`native`]), in the browser a dedicated worker ([`web`]) whose messages
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use rotunda_proto::{FromRelay, ParticipantId, Pose};
 use tokio::sync::{Notify, mpsc};
 
-use crate::call::{CallEvent, Command};
+use crate::call::{BotReport, CallEvent, Command, LiveStats};
 use crate::driver::Outputs;
 use crate::mailbox::{Pictures, Poses};
 use crate::media::VideoFrame;
@@ -31,6 +34,7 @@ pub const EVENT_QUEUE: usize = 4096;
 pub struct Engine {
     commands: mpsc::Sender<Command>,
     events: Mutex<mpsc::Receiver<CallEvent>>,
+    latest: Arc<Mutex<Latest>>,
     /// Everyone's newest decoded picture (ours: the self-view).
     pub pictures: Arc<Pictures>,
     /// Everyone's newest pose.
@@ -48,9 +52,30 @@ pub struct EngineSide {
     pub presented: Arc<Notify>,
 }
 
+/// The newest of the events that replace each other.
+#[derive(Debug, Default)]
+struct Latest {
+    levels: Option<Vec<(ParticipantId, f32)>>,
+    stats: Option<LiveStats>,
+    report: Option<Box<BotReport>>,
+}
+
+impl Latest {
+    fn take(&mut self) -> Option<CallEvent> {
+        if let Some(levels) = self.levels.take() {
+            return Some(CallEvent::Levels(levels));
+        }
+        if let Some(stats) = self.stats.take() {
+            return Some(CallEvent::Stats(stats));
+        }
+        self.report.take().map(CallEvent::Report)
+    }
+}
+
 /// The call's output into the handle's channel and mailboxes.
 pub struct AppOutputs {
     events: mpsc::Sender<CallEvent>,
+    latest: Arc<Mutex<Latest>>,
     pictures: Arc<Pictures>,
     poses: Arc<Poses>,
     dropped: u64,
@@ -63,9 +88,11 @@ pub fn pair() -> (Engine, EngineSide) {
     let pictures = Arc::new(Pictures::default());
     let poses = Arc::new(Poses::default());
     let presented = Arc::new(Notify::new());
+    let latest = Arc::new(Mutex::new(Latest::default()));
     let engine = Engine {
         commands: commands_tx,
         events: Mutex::new(events),
+        latest: latest.clone(),
         pictures: pictures.clone(),
         poses: poses.clone(),
         presented: presented.clone(),
@@ -74,6 +101,7 @@ pub fn pair() -> (Engine, EngineSide) {
         commands,
         outputs: AppOutputs {
             events: events_tx,
+            latest,
             pictures,
             poses,
             dropped: 0,
@@ -111,10 +139,15 @@ impl Engine {
     /// The next event, `Ok(None)` when there is none now, [`Gone`] once the call is gone and
     /// every event was taken.
     pub fn next_event(&self) -> Result<Option<CallEvent>, Gone> {
-        match lock(&self.events).try_recv() {
-            Ok(event) => Ok(Some(event)),
-            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::error::TryRecvError::Disconnected) => Err(Gone),
+        let gone = match lock(&self.events).try_recv() {
+            Ok(event) => return Ok(Some(event)),
+            Err(mpsc::error::TryRecvError::Empty) => false,
+            Err(mpsc::error::TryRecvError::Disconnected) => true,
+        };
+        match lock(&self.latest).take() {
+            Some(event) => Ok(Some(event)),
+            None if gone => Err(Gone),
+            None => Ok(None),
         }
     }
 }
@@ -132,6 +165,27 @@ impl Outputs for AppOutputs {
             }
             _ => {}
         }
+        let event = {
+            let mut latest = lock(&self.latest);
+            match event {
+                CallEvent::Levels(levels) => {
+                    latest.levels = Some(levels);
+                    None
+                }
+                CallEvent::Stats(stats) => {
+                    latest.stats = Some(stats);
+                    None
+                }
+                CallEvent::Report(report) => {
+                    latest.report = Some(report);
+                    None
+                }
+                other => Some(other),
+            }
+        };
+        let Some(event) = event else {
+            return;
+        };
         if self.events.try_send(event).is_err() {
             // The application stopped taking events; only a bounded backlog waits for it.
             self.dropped += 1;
@@ -150,5 +204,58 @@ impl Outputs for AppOutputs {
 
     fn pose(&mut self, id: ParticipantId, pose: Pose) {
         self.poses.store(id, pose);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(seq: u64) -> CallEvent {
+        CallEvent::Relay(FromRelay::Chat {
+            seq,
+            from: ParticipantId(1),
+            name: "ada".into(),
+            text: format!("line {seq}"),
+        })
+    }
+
+    #[test]
+    fn an_application_that_stops_reading_keeps_every_event_that_counts() {
+        let (engine, mut side) = pair();
+        // Minutes of levels and statistics nobody took, with a few chat lines among them.
+        for round in 0..EVENT_QUEUE as u64 * 2 {
+            side.outputs
+                .event(CallEvent::Levels(vec![(ParticipantId(1), 0.5)]));
+            side.outputs.event(CallEvent::Stats(LiveStats {
+                seconds: round as f64,
+                ..LiveStats::default()
+            }));
+            if round % 1000 == 0 {
+                side.outputs.event(chat(round));
+            }
+        }
+        let mut chats = Vec::new();
+        let mut stats = Vec::new();
+        while let Ok(Some(event)) = engine.next_event() {
+            match event {
+                CallEvent::Relay(FromRelay::Chat { seq, .. }) => chats.push(seq),
+                CallEvent::Stats(live) => stats.push(live.seconds),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            chats,
+            (0..EVENT_QUEUE as u64 * 2)
+                .step_by(1000)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            stats,
+            [(EVENT_QUEUE * 2 - 1) as f64],
+            "only the newest statistics"
+        );
+        drop(side);
+        assert_eq!(engine.next_event(), Err(Gone));
     }
 }
