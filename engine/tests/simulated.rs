@@ -10,7 +10,7 @@ use rotunda_engine::call::{Action, Joined, Sources};
 use rotunda_engine::codec::native::NativeCodecs;
 use rotunda_engine::{Call, CallConfig, CallEvent, Command, Error, JoinOptions, VideoSpec};
 use rotunda_proto::room::{Room, RoomConfig};
-use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, TrackKind};
+use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, Pose, TrackKind};
 use web_time::Instant;
 
 /// The simulation's step.
@@ -25,6 +25,8 @@ struct Peer {
     stalled: Option<Vec<(rotunda_proto::MediaFrame, TrackKind)>>,
     events: Vec<CallEvent>,
     connects: Vec<Duration>,
+    /// The newest pose of everyone, as this call reported them.
+    poses: HashMap<ParticipantId, Pose>,
 }
 
 /// Calls and a relay, on a clock of their own.
@@ -83,6 +85,7 @@ impl Sim {
             stalled: None,
             events: Vec::new(),
             connects: Vec::new(),
+            poses: HashMap::new(),
         });
         self.peers.len() - 1
     }
@@ -141,7 +144,9 @@ impl Sim {
                 peer.events.push(event);
             }
             while peer.call.poll_picture().is_some() {}
-            while peer.call.poll_pose().is_some() {}
+            while let Some((id, pose)) = peer.call.poll_pose() {
+                peer.poses.insert(id, pose);
+            }
         }
         self.now += STEP;
     }
@@ -611,4 +616,78 @@ fn a_burst_after_a_stall_is_played_faster_not_dropped() {
         live.peers[0].jitter_depth <= 6,
         "back near the target: {live:?}"
     );
+}
+
+#[test]
+fn a_pose_held_back_by_the_control_budget_still_goes_out() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", false));
+    let bob = sim.add(config("bob", false));
+    sim.run_for(Duration::from_millis(500));
+    let ada_id = sim.peers[ada].id.expect("joined");
+    // Far more poses at once than the budget lets go; then she stands still.
+    for step in 0..200 {
+        let pose = Pose {
+            position: [step as f32, 0.0, 0.0],
+            ..Pose::default()
+        };
+        sim.command(ada, Command::Pose(pose));
+    }
+    sim.run_for(Duration::from_millis(500));
+    let seen = sim.peers[bob].poses.get(&ada_id).expect("a pose arrived");
+    assert_eq!(seen.position[0], 199.0, "bob sees where ada stopped");
+}
+
+#[test]
+fn a_mute_while_away_reaches_the_others_when_the_place_is_taken_back() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", true));
+    let bob = sim.add(config("bob", true));
+    sim.run_for(Duration::from_secs(1));
+    let ada_id = sim.peers[ada].id.expect("joined");
+    sim.peers[ada].cut = true;
+    sim.run_for(Duration::from_millis(2_200));
+    // Muted while rejoining: nothing can go out yet.
+    sim.command(ada, Command::Microphone(false));
+    sim.peers[ada].cut = false;
+    sim.run_until(Duration::from_secs(3), |sim| {
+        events_of(sim, ada)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Rejoined { .. }))
+    });
+    sim.run_for(Duration::from_millis(200));
+    assert!(
+        sim.peers[ada].connects.len() >= 2,
+        "ada rejoined: {:?}",
+        sim.peers[ada].connects
+    );
+    let muted = events_of(&sim, bob).iter().rev().find_map(|e| match e {
+        CallEvent::Relay(FromRelay::Mute { id, audio, .. }) if *id == ada_id => Some(*audio),
+        _ => None,
+    });
+    assert_eq!(muted, Some(true), "bob sees ada muted");
+}
+
+#[test]
+fn chat_sent_again_on_a_rejoin_is_counted_once() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", false));
+    let bob = sim.add(config("bob", false));
+    sim.run_for(Duration::from_millis(500));
+    sim.command(bob, Command::Chat("one".into()));
+    sim.command(bob, Command::Chat("two".into()));
+    sim.run_for(Duration::from_millis(200));
+    let before = sim.report(ada).chat_received;
+    assert!(before.iter().any(|line| line.text == "two"), "{before:?}");
+    // Ada's link drops; the relay keeps her place and sends her the room's chat again.
+    sim.peers[ada].cut = true;
+    sim.run_for(Duration::from_millis(2_200));
+    sim.peers[ada].cut = false;
+    sim.run_until(Duration::from_secs(3), |sim| {
+        events_of(sim, ada)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Rejoined { .. }))
+    });
+    sim.run_for(Duration::from_millis(200));
+    assert_eq!(sim.report(ada).chat_received, before, "each line once");
 }

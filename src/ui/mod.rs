@@ -387,7 +387,15 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                 stats.rtt_ms, stats.kbps_out, stats.kbps_in
             ));
             egui::Grid::new("peers").striped(true).show(ui, |ui| {
-                for header in ["who", "fps", "kb/s", "audio loss", "jitter", "latency"] {
+                for header in [
+                    "who",
+                    "fps",
+                    "kb/s",
+                    "audio loss",
+                    "jitter",
+                    "video",
+                    "audio",
+                ] {
                     ui.strong(header);
                 }
                 ui.end_row();
@@ -403,6 +411,7 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                     ui.label(format!("{:.1} %", peer.audio_loss * 100.0));
                     ui.label(format!("{} × 20 ms", peer.jitter_depth));
                     ui.label(format!("{:.0} ms", peer.video_latency_ms));
+                    ui.label(format!("{:.0} ms", peer.audio_latency_ms));
                     ui.end_row();
                 }
             });

@@ -112,6 +112,10 @@ pub struct LivePeer {
     pub jitter_depth: usize,
     /// Capture to decoded picture, median of the last frames.
     pub video_latency_ms: f64,
+    /// Capture to decoded sound, median of the last packets (about 0.6 s).
+    pub audio_latency_ms: f64,
+    /// The same, the most of those packets.
+    pub audio_latency_max_ms: f64,
 }
 
 impl LiveStats {
@@ -127,8 +131,13 @@ impl LiveStats {
         }
         for peer in &self.peers {
             line.push_str(&format!(
-                " {}: video {:.0} fps {:.0} ms, audio {:.0}/s |",
-                peer.name, peer.fps, peer.video_latency_ms, peer.audio_per_second
+                " {}: video {:.0} fps {:.0} ms, audio {:.0}/s {:.0} ms (max {:.0}) |",
+                peer.name,
+                peer.fps,
+                peer.video_latency_ms,
+                peer.audio_per_second,
+                peer.audio_latency_ms,
+                peer.audio_latency_max_ms
             ));
         }
         line

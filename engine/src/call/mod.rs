@@ -87,6 +87,8 @@ pub const SILENCE: Duration = Duration::from_secs(2);
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long one try at rejoining may take.
 pub const REJOIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Chat lines and departures a report keeps (the newest).
+pub const REPORT_LINES: usize = 1_000;
 /// How often the live statistics go out.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// How often the voices' levels go out (for the speaking glow).
@@ -209,7 +211,12 @@ pub struct Call {
     microphone_on: bool,
     camera_on: bool,
     last_pose: Option<Pose>,
+    /// The last pose has not gone out yet (the control budget was spent).
+    pose_pending: bool,
     chat_sent: bool,
+    /// The newest chat line's number in this relay's room: lines it sends again (on a rejoin)
+    /// are not counted twice.
+    last_chat: Option<u64>,
     // What we publish.
     camera: Option<Camera>,
     microphone: Option<Microphone>,
@@ -300,7 +307,9 @@ impl Call {
             resume: None,
             backoff: Backoff::new(wall_us),
             last_pose: None,
+            pose_pending: false,
             chat_sent: false,
+            last_chat: None,
             camera,
             microphone,
             names: HashMap::new(),
@@ -419,12 +428,18 @@ impl Call {
                 self.subscribe(track, info);
             }
         }
-        // A place kept by the relay keeps its tracks and state; a new one announces them.
-        if !resumed {
+        // A place kept by the relay keeps its tracks and state (but not what changed while we
+        // were away: the mute state goes again); a new one announces them.
+        if resumed {
+            self.send_mute();
+        } else {
             self.publish();
+            // A new place in the relay's room, or a new room (a restarted relay counts anew).
+            self.last_chat = None;
         }
         if let Some(pose) = self.last_pose {
             self.send(ToRelay::Pose(pose));
+            self.pose_pending = false;
         }
         if !self.chat_sent {
             self.chat_sent = true;
@@ -505,7 +520,7 @@ impl Call {
                     .get(id)
                     .cloned()
                     .unwrap_or_else(|| id.to_string());
-                self.report.left.push(name);
+                keep_newest(&mut self.report.left, name);
                 self.present.remove(id);
                 self.audio.retain(|track, _| track.participant != *id);
                 self.video.retain(|track, _| track.participant != *id);
@@ -529,11 +544,19 @@ impl Call {
                 }
                 return;
             }
-            FromRelay::Chat { name, text, .. } => {
-                self.report.chat_received.push(ChatLine {
-                    from: name.clone(),
-                    text: text.clone(),
-                });
+            FromRelay::Chat {
+                seq, name, text, ..
+            } => {
+                if self.last_chat.is_none_or(|last| *seq > last) {
+                    self.last_chat = Some(*seq);
+                    keep_newest(
+                        &mut self.report.chat_received,
+                        ChatLine {
+                            from: name.clone(),
+                            text: text.clone(),
+                        },
+                    );
+                }
             }
             FromRelay::Pose { id, pose } => {
                 self.poses.insert(*id, *pose);
@@ -620,9 +643,8 @@ impl Call {
             }
             Command::Pose(pose) => {
                 self.last_pose = Some(pose);
-                if self.phase == Phase::Joined && self.limiter.take(now) {
-                    self.send(ToRelay::Pose(pose));
-                }
+                self.pose_pending = true;
+                self.send_pose(now);
             }
             Command::Microphone(on) => {
                 self.microphone_on = on;
@@ -676,6 +698,8 @@ impl Call {
                     let nonce = self.wall_us(now);
                     self.send(ToRelay::Ping { nonce });
                 }
+                // A pose the budget held back goes as soon as it allows.
+                self.send_pose(now);
             }
             Phase::Rejoining { next: Some(at) } if now >= at => {
                 self.phase = Phase::Rejoining { next: None };
@@ -789,6 +813,18 @@ impl Call {
     fn send(&mut self, message: ToRelay) {
         if self.phase == Phase::Joined {
             self.actions.push_back(Action::Send(message));
+        }
+    }
+
+    /// The last pose, when one is waiting and the control budget allows (else at a later tick).
+    fn send_pose(&mut self, now: Instant) {
+        if let Some(pose) = self.last_pose
+            && self.pose_pending
+            && self.phase == Phase::Joined
+            && self.limiter.take(now)
+        {
+            self.send(ToRelay::Pose(pose));
+            self.pose_pending = false;
         }
     }
 
@@ -1352,11 +1388,14 @@ impl Call {
             let concealed = now_counts
                 .audio_concealed
                 .saturating_sub(before.audio_concealed);
-            let latency = self
-                .stats
-                .peers
-                .get(&id)
-                .map_or(0.0, |p| percentile(p.video_latency_ms.recent(30), 0.5));
+            let recent = self.stats.peers.get(&id).map(|p| {
+                (
+                    percentile(&p.video_latency_ms.recent(), 0.5),
+                    percentile(&p.audio_latency_ms.recent(), 0.5),
+                    percentile(&p.audio_latency_ms.recent(), 1.0),
+                )
+            });
+            let (latency, audio_latency, audio_latency_max) = recent.unwrap_or_default();
             live.kbps_in += kbps;
             live.peers.push(LivePeer {
                 id,
@@ -1379,6 +1418,8 @@ impl Call {
                     .map(|(_, audio)| audio.jitter.depth())
                     .sum(),
                 video_latency_ms: latency,
+                audio_latency_ms: audio_latency,
+                audio_latency_max_ms: audio_latency_max,
             });
         }
         live
@@ -1393,4 +1434,11 @@ impl std::fmt::Debug for Call {
             .field("present", &self.present)
             .finish_non_exhaustive()
     }
+}
+
+/// Appends `item`, keeping the newest [`REPORT_LINES`].
+fn keep_newest<T>(list: &mut Vec<T>, item: T) {
+    list.push(item);
+    let excess = list.len().saturating_sub(REPORT_LINES);
+    list.drain(..excess);
 }

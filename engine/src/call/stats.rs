@@ -5,7 +5,7 @@
 //! restarted relay numbers afresh), so the earlier session's counters are kept by name and added
 //! in when the report is made.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rotunda_proto::ParticipantId;
 
@@ -186,18 +186,25 @@ impl SequenceSpan {
 }
 
 /// Latency samples, at most [`Reservoir::CAPACITY`] of them, a uniform sample of the whole call
-/// (so a day-long meeting does not grow memory).
+/// (so a day-long meeting does not grow memory), and the last [`Reservoir::RECENT`] as they came
+/// (for the live figures).
 #[derive(Debug, Default, Clone)]
 pub(super) struct Reservoir {
     pub samples: Vec<f64>,
+    latest: VecDeque<f64>,
     seen: u64,
     rng: u64,
 }
 
 impl Reservoir {
     const CAPACITY: usize = 20_000;
+    const RECENT: usize = 30;
 
     pub fn push(&mut self, value: f64) {
+        if self.latest.len() == Self::RECENT {
+            self.latest.pop_front();
+        }
+        self.latest.push_back(value);
         self.seen += 1;
         if self.samples.len() < Self::CAPACITY {
             self.samples.push(value);
@@ -224,8 +231,9 @@ impl Reservoir {
         }
     }
 
-    pub fn recent(&self, n: usize) -> &[f64] {
-        &self.samples[self.samples.len().saturating_sub(n)..]
+    /// The last samples, newest last (at most [`Reservoir::RECENT`]).
+    pub fn recent(&self) -> Vec<f64> {
+        self.latest.iter().copied().collect()
     }
 }
 
@@ -243,6 +251,21 @@ pub(super) fn percentile(samples: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recent_samples_follow_a_long_call() {
+        let mut reservoir = Reservoir::default();
+        for _ in 0..Reservoir::CAPACITY + 1_000 {
+            reservoir.push(10.0);
+        }
+        for _ in 0..Reservoir::RECENT {
+            reservoir.push(250.0);
+        }
+        assert_eq!(reservoir.samples.len(), Reservoir::CAPACITY);
+        assert_eq!(percentile(&reservoir.recent(), 0.5), 250.0);
+        // The whole call's sample is still mostly the long, calm part.
+        assert_eq!(percentile(&reservoir.samples, 0.5), 10.0);
+    }
 
     #[test]
     fn spans_count_what_was_sent_while_we_were_there() {
