@@ -22,7 +22,7 @@ use crate::audio::Ears;
 use rotunda_engine::media::VideoFrame;
 use rotunda_engine::media::pattern::TestPattern;
 
-use crate::call::{Call, Command, Pictures};
+use crate::call::{Call, CallRejoined, Command, Pictures};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 
 pub(super) fn plugin(app: &mut App) {
@@ -211,10 +211,12 @@ fn dress_panel(
 }
 
 /// Stops decoding the video of panels out of sight or tiny for [`UNSEEN_GRACE`] and
-/// [`UNSEEN_FRAMES`]; resumes (from a keyframe) as soon as they show.
+/// [`UNSEEN_FRAMES`]; resumes (from a keyframe) as soon as they show. A rejoined call starts
+/// with every video shown, so the panels out of sight say so again.
 fn pause_hidden_video(
     time: Res<Time<Real>>,
     call: Option<Res<Call>>,
+    mut rejoined: MessageReader<CallRejoined>,
     cameras: Query<(&Camera, &GlobalTransform), With<Ears>>,
     mut panels: Query<(&Participant, &GlobalTransform, &mut PanelParts), Without<Departing>>,
     screens: Query<&ViewVisibility>,
@@ -223,7 +225,11 @@ fn pause_hidden_video(
         return;
     };
     let now = time.elapsed();
+    let forgotten = rejoined.read().last().is_some();
     for (participant, transform, mut parts) in &mut panels {
+        if forgotten {
+            parts.hidden = false;
+        }
         let in_view = screens.get(parts.screen).is_ok_and(|v| v.get());
         let centre = transform.translation();
         // Full size even while growing in: an arriving panel is about to be seen.
