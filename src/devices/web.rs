@@ -78,7 +78,8 @@ class RotundaSpeakers extends AudioWorkletProcessor {
       this.offset += 2;
       this.played += 1;
     }
-    if (this.feed && ++this.quanta % 8 === 0) this.feed.postMessage({ played: this.played });
+    // A bare number: the audio thread makes no object for it.
+    if (this.feed && ++this.quanta % 8 === 0) this.feed.postMessage(this.played);
     return true;
   }
 }
@@ -89,12 +90,20 @@ class RotundaMicrophone extends AudioWorkletProcessor {
     this.size = Math.round(sampleRate / 100);
     this.buffer = new Float32Array(this.size);
     this.filled = 0;
+    // Chunks the worker read and sent back, to be filled again: no allocation per chunk.
+    this.spare = [];
     this.port.onmessage = (event) => {
       const port = event.data && event.data.port;
       if (!port) return;
       if (this.out) this.out.close();
       this.out = port;
       this.filled = 0;
+      port.onmessage = (message) => {
+        const back = message.data;
+        if (back instanceof Float32Array && back.length === this.size && this.spare.length < 8) {
+          this.spare.push(back);
+        }
+      };
     };
   }
   process(inputs) {
@@ -104,7 +113,7 @@ class RotundaMicrophone extends AudioWorkletProcessor {
       this.buffer[this.filled++] = input[i];
       if (this.filled === this.size) {
         this.out.postMessage({ samples: this.buffer, rate: sampleRate }, [this.buffer.buffer]);
-        this.buffer = new Float32Array(this.size);
+        this.buffer = this.spare.pop() || new Float32Array(this.size);
         this.filled = 0;
       }
     }

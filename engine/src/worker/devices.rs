@@ -2,10 +2,11 @@
 //! `ReadableStream`, the microphone and the speakers through `MessagePort`s to the page's audio
 //! worklets.
 //!
-//! The worklets speak plain objects: the microphone's posts `{samples: Float32Array, rate}`
-//! (mono, at the audio context's rate); the speakers' takes stereo `Float32Array`s (48 kHz,
-//! interleaved) and posts `{played}`, the frames of them it has played so far (silence it made
-//! up when it ran dry not counted), every few render quanta.
+//! The worklets speak plain values: the microphone's posts `{samples: Float32Array, rate}`
+//! (mono, at the audio context's rate) and takes each `Float32Array` back once read, to fill it
+//! again; the speakers' takes stereo `Float32Array`s (48 kHz, interleaved) and posts a number,
+//! the frames of them it has played so far (silence it made up when it ran dry not counted),
+//! every few render quanta.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -101,6 +102,7 @@ impl MicrophonePort {
     pub fn new(port: MessagePort) -> Self {
         let samples = Rc::new(RefCell::new(VecDeque::with_capacity(MICROPHONE_BACKLOG)));
         let filling = samples.clone();
+        let back = port.clone();
         let mut resampler: Option<(u32, Resampler)> = None;
         let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let data = event.data();
@@ -126,6 +128,14 @@ impl MicrophonePort {
             resampler.push(&chunk.to_vec(), &mut *queue);
             let excess = queue.len().saturating_sub(MICROPHONE_BACKLOG);
             queue.drain(..excess);
+            // Read: the worklet fills it again.
+            let transfer = Array::of1(&chunk.buffer());
+            if back
+                .post_message_with_transferable(&chunk, &transfer)
+                .is_err()
+            {
+                tracing::debug!("the microphone's worklet is gone");
+            }
         });
         port.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
         port.start();
@@ -175,7 +185,7 @@ impl SpeakerPort {
         let played = Rc::new(Cell::new(None));
         let reported = played.clone();
         let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(frames) = get(&event.data(), "played").as_f64() {
+            if let Some(frames) = event.data().as_f64() {
                 reported.set(Some((frames as u64, Instant::now())));
             }
         });
