@@ -26,6 +26,10 @@ const RENDER_EVERY: Duration = Duration::from_millis(5);
 const RENDER_MAX: usize = 4_800;
 /// Events taken from the transport in one turn, at most.
 const EVENTS_PER_TURN: usize = 256;
+/// A turn of the loop that starts this late, or takes this long, is reported (at most once per
+/// [`STALL_REPORT_EVERY`]): the machine is too busy for the call to keep time.
+const STALL: Duration = Duration::from_millis(100);
+const STALL_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Where the call's output goes: the application (through channels and mailboxes natively, or
 /// messages to the page from a worker), or a bot's console.
@@ -80,6 +84,8 @@ pub async fn run(
     let mut next_render = Instant::now();
     let mut report = None;
     let mut failed = None;
+    let mut turn_started = Instant::now();
+    let mut stalls = Stalls::default();
     loop {
         while let Some(action) = call.poll_action() {
             match action {
@@ -172,6 +178,7 @@ pub async fn run(
         if speakers.is_some() {
             wake_at = wake_at.min(next_render);
         }
+        let busy = Instant::now().saturating_duration_since(turn_started);
         tokio::select! {
             biased;
             answer = connected.recv() => {
@@ -236,12 +243,54 @@ pub async fn run(
             () = wake.notified() => {}
             () = rt::sleep_until(wake_at) => {}
         }
-        call.handle_timeout(Instant::now());
+        turn_started = Instant::now();
+        stalls.check(
+            busy,
+            turn_started.saturating_duration_since(wake_at),
+            turn_started,
+        );
+        call.handle_timeout(turn_started);
     }
     match (report, failed) {
         (Some(report), _) => Ok(report),
         (None, Some(error)) => Err(error),
         (None, None) => Ok(call.report(Instant::now())),
+    }
+}
+
+/// Turns of the loop that came late or took long, reported now and then.
+#[derive(Default)]
+struct Stalls {
+    count: u64,
+    worst_late: Duration,
+    worst_busy: Duration,
+    reported: Option<Instant>,
+}
+
+impl Stalls {
+    fn check(&mut self, busy: Duration, late: Duration, now: Instant) {
+        if busy < STALL && late < STALL {
+            return;
+        }
+        self.count += 1;
+        self.worst_late = self.worst_late.max(late);
+        self.worst_busy = self.worst_busy.max(busy);
+        if self
+            .reported
+            .is_some_and(|at| now.saturating_duration_since(at) < STALL_REPORT_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            stalls = self.count,
+            late_ms = self.worst_late.as_millis() as u64,
+            busy_ms = self.worst_busy.as_millis() as u64,
+            "the call's loop is held up: the machine is too busy for it to keep time"
+        );
+        self.reported = Some(now);
+        self.count = 0;
+        self.worst_late = Duration::ZERO;
+        self.worst_busy = Duration::ZERO;
     }
 }
 
