@@ -35,8 +35,8 @@ const CHROMIUM_ARGS = [
   '--disable-background-networking',
   '--enable-unsafe-swiftshader',
   '--ignore-gpu-blocklist',
-  // WebGL2 is drawn on the CPU here (SwiftShader), and a frame blocks the page's thread, which
-  // the call shares, until drawn: half the pixels per side keeps frames short.
+  // WebGL2 is drawn on the CPU here (SwiftShader): half the pixels per side keeps frames short
+  // in the headful browser. Headless pages are sized by the driver (1280x720 at scale 1).
   '--force-device-scale-factor=0.5',
   ...(process.env.ROTUNDA_CHROMIUM_ARGS || '').split(' ').filter(Boolean),
 ];
@@ -155,41 +155,49 @@ class Page {
 
   async open(executablePath, headful) {
     this.userDataDir = await mkdtemp(path.join(tmpdir(), `rotunda-${this.name}-`));
-    if (headful) {
-      // A browser of our own, attached to without Playwright's defaults: those keep every page
-      // "visible" and focused, and switch off backgrounding and timer throttling, which is just
-      // what a hidden tab is about.
-      this.process = spawn(executablePath, [
+    // A browser of our own, attached to without Playwright's defaults: those keep every page
+    // "visible" and focused, and switch off backgrounding and timer throttling, which is just
+    // what a hidden tab is about. And started in this process's session, as a user's browser is
+    // in the user's: Playwright starts each browser in a session of its own, and the kernel
+    // (autogroup) then shares the CPU between sessions first, so that a page drawing on the CPU
+    // held its own call worker — and, measured, every other process here — up to 250 ms.
+    this.process = spawn(
+      executablePath,
+      [
         ...CHROMIUM_ARGS,
+        ...(headful ? [] : ['--headless', '--hide-scrollbars', '--mute-audio']),
         '--no-first-run',
         '--window-size=1280,720',
         '--remote-debugging-port=0',
         `--user-data-dir=${this.userDataDir}`,
         'about:blank',
-      ]);
-      const endpoint = await withTimeout(
-        new Promise((resolve) => {
-          let seen = '';
-          this.process.stderr.on('data', (data) => {
-            seen += data;
-            const match = seen.match(/DevTools listening on (ws:\/\/\S+)/);
-            if (match) resolve(match[1]);
-          });
-        }),
-        30000,
-        `${this.name}: Chromium did not start`,
-      );
-      this.browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
-      this.context = this.browser.contexts()[0];
-    } else {
-      this.context = await chromium.launchPersistentContext(this.userDataDir, {
-        headless: true,
-        executablePath,
-        args: CHROMIUM_ARGS,
-        viewport: { width: 1280, height: 720 },
-      });
-    }
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    const endpoint = await withTimeout(
+      new Promise((resolve, reject) => {
+        let seen = '';
+        const read = (data) => {
+          seen += data;
+          const match = seen.match(/DevTools listening on (ws:\/\/\S+)/);
+          if (match) {
+            // Read on, unkept: a full pipe would stop the browser.
+            this.process.stderr.off('data', read);
+            this.process.stderr.resume();
+            resolve(match[1]);
+          }
+        };
+        this.process.stderr.on('data', read);
+        this.process.once('exit', (code) => reject(new Failure(`${this.name}: Chromium exited (${code}): ${seen.slice(-500)}`)));
+      }),
+      30000,
+      `${this.name}: Chromium did not start`,
+    );
+    this.browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
+    this.context = this.browser.contexts()[0];
     this.page = this.context.pages()[0] ?? (await this.context.newPage());
+    // Headless, the window's size leaves room for a toolbar nobody sees: the page gets it all.
+    if (!headful) await this.page.setViewportSize({ width: 1280, height: 720 });
     this.page.on('console', (message) => this.onConsole(message));
     this.page.on('pageerror', (error) => {
       this.keep(`pageerror: ${error.stack ?? error.message}`);
