@@ -206,11 +206,10 @@ async fn run(scenario: Scenario) -> Outcome {
     let (ready_tx, ready) = oneshot::channel();
     let mut ready_tx = Some(ready_tx);
     let headful = !scenario.hide.is_empty();
-    // Run as root (CI, containers), Chromium raises its GPU thread to nice -8; drawing on the
-    // CPU, that thread then starves every other on the machine — the pages' call workers, the
-    // bot, the relay — for hundreds of milliseconds at a time (measured: a native bot's loop
-    // woke 380 ms late). A user's Chromium cannot raise itself: without CAP_SYS_NICE, neither
-    // can this one.
+    // Run as root (CI, containers), Chromium raises its GPU threads to nice -8 (seen in `ps`);
+    // drawing on the CPU, they would then take the CPU from every other thread here — the pages'
+    // call workers, the bot, the relay. A user's Chromium cannot raise itself: without
+    // CAP_SYS_NICE, neither can this one.
     let mut command = if is_root() {
         let mut command = Command::new("setpriv");
         command.args(["--bounding-set", "-sys_nice", "--"]);
@@ -370,15 +369,17 @@ fn require_tools(repo: &Path, driver_dir: &Path) -> String {
         "{chromium} is missing: apt-get install chromium (or set CHROMIUM)"
     );
     if !driver_dir.join("node_modules/playwright-core").is_dir() {
-        let npm = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
+        // Bounded: a registry that does not answer fails the test instead of holding it.
+        let npm = Command::new("timeout")
+            .args(["300", "npm", "ci", "--no-audit", "--no-fund"])
             .current_dir(driver_dir)
             .output()
             .expect("npm runs");
         assert!(
             npm.status.success(),
-            "npm ci in {} failed:\n{}",
+            "npm ci in {} failed ({}; 124 is a timeout after 300 s):\n{}",
             driver_dir.display(),
+            npm.status,
             String::from_utf8_lossy(&npm.stderr)
         );
     }
