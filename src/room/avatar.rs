@@ -24,6 +24,10 @@ const SPEED: f32 = 2.5;
 const TURN: f32 = 0.004;
 /// How far behind its ring slot the viewer starts, in ring radii.
 const BACK_STEP: f32 = 1.0;
+/// The least step back from the ring worth taking; with less room, the viewer steps in.
+const MIN_BACK_STEP: f32 = 2.0;
+/// How far into a wide ring the viewer stands (m).
+const IN_STEP: f32 = 3.0;
 /// Shortest time between two poses sent (20 Hz; others interpolate between them).
 pub const POSE_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -81,7 +85,14 @@ fn place_in_ring(ids: &[ParticipantId], you: ParticipantId) -> Option<(Vec3, f32
         ring * BACK_STEP
     };
     let back = step.min(ROOM_RADIUS - 2.0 - ring).max(0.0);
-    let position = out * (ring + back) + Vec3::Y * EYE_HEIGHT;
+    // A ring near the walls leaves no room to step back: the neighbours' panels would fill the
+    // view's sides. Step into the ring instead, past them.
+    let distance = if back < MIN_BACK_STEP {
+        ring - IN_STEP
+    } else {
+        ring + back
+    };
+    let position = out * distance + Vec3::Y * EYE_HEIGHT;
     let yaw = position.x.atan2(position.z);
     Some((position, yaw))
 }
@@ -258,4 +269,29 @@ pub struct SelfView {
     pub image: Handle<Image>,
     /// The serial of the picture shown.
     pub shown: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_viewer_stands_inside_the_walls_with_no_panel_close_ahead() {
+        for count in 3..=layout::MAX_ROWS * layout::per_row() {
+            let ids: Vec<ParticipantId> = (1..=count as u32).map(ParticipantId).collect();
+            let slots = layout::ring(count);
+            for (mine, you) in ids.iter().enumerate() {
+                let (eye, yaw) = place_in_ring(&ids, *you).expect("a place");
+                assert!(eye.xz().length() < ROOM_RADIUS - 1.0, "{count}: {eye}");
+                let ahead = Vec3::new(-yaw.sin(), 0.0, -yaw.cos());
+                for (i, slot) in slots.iter().enumerate() {
+                    let to = (slot.translation - eye).with_y(0.0);
+                    if i != mine && to.dot(ahead) > 0.0 {
+                        // Two panels' widths at the least: no neighbour fills the view's side.
+                        assert!(to.length() > 2.0 * layout::PANEL_WIDTH, "{count}: {to}");
+                    }
+                }
+            }
+        }
+    }
 }

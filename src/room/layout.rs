@@ -22,9 +22,18 @@ pub const MIN_RADIUS: f32 = 3.5;
 pub const PAIR_RADIUS: f32 = 2.2;
 /// The room's radius: walls stand here.
 pub const ROOM_RADIUS: f32 = 14.0;
+/// The walls' height: the ceiling is here.
+pub const WALL_HEIGHT: f32 = 6.0;
+
+/// The widest ring: far enough inside the walls for a viewer to stand behind their panel.
+pub const MAX_RING_RADIUS: f32 = 11.5;
+/// From one row of panels to the next above it: a panel and its name tag.
+pub const ROW_RISE: f32 = 1.8;
+/// Rows of panels the walls hold.
+pub const MAX_ROWS: usize = 3;
 
 /// The ring's radius for `count` participants: the chord between neighbours holds a panel and a
-/// gap.
+/// gap, up to [`MAX_RING_RADIUS`] (beyond it, the ring grows in rows).
 pub fn radius(count: usize) -> f32 {
     if count < 2 {
         return MIN_RADIUS;
@@ -34,22 +43,38 @@ pub fn radius(count: usize) -> f32 {
     }
     let chord = PANEL_WIDTH + GAP;
     let r = chord / (2.0 * (std::f32::consts::PI / count as f32).sin());
-    r.max(MIN_RADIUS)
+    r.clamp(MIN_RADIUS, MAX_RING_RADIUS)
+}
+
+/// Panels one row of the widest ring holds side by side.
+pub fn per_row() -> usize {
+    (TAU * MAX_RING_RADIUS / (PANEL_WIDTH + GAP)) as usize
 }
 
 /// The slots for `count` participants: evenly around the ring, facing the centre (a panel's
-/// front, +Z, points at the centre).
+/// front, +Z, points at the centre). A ring too wide for the room stands in rows, one above
+/// the other (each row shifted half a slot from the one below), as many as the walls hold;
+/// beyond [`MAX_ROWS`] full rows (more than the relay lets into a room), neighbours overlap.
 pub fn ring(count: usize) -> Vec<Transform> {
     let r = radius(count);
-    let centre = Vec3::new(0.0, PANEL_CENTER_Y, 0.0);
-    (0..count)
-        .map(|i| {
-            let angle = i as f32 / count as f32 * TAU;
-            let position = Vec3::new(r * angle.sin(), PANEL_CENTER_Y, r * angle.cos());
+    let rows = count.div_ceil(per_row()).clamp(1, MAX_ROWS);
+    let mut slots = Vec::with_capacity(count);
+    for row in 0..rows {
+        // Spread evenly: the lower rows take one more when the count does not divide.
+        let in_row = count / rows + usize::from(row < count % rows);
+        let y = PANEL_CENTER_Y + row as f32 * ROW_RISE;
+        let shift = if row % 2 == 1 { 0.5 } else { 0.0 };
+        let centre = Vec3::new(0.0, y, 0.0);
+        for i in 0..in_row {
+            let angle = (i as f32 + shift) / in_row as f32 * TAU;
+            let position = Vec3::new(r * angle.sin(), y, r * angle.cos());
             // looking_at points -Z at the target; aim it away so +Z faces the centre.
-            Transform::from_translation(position).looking_at(2.0 * position - centre, Vec3::Y)
-        })
-        .collect()
+            slots.push(
+                Transform::from_translation(position).looking_at(2.0 * position - centre, Vec3::Y),
+            );
+        }
+    }
+    slots
 }
 
 /// Where a participant's panel stands for a pose it sent (its eyes): the same spot, the panel's
@@ -141,5 +166,59 @@ mod tests {
             let half_panel = degrees((PANEL_WIDTH / 2.0 / to.length()).atan());
             assert!(off + half_panel < degrees(MIN_HORIZONTAL_FOV) / 2.0);
         }
+    }
+
+    #[test]
+    fn a_ring_of_any_size_stands_inside_the_walls_without_overlapping() {
+        let full = MAX_ROWS * per_row();
+        assert!(
+            rotunda_proto::limits::MAX_PARTICIPANTS <= full,
+            "the ring holds everyone the relay lets in"
+        );
+        for count in 1..=full {
+            let slots = ring(count);
+            assert_eq!(slots.len(), count);
+            for (i, slot) in slots.iter().enumerate() {
+                let p = slot.translation;
+                // A viewer stands behind their panel, inside the walls.
+                assert!(p.xz().length() <= MAX_RING_RADIUS + 1e-3, "{count}: {p}");
+                assert!(p.y + PANEL_HEIGHT / 2.0 < WALL_HEIGHT, "{count}: {p}");
+                // Facing the centre (+Z toward it).
+                let facing = slot.rotation * Vec3::Z;
+                let inward = (Vec3::new(0.0, p.y, 0.0) - p).normalize_or_zero();
+                if count > 1 {
+                    assert!(facing.dot(inward) > 0.999, "{count}: {facing} at {p}");
+                }
+                for other in &slots[i + 1..] {
+                    let q = other.translation;
+                    let apart_across = (p - q).xz().length() >= PANEL_WIDTH + GAP - 1e-3;
+                    let apart_up = (p.y - q.y).abs() >= ROW_RISE - 1e-3;
+                    assert!(apart_across || apart_up, "{count}: {p} and {q} overlap");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_ring_is_one_row_and_a_big_one_fills_rows_evenly() {
+        let rows = |count: usize| {
+            let mut heights: Vec<i32> = ring(count)
+                .iter()
+                .map(|slot| (slot.translation.y * 100.0).round() as i32)
+                .collect();
+            heights.sort_unstable();
+            heights.dedup();
+            heights.len()
+        };
+        assert_eq!(rows(per_row()), 1);
+        assert_eq!(rows(per_row() + 1), 2);
+        assert_eq!(rows(64), 2);
+        assert_eq!(rows(MAX_ROWS * per_row()), MAX_ROWS);
+        // 64 in two rows: 32 each.
+        let low = ring(64)
+            .iter()
+            .filter(|slot| slot.translation.y < PANEL_CENTER_Y + 0.1)
+            .count();
+        assert_eq!(low, 32);
     }
 }

@@ -12,7 +12,7 @@ use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
 
 use super::avatar::{Avatar, SelfView};
-use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS};
+use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS, WALL_HEIGHT};
 use super::panel::{PanelUniform, VideoMaterial, planes_image};
 use crate::audio::Ears;
 use crate::settings::Settings;
@@ -210,12 +210,18 @@ fn build_hall(
         ..default()
     });
     commands.spawn((
-        Mesh3d(meshes.add(Cylinder::new(ROOM_RADIUS, 6.0).mesh().resolution(96))),
+        Mesh3d(
+            meshes.add(
+                Cylinder::new(ROOM_RADIUS, WALL_HEIGHT)
+                    .mesh()
+                    .resolution(96),
+            ),
+        ),
         MeshMaterial3d(wall),
-        Transform::from_xyz(0.0, 3.0, 0.0),
+        Transform::from_xyz(0.0, WALL_HEIGHT / 2.0, 0.0),
     ));
     // Pilasters around the wall.
-    let column = meshes.add(Cylinder::new(0.25, 6.0));
+    let column = meshes.add(Cylinder::new(0.25, WALL_HEIGHT));
     let stone = materials.add(StandardMaterial {
         base_color: Color::srgb(0.95, 0.93, 0.88),
         perceptual_roughness: 0.5,
@@ -227,7 +233,7 @@ fn build_hall(
         commands.spawn((
             Mesh3d(column.clone()),
             MeshMaterial3d(stone.clone()),
-            Transform::from_xyz(r * angle.sin(), 3.0, r * angle.cos()),
+            Transform::from_xyz(r * angle.sin(), WALL_HEIGHT / 2.0, r * angle.cos()),
         ));
     }
     // The centre piece: a low round table with a glowing top.
