@@ -260,27 +260,34 @@ fn draw_participants(ui: &mut egui::Ui, room: &RoomUi) {
         .show(ui, |ui| {
             ui.heading(format!("People ({})", rows.0.len()));
             ui.separator();
-            for row in &rows.0 {
-                ui.horizontal(|ui| {
-                    let name = if row.you {
-                        format!("{} (you)", row.name)
-                    } else {
-                        row.name.clone()
-                    };
-                    let text = egui::RichText::new(name);
-                    ui.label(if row.speaking {
-                        text.color(egui::Color32::LIGHT_GREEN).strong()
-                    } else {
-                        text
-                    });
-                    if row.audio_muted {
-                        ui.colored_label(egui::Color32::LIGHT_RED, "mic off");
-                    }
-                    if row.video_muted {
-                        ui.colored_label(egui::Color32::LIGHT_RED, "cam off");
+            // A big room's list scrolls; only the rows in sight are laid out.
+            let row_height =
+                ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+            egui::ScrollArea::vertical()
+                .auto_shrink([false, false])
+                .show_rows(ui, row_height, rows.0.len(), |ui, range| {
+                    for row in &rows.0[range] {
+                        ui.horizontal(|ui| {
+                            let name = if row.you {
+                                format!("{} (you)", row.name)
+                            } else {
+                                row.name.clone()
+                            };
+                            let text = egui::RichText::new(name);
+                            ui.label(if row.speaking {
+                                text.color(egui::Color32::LIGHT_GREEN).strong()
+                            } else {
+                                text
+                            });
+                            if row.audio_muted {
+                                ui.colored_label(egui::Color32::LIGHT_RED, "mic off");
+                            }
+                            if row.video_muted {
+                                ui.colored_label(egui::Color32::LIGHT_RED, "cam off");
+                            }
+                        });
                     }
                 });
-            }
         });
 }
 
