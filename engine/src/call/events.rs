@@ -129,7 +129,7 @@ impl LiveStats {
         if self.peers.is_empty() {
             line.push_str(" alone");
         }
-        for peer in &self.peers {
+        for peer in self.peers.iter().take(STATUS_PEERS) {
             line.push_str(&format!(
                 " {}: video {:.0} fps {:.0} ms, audio {:.0}/s {:.0} ms (max {:.0}) |",
                 peer.name,
@@ -140,6 +140,60 @@ impl LiveStats {
                 peer.audio_latency_max_ms
             ));
         }
+        // A big room's line stays readable: the rest in one figure each.
+        let rest = &self.peers[self.peers.len().min(STATUS_PEERS)..];
+        if !rest.is_empty() {
+            let fps: f64 = rest.iter().map(|p| p.fps).sum();
+            let audio: f64 = rest.iter().map(|p| p.audio_per_second).sum();
+            line.push_str(&format!(
+                " {} more: video {fps:.0} fps, audio {audio:.0}/s in all |",
+                rest.len()
+            ));
+        }
         line
+    }
+}
+
+/// Peers the status line names one by one.
+const STATUS_PEERS: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u32) -> LivePeer {
+        LivePeer {
+            id: ParticipantId(n),
+            name: format!("p{n}"),
+            fps: 30.0,
+            audio_per_second: 50.0,
+            kbps: 500.0,
+            audio_loss: 0.0,
+            jitter_depth: 2,
+            video_latency_ms: 10.0,
+            audio_latency_ms: 40.0,
+            audio_latency_max_ms: 60.0,
+        }
+    }
+
+    #[test]
+    fn a_big_rooms_status_line_names_a_few_and_sums_the_rest() {
+        let mut live = LiveStats {
+            peers: (1..=60).map(peer).collect(),
+            ..LiveStats::default()
+        };
+        let line = live.status_line("bot");
+        assert!(line.contains(" p8: video 30 fps"), "{line}");
+        assert!(!line.contains(" p9: "), "{line}");
+        assert!(
+            line.ends_with(" 52 more: video 1560 fps, audio 2600/s in all |"),
+            "{line}"
+        );
+        live.peers.truncate(2);
+        let line = live.status_line("bot");
+        assert!(
+            line.contains(" p2: video 30 fps") && !line.contains("more"),
+            "{line}"
+        );
     }
 }
