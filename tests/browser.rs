@@ -176,7 +176,7 @@ async fn run(scenario: Scenario) -> Outcome {
     let repo = std::env::current_dir().expect("the working directory");
     let driver_dir = repo.join("tests/browser");
     let chromium = require_tools(&repo, &driver_dir);
-    let out = output_dir(scenario.test);
+    let out = common::output_dir(&format!("browser-test/{}", scenario.test));
     let bundle = repo.join("wasm/dist");
 
     let relay = start_relay(|config| config.web_root = Some(bundle)).await;
@@ -384,17 +384,6 @@ fn require_tools(repo: &Path, driver_dir: &Path) -> String {
         );
     }
     chromium
-}
-
-/// Kept after the test (in cargo's target directory) so the screenshots can be looked at; emptied
-/// first, so nothing from an earlier run passes for this one's.
-fn output_dir(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("browser-test")
-        .join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("output dir");
-    dir
 }
 
 /// Percent-encodes a query value.

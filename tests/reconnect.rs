@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::PATIENCE;
+use common::{PATIENCE, output_dir};
 use rotunda_engine::BotReport;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -28,35 +28,20 @@ const BACK_WITHIN_MS: u64 = 3_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_and_a_bot_rejoin_a_restarted_relay_within_seconds() {
-    let dir = output_dir();
+    let dir = output_dir("reconnect-test");
     let relay_bin = sibling("rotunda-relay");
     let (mut relay, url) = start_relay(&relay_bin, "127.0.0.1:0").await;
     let addr = url.trim_start_matches("https://").to_owned();
 
     let window_stats = dir.join("window.json");
-    let mut window = Command::new("xvfb-run");
+    // No certificate hash: a loopback relay's is fetched on every try (a restarted relay has a
+    // new dev certificate).
+    let mut window = common::window(&url, "blip", "window");
     window
-        .args(["-a", "-s", "-screen 0 1280x720x24"])
-        .arg(env!("CARGO_BIN_EXE_rotunda"))
-        // No certificate hash: a loopback relay's is fetched on every try (a restarted relay has
-        // a new dev certificate).
-        .args(["--relay", &url, "--room", "blip", "--name", "window"])
-        .args([
-            "--camera",
-            "synthetic",
-            "--mic",
-            "synthetic",
-            "--speakers",
-            "none",
-        ])
         .args(["--video", "320x240@30"])
         .args(["--duration", &format!("{}s", STAY.as_secs())])
         .arg("--stats-json")
-        .arg(&window_stats)
-        .env("WGPU_BACKEND", "vulkan")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+        .arg(&window_stats);
     let window = window.spawn().expect("xvfb-run starts");
 
     let bot_stats = dir.join("bot.json");
@@ -230,12 +215,4 @@ fn sibling(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Kept after the test (in cargo's target directory) to be looked at.
-fn output_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reconnect-test");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("output dir");
-    dir
 }

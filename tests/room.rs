@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{PATIENCE, hex, spawn_bot, start_relay};
+use common::{PATIENCE, hex, output_dir, spawn_bot, start_relay, window};
 use rotunda_engine::BotReport;
 use rotunda_engine::media::pattern::TestPattern;
 
@@ -19,17 +19,10 @@ use rotunda_engine::media::pattern::TestPattern;
 const STAY: &str = "20s";
 const SCREENSHOT_AFTER: &str = "12s";
 
-/// Kept after the test (in cargo's target directory) so the screenshot can be looked at.
-fn output_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("room-test");
-    std::fs::create_dir_all(&dir).expect("output dir");
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
     let relay = start_relay(|_| {}).await;
-    let dir = output_dir();
+    let dir = output_dir("room-test");
     // 640x480@30 each; longer than the viewer stays, stopped when the viewer is done.
     let bots: Vec<_> = ["alice", "bob"]
         .into_iter()
@@ -38,33 +31,17 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
 
     let stats = dir.join("viewer.json");
     let shot = dir.join("room.png");
-    // Nothing from an earlier run may pass for this one's.
-    let _ = std::fs::remove_file(&stats);
-    let _ = std::fs::remove_file(&shot);
-    let mut viewer = tokio::process::Command::new("xvfb-run");
+    // Killed if the wait below gives up.
+    let mut viewer = window(&relay.url, "room", "viewer");
     viewer
-        .args(["-a", "-s", "-screen 0 1280x720x24"])
-        .arg(env!("CARGO_BIN_EXE_rotunda"))
-        .args(["--relay", &relay.url, "--cert-hash", &hex(&relay.hash)])
-        .args(["--room", "room", "--name", "viewer"])
-        .args([
-            "--camera",
-            "synthetic",
-            "--mic",
-            "synthetic",
-            "--speakers",
-            "none",
-        ])
+        .args(["--cert-hash", &hex(&relay.hash)])
         .args(["--duration", STAY, "--screenshot-after", SCREENSHOT_AFTER])
         .arg("--stats-json")
         .arg(&stats)
         .arg("--screenshot")
         .arg(&shot)
-        .env("WGPU_BACKEND", "vulkan")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Killed if the wait below gives up.
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     let viewer = viewer
         .spawn()
         .expect("xvfb-run starts (apt-get install xvfb mesa-vulkan-drivers)");

@@ -7,6 +7,8 @@
 )]
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use rotunda_engine::handle::native::run_bot;
@@ -53,4 +55,31 @@ pub fn spawn_bot(
 /// `bytes` as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
+}
+
+/// An empty directory for a test's reports and screenshots, kept after it (in cargo's target
+/// directory) to be looked at; nothing from an earlier run can pass for this one's.
+pub fn output_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+/// The client's window on a virtual screen, as `name` in `room` at `relay` with the synthetic
+/// camera and microphone and no speakers; killed when dropped. Its output goes nowhere unless
+/// the caller says otherwise.
+pub fn window(relay: &str, room: &str, name: &str) -> tokio::process::Command {
+    let mut window = tokio::process::Command::new("xvfb-run");
+    window
+        .args(["-a", "-s", "-screen 0 1280x720x24"])
+        .arg(env!("CARGO_BIN_EXE_rotunda"))
+        .args(["--relay", relay, "--room", room, "--name", name])
+        .args(["--camera", "synthetic", "--mic", "synthetic"])
+        .args(["--speakers", "none"])
+        .env("WGPU_BACKEND", "vulkan")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    window
 }
