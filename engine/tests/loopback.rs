@@ -182,6 +182,8 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
         sequence: 0,
         capture_us: 0,
         keyframe: true,
+        layer: 0,
+        level: 0,
         payload_len: (MAX_VIDEO_PAYLOAD + 1) as u32,
     };
     let mut stream = connection
@@ -207,6 +209,7 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
         source: TrackSource::Microphone,
         width: 0,
         height: 0,
+        layers: Vec::new(),
     };
     let mut publish = Vec::new();
     framing::encode_into(
@@ -390,6 +393,7 @@ async fn tracks_presence_and_pings_reach_the_room() {
         source: TrackSource::Camera,
         width: 640,
         height: 480,
+        layers: Vec::new(),
     };
     ada.send(ToRelay::Publish {
         index: 0,

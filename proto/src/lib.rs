@@ -12,6 +12,7 @@
 //!
 //! Every decoder returns a typed [`Error`]; none panics on any input.
 
+pub mod alloc;
 pub mod framing;
 pub mod limits;
 pub mod media;
@@ -21,10 +22,10 @@ pub mod room;
 mod error;
 
 pub use error::{Error, ErrorCode, Result};
-pub use media::{FramePriority, MediaFrame, MediaHeader};
+pub use media::{FramePriority, MediaFrame, MediaHeader, SILENT_LEVEL, audio_level};
 pub use message::{
-    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay, TrackId,
-    TrackInfo, TrackKind, TrackSource,
+    FromRelay, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay,
+    TrackId, TrackInfo, TrackKind, TrackSource, ViewWant,
 };
 
 /// The protocol version a client announces in its hello; the relay refuses any other with
@@ -32,4 +33,9 @@ pub use message::{
 ///
 /// 2: a join may ask to keep a place after a lost connection ([`Resume`]); the welcome carries
 /// the secret for it and says whether the place was kept.
-pub const PROTOCOL_VERSION: u16 = 2;
+///
+/// 3: simulcast. A video track announces its layers ([`LayerInfo`]), each frame's header names
+/// its layer (and an audio frame's its level); a viewer says what it sees ([`ToRelay::View`]),
+/// the relay serves each one the layers its view and its link call for and tells publishers
+/// which layers anyone takes ([`FromRelay::LayersWanted`]); keyframe requests name a layer.
+pub const PROTOCOL_VERSION: u16 = 3;

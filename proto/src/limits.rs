@@ -20,8 +20,14 @@ pub const CHAT_HISTORY: usize = 100;
 pub const MAX_CODEC: usize = 32;
 /// Most tracks one participant may publish.
 pub const MAX_TRACKS_PER_PARTICIPANT: usize = 8;
-/// Most participants in one room.
-pub const MAX_PARTICIPANTS: usize = 64;
+/// Most participants in one room the protocol carries (a relay's own limit may be lower).
+pub const MAX_PARTICIPANTS: usize = 256;
+/// Most simulcast layers of one video track (the media header has two bits for the layer).
+pub const MAX_LAYERS: usize = 4;
+/// Highest target bitrate a layer may announce, in kb/s.
+pub const MAX_LAYER_KBPS: usize = 100_000;
+/// Most videos one view may name (every other participant's tracks).
+pub const MAX_VIEW: usize = MAX_PARTICIPANTS * MAX_TRACKS_PER_PARTICIPANT;
 /// Largest encoded control message, in bytes (a full roster fits).
 pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 /// Largest video frame payload, in bytes (a 1080p keyframe is a few hundred kB).

@@ -1,7 +1,8 @@
 //! The binary header in front of every media payload.
 //!
 //! Layout (big-endian, [`MediaHeader::LEN`] bytes): participant `u32`, track index `u8`, flags
-//! `u8` (bit 0: keyframe), sequence `u32`, capture time `u64` (µs since the Unix epoch on the
+//! `u8` (bit 0: keyframe; bits 1–2: the video layer; bits 3–7: an audio frame's level, in the
+//! spirit of RFC 6464), sequence `u32`, capture time `u64` (µs since the Unix epoch on the
 //! sender's clock), payload length `u32`. A publisher writes participant 0; the relay stamps the
 //! real one once per frame, then shares the same bytes with every subscriber. The payload is
 //! opaque to the relay.
@@ -13,6 +14,26 @@ use crate::message::{ParticipantId, TrackId, TrackKind};
 use crate::{Error, Result};
 
 const FLAG_KEYFRAME: u8 = 1;
+const LAYER_SHIFT: u8 = 1;
+const LAYER_MASK: u8 = 0b11;
+const LEVEL_SHIFT: u8 = 3;
+
+/// The quietest audio level a header carries: silence (−124 dBov or quieter).
+pub const SILENT_LEVEL: u8 = 31;
+
+/// An audio frame's level for its header, from the RMS of its samples (−1..1): 0 is full scale
+/// (0 dBov), each step 4 dB quieter, [`SILENT_LEVEL`] for silence.
+pub fn audio_level(samples: &[f32]) -> u8 {
+    if samples.is_empty() {
+        return SILENT_LEVEL;
+    }
+    let power = samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32;
+    if power <= 0.0 || !power.is_finite() {
+        return SILENT_LEVEL;
+    }
+    let dbov = -10.0 * power.log10();
+    (dbov / 4.0).round().clamp(0.0, f32::from(SILENT_LEVEL)) as u8
+}
 
 /// What precedes a media payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +46,10 @@ pub struct MediaHeader {
     pub capture_us: u64,
     /// The payload decodes on its own.
     pub keyframe: bool,
+    /// A video frame's simulcast layer (0: the smallest); 0 for audio.
+    pub layer: u8,
+    /// An audio frame's level, 4 dB a step below full scale ([`audio_level`]); 0 for video.
+    pub level: u8,
     /// How many payload bytes follow.
     pub payload_len: u32,
 }
@@ -38,7 +63,9 @@ impl MediaHeader {
         let mut out = [0u8; Self::LEN];
         out[0..4].copy_from_slice(&self.track.participant.0.to_be_bytes());
         out[4] = self.track.index;
-        out[5] = if self.keyframe { FLAG_KEYFRAME } else { 0 };
+        out[5] = u8::from(self.keyframe)
+            | (self.layer & LAYER_MASK) << LAYER_SHIFT
+            | self.level.min(SILENT_LEVEL) << LEVEL_SHIFT;
         out[6..10].copy_from_slice(&self.sequence.to_be_bytes());
         out[10..18].copy_from_slice(&self.capture_us.to_be_bytes());
         out[18..22].copy_from_slice(&self.payload_len.to_be_bytes());
@@ -60,12 +87,20 @@ impl MediaHeader {
                 index: b[4],
             },
             keyframe: b[5] & FLAG_KEYFRAME != 0,
+            layer: (b[5] >> LAYER_SHIFT) & LAYER_MASK,
+            level: b[5] >> LEVEL_SHIFT,
             sequence: be32(6),
             capture_us: u64::from_be_bytes(capture),
             payload_len: be32(18),
         };
-        if b[5] & !FLAG_KEYFRAME != 0 {
-            return Err(Error::Malformed("unknown media flags"));
+        match kind {
+            TrackKind::Audio if header.layer != 0 => {
+                return Err(Error::Malformed("audio has no layers"));
+            }
+            TrackKind::Video if header.level != 0 => {
+                return Err(Error::Malformed("video has no audio level"));
+            }
+            _ => {}
         }
         if usize::from(header.track.index) >= MAX_TRACKS_PER_PARTICIPANT {
             return Err(Error::Malformed("track index out of range"));
@@ -175,7 +210,18 @@ impl FramePriority {
 
 #[cfg(test)]
 mod tests {
-    use super::FramePriority;
+    use super::{FramePriority, SILENT_LEVEL, audio_level};
+
+    #[test]
+    fn audio_levels_step_4_db_from_full_scale_to_silence() {
+        assert_eq!(audio_level(&[0.0; 960]), SILENT_LEVEL);
+        assert_eq!(audio_level(&[]), SILENT_LEVEL);
+        assert_eq!(audio_level(&[1.0; 960]), 0);
+        // A sine at 0.1 peak: RMS 0.0707, −23 dBov.
+        let sine: Vec<f32> = (0..960).map(|i| (i as f32 * 0.1).sin() * 0.1).collect();
+        assert_eq!(audio_level(&sine), 6);
+        assert_eq!(audio_level(&[1e-9; 960]), SILENT_LEVEL);
+    }
 
     #[test]
     fn older_frames_of_a_group_first_newer_groups_before_older() {

@@ -60,11 +60,65 @@ pub struct TrackInfo {
     pub width: u16,
     /// Video height in pixels (0 for audio).
     pub height: u16,
+    /// A video track's simulcast layers, smallest first, each an independent stream starting
+    /// its own groups with keyframes (its frames carry the layer's index in the media header).
+    /// Empty: one layer, `width` x `height`.
+    pub layers: Vec<LayerInfo>,
+}
+
+/// One simulcast layer of a video track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Picture width in pixels.
+    pub width: u16,
+    /// Picture height in pixels.
+    pub height: u16,
+    /// Pictures per second.
+    pub fps: u8,
+    /// The encoder's target, in kb/s (what the relay's allocation counts until it has measured
+    /// the layer).
+    pub kbps: u32,
 }
 
 impl TrackInfo {
+    /// The layers a subscriber can choose from, smallest first: the announced ones, or the
+    /// track's one picture size when it announced none.
+    pub fn layer_list(&self) -> Vec<LayerInfo> {
+        if self.layers.is_empty() {
+            vec![LayerInfo {
+                width: self.width,
+                height: self.height,
+                fps: 30,
+                kbps: 0,
+            }]
+        } else {
+            self.layers.clone()
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         check_str("codec", &self.codec, MAX_CODEC, false)?;
+        check_len("layers", self.layers.len(), MAX_LAYERS)?;
+        if self.kind == TrackKind::Audio && !self.layers.is_empty() {
+            return Err(Error::Malformed("audio has no layers"));
+        }
+        for pair in self.layers.windows(2) {
+            if u32::from(pair[0].height) * u32::from(pair[0].width)
+                > u32::from(pair[1].height) * u32::from(pair[1].width)
+            {
+                return Err(Error::Malformed("layers not smallest first"));
+            }
+        }
+        for layer in &self.layers {
+            if layer.width > MAX_DIMENSION || layer.height > MAX_DIMENSION {
+                return Err(Error::TooLarge {
+                    field: "layer resolution",
+                    len: usize::from(layer.width.max(layer.height)),
+                    max: usize::from(MAX_DIMENSION),
+                });
+            }
+            check_len("layer kb/s", layer.kbps as usize, MAX_LAYER_KBPS)?;
+        }
         if self.width > MAX_DIMENSION || self.height > MAX_DIMENSION {
             return Err(Error::TooLarge {
                 field: "resolution",
@@ -148,6 +202,18 @@ pub struct Resume {
     pub secret: u64,
 }
 
+/// How a viewer sees one remote video track: what the relay's allocation serves it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewWant {
+    /// Which track.
+    pub track: TrackId,
+    /// How many pixels tall the picture appears on the viewer's screen.
+    pub height: u16,
+    /// Higher goes first when the viewer's link cannot carry everything (the active speaker,
+    /// what is near the centre of the view, a pinned panel).
+    pub priority: u8,
+}
+
 /// Why a participant left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LeaveReason {
@@ -202,10 +268,19 @@ pub enum ToRelay {
         /// Which track.
         track: TrackId,
     },
-    /// Ask the publisher of a subscribed video track for a keyframe.
+    /// Ask the publisher of a subscribed video track for a keyframe (of the layer we receive).
     KeyframeRequest {
         /// Which track.
         track: TrackId,
+    },
+    /// What we see of the room's videos, replacing what we said before. A subscribed video track
+    /// missing from `wants` is not seen (behind us, or out of the window): the relay sends none
+    /// of it. Until the first of these, every subscribed video comes at its top layer.
+    View {
+        /// The videos in sight.
+        wants: Vec<ViewWant>,
+        /// The most we want to receive, in kb/s (0: no limit of our own).
+        max_kbps: u32,
     },
     /// Say something to the room.
     Chat {
@@ -272,6 +347,16 @@ pub enum FromRelay {
     KeyframeRequest {
         /// Your index of the track.
         index: u8,
+        /// Which of its layers.
+        layer: u8,
+    },
+    /// Which layers of one of your video tracks someone receives now (bit n: layer n); encode
+    /// those, and no others.
+    LayersWanted {
+        /// Your index of the track.
+        index: u8,
+        /// The layers, one bit each.
+        layers: u8,
     },
     /// A chat line, in the room's order. A joiner first receives the room's recent history.
     Chat {
@@ -343,6 +428,12 @@ impl ToRelay {
             ToRelay::Subscribe { track }
             | ToRelay::Unsubscribe { track }
             | ToRelay::KeyframeRequest { track } => check_track_index(track.index),
+            ToRelay::View { wants, .. } => {
+                check_len("view", wants.len(), MAX_VIEW)?;
+                wants
+                    .iter()
+                    .try_for_each(|want| check_track_index(want.track.index))
+            }
             ToRelay::Chat { text } => check_str("chat", text, MAX_CHAT, false),
             ToRelay::Pose(pose) => pose.validate(),
             ToRelay::Mute { .. } | ToRelay::Ping { .. } | ToRelay::Leave => Ok(()),
@@ -364,7 +455,11 @@ impl FromRelay {
                 info.validate()
             }
             FromRelay::TrackUnpublished { track } => check_track_index(track.index),
-            FromRelay::KeyframeRequest { index } => check_track_index(*index),
+            FromRelay::KeyframeRequest { index, layer } => {
+                check_track_index(*index)?;
+                check_len("layer", usize::from(*layer), MAX_LAYERS - 1)
+            }
+            FromRelay::LayersWanted { index, .. } => check_track_index(*index),
             FromRelay::Chat { name, text, .. } => {
                 check_str("name", name, MAX_DISPLAY_NAME, false)?;
                 check_str("chat", text, MAX_CHAT, false)

@@ -4,6 +4,14 @@
 //! (and `now`), then `poll_control` for the control messages to send to whom, `poll_woken` for the
 //! participants with new media queued, and `poll_audio` / `poll_video` to take that media out.
 //!
+//! Video comes in simulcast layers. Each subscriber receives at most one layer of each video:
+//! the one [`alloc::allocate`] picks from what it sees ([`ToRelay::View`]), what its link
+//! carries ([`Room::set_downlink`], lowered at once when its queues overflow) and what it
+//! receives now. A switch to another layer takes effect at that layer's next keyframe (asked
+//! for); a video out of sight, or that does not fit, is paused at once. Publishers hear which
+//! of their layers anyone takes ([`FromRelay::LayersWanted`]), so they encode only those.
+//! [`Room::handle_timeout`] re-runs the allocation as estimates change.
+//!
 //! Forwarding shares each frame's bytes between subscribers. Every subscriber has a bounded
 //! queue per video track: when it overflows (the subscriber reads too slowly) the queued frames of
 //! that track are dropped, later frames are skipped until the next keyframe, and the publisher is
@@ -12,11 +20,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::limits::{CHAT_HISTORY, CONTROL_BURST, CONTROL_RATE, MAX_PARTICIPANTS};
+use crate::alloc::{self, Candidate};
+use crate::limits::{CHAT_HISTORY, CONTROL_BURST, CONTROL_RATE};
 use crate::media::MediaFrame;
 use crate::message::{
-    FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay, TrackId,
-    TrackKind,
+    FromRelay, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay,
+    TrackId, TrackKind,
 };
 use crate::{Error, PROTOCOL_VERSION, Result};
 
@@ -40,18 +49,36 @@ pub struct RoomConfig {
     pub audio_queue_frames: usize,
     /// Least time between two keyframe requests to the same track's publisher.
     pub keyframe_request_interval: Duration,
+    /// How often [`Room::handle_timeout`] allocates every subscriber's layers afresh.
+    pub allocate_every: Duration,
+    /// What one subscribed audio track costs a subscriber's link, in kb/s (it comes off the
+    /// budget before any video).
+    pub audio_kbps: u32,
+    /// The share of a subscriber's estimated downlink its media may fill.
+    pub downlink_share: f64,
 }
 
 impl Default for RoomConfig {
     fn default() -> Self {
         Self {
-            max_participants: MAX_PARTICIPANTS,
+            max_participants: DEFAULT_MAX_PARTICIPANTS,
             video_queue_frames: 15,
             audio_queue_frames: 25,
             keyframe_request_interval: Duration::from_millis(250),
+            allocate_every: Duration::from_millis(500),
+            audio_kbps: 40,
+            downlink_share: 0.85,
         }
     }
 }
+
+/// A room's default size limit (the protocol carries up to [`crate::limits::MAX_PARTICIPANTS`]).
+pub const DEFAULT_MAX_PARTICIPANTS: usize = 200;
+
+/// After its queues overflowed, a subscriber's budget is this share of what it was sent.
+const CONGESTED_SHARE: f64 = 0.7;
+/// A lowered budget grows back by this factor a second, up to the link's estimate.
+const RECOVERY_PER_SECOND: f64 = 1.1;
 
 /// Counters of a room's forwarding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,11 +93,17 @@ pub struct ForwardStats {
     pub keyframe_requests: u64,
     /// Media frames for tracks not (or not yet) published, dropped.
     pub frames_unroutable: u64,
+    /// Subscribers switched to another layer of a video (at its keyframe).
+    pub layer_switches: u64,
 }
 
 #[derive(Debug)]
 struct Subscription {
     kind: TrackKind,
+    /// The layer forwarded now (video); `None`: nothing yet, or paused.
+    current: Option<u8>,
+    /// The layer the allocation picked; forwarding moves to it at its next keyframe.
+    target: Option<u8>,
     /// Video frames of this track now queued.
     queued: usize,
     /// Skipping until a keyframe arrives.
@@ -112,6 +145,19 @@ struct Member {
     subscriptions: HashMap<TrackId, Subscription>,
     audio: VecDeque<MediaFrame>,
     video: VecDeque<MediaFrame>,
+    /// What it sees: per video in sight, its height on screen and priority. `None` until it
+    /// first says: then every video comes at its top layer.
+    view: Option<HashMap<TrackId, (u16, u8)>>,
+    /// Its own limit, in kb/s.
+    max_kbps: Option<u32>,
+    /// Its link's estimate from the transport, in kb/s.
+    downlink_kbps: Option<u32>,
+    /// Lowered after its queues overflowed; grows back over time.
+    congested_kbps: Option<f64>,
+    /// What its allocation sends it, in kb/s (video).
+    allocated_kbps: f64,
+    /// Its allocation must be run again.
+    dirty: bool,
 }
 
 /// One room's state.
@@ -124,7 +170,11 @@ pub struct Room {
     chat_history: VecDeque<FromRelay>,
     outbox: VecDeque<(ParticipantId, FromRelay)>,
     woken: BTreeSet<ParticipantId>,
-    keyframe_asked: HashMap<TrackId, Instant>,
+    keyframe_asked: HashMap<(TrackId, u8), Instant>,
+    /// The layers of each video track someone receives, as last told to its publisher.
+    wanted: HashMap<TrackId, u8>,
+    next_allocate: Option<Instant>,
+    last_timeout: Option<Instant>,
     stats: ForwardStats,
 }
 
@@ -140,6 +190,9 @@ impl Room {
             outbox: VecDeque::new(),
             woken: BTreeSet::new(),
             keyframe_asked: HashMap::new(),
+            wanted: HashMap::new(),
+            next_allocate: None,
+            last_timeout: None,
             stats: ForwardStats::default(),
         }
     }
@@ -162,6 +215,69 @@ impl Room {
     /// The roster entry of a participant.
     pub fn participant(&self, id: ParticipantId) -> Option<&ParticipantInfo> {
         self.members.get(&id).map(|m| &m.info)
+    }
+
+    /// The layers of a published video track, smallest first.
+    pub fn track_layers(&self, track: TrackId) -> Vec<LayerInfo> {
+        self.members
+            .get(&track.participant)
+            .and_then(|m| {
+                m.info
+                    .tracks
+                    .iter()
+                    .find(|(index, _)| *index == track.index)
+            })
+            .map(|(_, info)| info.layer_list())
+            .unwrap_or_default()
+    }
+
+    /// The layer `subscriber` receives of `track` now, and the one it is switching to.
+    pub fn layer_of(&self, subscriber: ParticipantId, track: TrackId) -> (Option<u8>, Option<u8>) {
+        self.members
+            .get(&subscriber)
+            .and_then(|m| m.subscriptions.get(&track))
+            .map_or((None, None), |sub| (sub.current, sub.target))
+    }
+
+    /// The budget the allocation gives `subscriber`'s video now, in kb/s (`None`: no limit).
+    pub fn video_budget(&self, subscriber: ParticipantId) -> Option<u32> {
+        self.members.get(&subscriber).and_then(|m| self.budget(m))
+    }
+
+    /// The transport's estimate of what a subscriber's link carries, in kb/s.
+    pub fn set_downlink(&mut self, id: ParticipantId, kbps: u32) {
+        if let Some(member) = self.members.get_mut(&id) {
+            let changed = member
+                .downlink_kbps
+                .is_none_or(|old| (f64::from(kbps) - f64::from(old)).abs() > f64::from(old) * 0.1);
+            member.downlink_kbps = Some(kbps);
+            member.dirty |= changed;
+        }
+    }
+
+    /// Time passed: lowered budgets grow back, and allocations whose inputs changed run again
+    /// (every one of them each `allocate_every`). Call at least that often.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let elapsed = self
+            .last_timeout
+            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        self.last_timeout = Some(now);
+        let all = self.next_allocate.is_none_or(|at| now >= at);
+        if all {
+            self.next_allocate = Some(now + self.config.allocate_every);
+        }
+        let growth = RECOVERY_PER_SECOND.powf(elapsed);
+        for member in self.members.values_mut() {
+            if let Some(cap) = &mut member.congested_kbps {
+                *cap *= growth;
+                if member.downlink_kbps.is_some_and(|d| *cap >= f64::from(d)) {
+                    member.congested_kbps = None;
+                }
+                member.dirty = true;
+            }
+            member.dirty |= all;
+        }
+        self.allocate(now);
     }
 
     /// The kind of a published track, if it is published.
@@ -243,6 +359,12 @@ impl Room {
                 subscriptions: HashMap::new(),
                 audio: VecDeque::new(),
                 video: VecDeque::new(),
+                view: None,
+                max_kbps: None,
+                downlink_kbps: None,
+                congested_kbps: None,
+                allocated_kbps: 0.0,
+                dirty: false,
             },
         );
         Ok(Joined { id, resumed: false })
@@ -267,7 +389,10 @@ impl Room {
                 sub.queued = 0;
                 if sub.kind == TrackKind::Video {
                     sub.waiting_for_keyframe = true;
-                    restart.push(*track);
+                    sub.current = None;
+                    if let Some(layer) = sub.target {
+                        restart.push((*track, layer));
+                    }
                 }
             }
             self.outbox.push_back((
@@ -284,8 +409,20 @@ impl Room {
         for line in &self.chat_history {
             self.outbox.push_back((id, line.clone()));
         }
-        for track in restart {
-            self.request_keyframe(track, now);
+        // What its tracks' subscribers take, again: the new connection's client may have
+        // missed it.
+        let wanted: Vec<(u8, u8)> = self
+            .wanted
+            .iter()
+            .filter(|(track, _)| track.participant == id)
+            .map(|(track, layers)| (track.index, *layers))
+            .collect();
+        for (index, layers) in wanted {
+            self.outbox
+                .push_back((id, FromRelay::LayersWanted { index, layers }));
+        }
+        for (track, layer) in restart {
+            self.request_keyframe(track, layer, now);
         }
     }
 
@@ -303,6 +440,7 @@ impl Room {
             });
         }
         self.broadcast(id, FromRelay::ParticipantLeft { id, reason });
+        self.update_wanted();
     }
 
     /// A control message from a joined participant.
@@ -339,6 +477,13 @@ impl Room {
                     index,
                 };
                 self.broadcast(from, FromRelay::TrackPublished { track, info });
+                // Nobody takes any of it yet: the publisher hears so (it encodes nothing until
+                // someone subscribes).
+                if self.track_kind(track) == Some(TrackKind::Video) {
+                    self.wanted.insert(track, 0);
+                    self.outbox
+                        .push_back((from, FromRelay::LayersWanted { index, layers: 0 }));
+                }
             }
             ToRelay::Unpublish { index } => {
                 let member = self.member_mut(from)?;
@@ -351,6 +496,7 @@ impl Room {
                     };
                     self.end_track(track);
                     self.broadcast(from, FromRelay::TrackUnpublished { track });
+                    self.update_wanted();
                 }
             }
             ToRelay::Subscribe { track } => {
@@ -366,9 +512,12 @@ impl Room {
                     // Again: the subscriber starts afresh (a decoder of its own restarted).
                     if kind == TrackKind::Video {
                         sub.waiting_for_keyframe = true;
+                        sub.current = None;
                         member.video.retain(|f| f.header.track != track);
                         sub.queued = 0;
-                        self.request_keyframe(track, now);
+                        if let Some(layer) = sub.target {
+                            self.request_keyframe(track, layer, now);
+                        }
                     }
                     return Ok(());
                 }
@@ -376,6 +525,8 @@ impl Room {
                     track,
                     Subscription {
                         kind,
+                        current: None,
+                        target: None,
                         queued: 0,
                         waiting_for_keyframe: kind == TrackKind::Video,
                         overflows: 0,
@@ -383,22 +534,39 @@ impl Room {
                         next_ask: now + interval,
                     },
                 );
-                if kind == TrackKind::Video {
-                    self.request_keyframe(track, now);
-                }
+                member.dirty = true;
+                self.allocate(now);
             }
             ToRelay::Unsubscribe { track } => {
                 let member = self.member_mut(from)?;
                 if member.subscriptions.remove(&track).is_some() {
                     member.audio.retain(|f| f.header.track != track);
                     member.video.retain(|f| f.header.track != track);
+                    member.dirty = true;
+                    self.allocate(now);
                 }
             }
             ToRelay::KeyframeRequest { track } => {
-                let subscribed = self.member_mut(from)?.subscriptions.contains_key(&track);
-                if subscribed {
-                    self.request_keyframe(track, now);
+                let layer = self
+                    .member_mut(from)?
+                    .subscriptions
+                    .get(&track)
+                    .and_then(|sub| sub.target);
+                if let Some(layer) = layer {
+                    self.request_keyframe(track, layer, now);
                 }
+            }
+            ToRelay::View { wants, max_kbps } => {
+                let member = self.member_mut(from)?;
+                member.view = Some(
+                    wants
+                        .iter()
+                        .map(|want| (want.track, (want.height, want.priority)))
+                        .collect(),
+                );
+                member.max_kbps = (max_kbps > 0).then_some(max_kbps);
+                member.dirty = true;
+                self.allocate(now);
             }
             ToRelay::Chat { text } => {
                 self.chat_seq += 1;
@@ -472,6 +640,8 @@ impl Room {
         let frame = frame.stamp(from);
         let keyframe = frame.header.keyframe;
         let mut wants_keyframe = false;
+        let mut congested = Vec::new();
+        let mut switched = false;
         let interval = self.config.keyframe_request_interval;
         for (id, member) in &mut self.members {
             let Some(sub) = member.subscriptions.get_mut(&track) else {
@@ -486,6 +656,29 @@ impl Room {
                     member.audio.push_back(frame.clone());
                 }
                 TrackKind::Video => {
+                    let layer = frame.header.layer;
+                    if sub.current != Some(layer) {
+                        if sub.target != Some(layer) {
+                            continue; // a layer this subscriber does not take
+                        }
+                        if !keyframe {
+                            self.stats.frames_dropped += 1;
+                            wants_keyframe |= sub.may_ask(now, interval);
+                            continue;
+                        }
+                        // The layer it switches to starts here: what is queued of the old one
+                        // goes (the new one does not build on it).
+                        if sub.current.is_some() {
+                            switched = true;
+                            self.stats.layer_switches += 1;
+                            let before = member.video.len();
+                            member.video.retain(|f| f.header.track != track);
+                            self.stats.frames_dropped += (before - member.video.len()) as u64;
+                            sub.queued = 0;
+                        }
+                        sub.current = Some(layer);
+                        sub.waiting_for_keyframe = false;
+                    }
                     if sub.waiting_for_keyframe && !keyframe {
                         self.stats.frames_dropped += 1;
                         wants_keyframe |= sub.may_ask(now, interval);
@@ -505,6 +698,7 @@ impl Room {
                             sub.overflows = 0;
                         }
                         sub.last_overflow = Some(now);
+                        congested.push(*id);
                         if !keyframe {
                             self.stats.frames_dropped += 1;
                             sub.waiting_for_keyframe = true;
@@ -524,7 +718,23 @@ impl Room {
         }
         // Someone is waiting for a keyframe and may ask: ask (once the track's limit allows).
         if wants_keyframe {
-            self.request_keyframe(track, now);
+            self.request_keyframe(track, frame.header.layer, now);
+        }
+        // The layer left behind may no longer be wanted by anyone.
+        if switched {
+            self.update_wanted();
+        }
+        // A subscriber whose queue overflowed gets less from now on.
+        if !congested.is_empty() {
+            for id in congested {
+                if let Some(member) = self.members.get_mut(&id) {
+                    let sent = member.allocated_kbps.max(f64::from(self.config.audio_kbps));
+                    let cap = member.congested_kbps.map_or(sent, |cap| cap.min(sent));
+                    member.congested_kbps = Some(cap * CONGESTED_SHARE);
+                    member.dirty = true;
+                }
+            }
+            self.allocate(now);
         }
         Ok(())
     }
@@ -567,7 +777,8 @@ impl Room {
     }
 
     fn end_track(&mut self, track: TrackId) {
-        self.keyframe_asked.remove(&track);
+        self.keyframe_asked.retain(|(t, _), _| *t != track);
+        self.wanted.remove(&track);
         for member in self.members.values_mut() {
             if member.subscriptions.remove(&track).is_some() {
                 member.audio.retain(|f| f.header.track != track);
@@ -579,17 +790,151 @@ impl Room {
     /// Asks the publisher for a keyframe, at most once per `keyframe_request_interval` per track.
     /// A request held back by that limit is not lost: frames a waiting subscriber skips ask again
     /// (at that subscriber's own, backed-off pace), so one goes out once the interval has passed.
-    fn request_keyframe(&mut self, track: TrackId, now: Instant) {
-        if let Some(last) = self.keyframe_asked.get(&track)
+    fn request_keyframe(&mut self, track: TrackId, layer: u8, now: Instant) {
+        if let Some(last) = self.keyframe_asked.get(&(track, layer))
             && now.saturating_duration_since(*last) < self.config.keyframe_request_interval
         {
             return;
         }
-        self.keyframe_asked.insert(track, now);
+        self.keyframe_asked.insert((track, layer), now);
         self.stats.keyframe_requests += 1;
         self.outbox.push_back((
             track.participant,
-            FromRelay::KeyframeRequest { index: track.index },
+            FromRelay::KeyframeRequest {
+                index: track.index,
+                layer,
+            },
         ));
+    }
+
+    /// What a member's video may cost, in kb/s: its link's share (lowered after congestion)
+    /// and its own limit, less its audio.
+    fn budget(&self, member: &Member) -> Option<u32> {
+        let link = member
+            .downlink_kbps
+            .map(|d| f64::from(d) * self.config.downlink_share);
+        let limit = [link, member.congested_kbps, member.max_kbps.map(f64::from)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)?;
+        let audio = member
+            .subscriptions
+            .values()
+            .filter(|sub| sub.kind == TrackKind::Audio)
+            .count() as f64
+            * f64::from(self.config.audio_kbps);
+        Some((limit - audio).max(0.0) as u32)
+    }
+
+    /// Runs the allocation of every member marked dirty; asks for the keyframes its switches
+    /// need, and tells publishers when the layers anyone takes change.
+    fn allocate(&mut self, now: Instant) {
+        let dirty: Vec<ParticipantId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.dirty)
+            .map(|(id, _)| *id)
+            .collect();
+        if dirty.is_empty() {
+            return;
+        }
+        let mut asks = Vec::new();
+        for id in dirty {
+            let Some(member) = self.members.get(&id) else {
+                continue;
+            };
+            let budget = self.budget(member);
+            let candidates: Vec<Candidate> = member
+                .subscriptions
+                .iter()
+                .filter(|(_, sub)| sub.kind == TrackKind::Video)
+                .map(|(track, sub)| {
+                    let layers = self.track_layers(*track);
+                    let (height, priority) = match &member.view {
+                        // Not said yet: the top layer, as before layers existed.
+                        None => (u16::MAX, 0),
+                        Some(view) => view.get(track).copied().unwrap_or((0, 0)),
+                    };
+                    Candidate {
+                        track: *track,
+                        priority,
+                        height,
+                        layers,
+                        current: sub.current.or(sub.target),
+                    }
+                })
+                .collect();
+            let chosen = alloc::allocate(budget, &candidates);
+            let allocated: f64 = candidates
+                .iter()
+                .zip(&chosen)
+                .filter_map(|(c, layer)| {
+                    layer.and_then(|l| c.layers.get(usize::from(l)).map(|l| f64::from(l.kbps)))
+                })
+                .sum();
+            let Some(member) = self.members.get_mut(&id) else {
+                continue;
+            };
+            member.dirty = false;
+            member.allocated_kbps = allocated;
+            for (candidate, layer) in candidates.iter().zip(chosen) {
+                let Some(sub) = member.subscriptions.get_mut(&candidate.track) else {
+                    continue;
+                };
+                if sub.target == layer {
+                    continue;
+                }
+                sub.target = layer;
+                match layer {
+                    None => {
+                        // Paused at once: nothing more of it, nothing queued.
+                        sub.current = None;
+                        sub.queued = 0;
+                        member.video.retain(|f| f.header.track != candidate.track);
+                    }
+                    Some(layer) if sub.current != Some(layer) => {
+                        asks.push((candidate.track, layer));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.update_wanted();
+        for (track, layer) in asks {
+            self.request_keyframe(track, layer, now);
+        }
+    }
+
+    /// Tells each publisher whose set of taken layers changed which of them anyone takes now.
+    fn update_wanted(&mut self) {
+        let mut now_wanted: HashMap<TrackId, u8> =
+            self.wanted.keys().map(|track| (*track, 0)).collect();
+        for member in self.members.values() {
+            for (track, sub) in &member.subscriptions {
+                if sub.kind != TrackKind::Video {
+                    continue;
+                }
+                let bits = [sub.current, sub.target]
+                    .into_iter()
+                    .flatten()
+                    .fold(0u8, |bits, layer| bits | 1 << (layer & 7));
+                *now_wanted.entry(*track).or_default() |= bits;
+            }
+        }
+        for (track, layers) in now_wanted {
+            if self.wanted.get(&track) == Some(&layers)
+                || !self.members.contains_key(&track.participant)
+            {
+                continue;
+            }
+            self.wanted.insert(track, layers);
+            self.outbox.push_back((
+                track.participant,
+                FromRelay::LayersWanted {
+                    index: track.index,
+                    layers,
+                },
+            ));
+        }
     }
 }

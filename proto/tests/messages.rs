@@ -22,6 +22,7 @@ fn video_info() -> TrackInfo {
         source: TrackSource::Camera,
         width: 640,
         height: 480,
+        layers: Vec::new(),
     }
 }
 
@@ -130,7 +131,7 @@ fn every_from_relay_message_round_trips() {
             info: video_info(),
         },
         FromRelay::TrackUnpublished { track: track() },
-        FromRelay::KeyframeRequest { index: 1 },
+        FromRelay::KeyframeRequest { index: 1, layer: 0 },
         FromRelay::Chat {
             seq: 12,
             from: ParticipantId(3),
@@ -277,6 +278,8 @@ fn media_frames_round_trip_and_restamp() {
         sequence: 41,
         capture_us: 1_700_000_000_123_456,
         keyframe: true,
+        layer: 0,
+        level: 0,
         payload_len: 0,
     };
     let frame = MediaFrame::new(header, b"annex-b bytes");
@@ -302,6 +305,8 @@ fn media_frames_with_bad_lengths_or_flags_are_refused() {
         sequence: 1,
         capture_us: 1,
         keyframe: false,
+        layer: 0,
+        level: 0,
         payload_len: 0,
     };
     let frame = MediaFrame::new(header, &[0u8; 2000]);

@@ -28,6 +28,7 @@ fn video_info() -> TrackInfo {
         source: TrackSource::Camera,
         width: 640,
         height: 480,
+        layers: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ fn audio_info() -> TrackInfo {
         source: TrackSource::Microphone,
         width: 0,
         height: 0,
+        layers: Vec::new(),
     }
 }
 
@@ -53,6 +55,8 @@ fn frame(index: u8, sequence: u32, keyframe: bool, payload: &[u8]) -> MediaFrame
             sequence,
             capture_us: u64::from(sequence) * 33_333,
             keyframe,
+            layer: 0,
+            level: 0,
             payload_len: 0,
         },
         payload,
@@ -67,8 +71,17 @@ fn audio(index: u8, sequence: u32) -> MediaFrame {
     frame(index, sequence, false, &sequence.to_be_bytes())
 }
 
-/// Every control message the room has to send, in order.
+/// Every control message the room has to send, in order, but the layers publishers are told
+/// to encode (the layer tests below look at those).
 fn drain_control(room: &mut Room) -> Vec<(ParticipantId, FromRelay)> {
+    drain_all_control(room)
+        .into_iter()
+        .filter(|(_, m)| !matches!(m, FromRelay::LayersWanted { .. }))
+        .collect()
+}
+
+/// Every control message the room has to send, in order.
+fn drain_all_control(room: &mut Room) -> Vec<(ParticipantId, FromRelay)> {
     std::iter::from_fn(|| room.poll_control()).collect()
 }
 
@@ -266,7 +279,7 @@ fn media_reaches_only_subscribers_stamped_with_the_publisher_and_shared() {
         drain_control(&mut room),
         vec![
             // Two video subscriptions at the same instant: one request.
-            (publisher, FromRelay::KeyframeRequest { index: 1 }),
+            (publisher, FromRelay::KeyframeRequest { index: 1, layer: 0 }),
             (
                 publisher,
                 FromRelay::TrackUnpublished {
@@ -378,7 +391,7 @@ fn a_slow_subscriber_skips_to_a_keyframe_and_never_holds_up_a_fast_one() {
         for (to, message) in drain_control(room) {
             if is_keyframe_request(&message) {
                 assert_eq!(to, publisher);
-                assert_eq!(message, FromRelay::KeyframeRequest { index: 0 });
+                assert_eq!(message, FromRelay::KeyframeRequest { index: 0, layer: 0 });
                 run.requests.push(now);
             }
         }
@@ -527,7 +540,7 @@ fn keyframe_requests_from_subscribers_are_rate_limited() {
         for (to, message) in drain_control(&mut room) {
             assert_eq!(
                 (to, message),
-                (publisher, FromRelay::KeyframeRequest { index: 0 })
+                (publisher, FromRelay::KeyframeRequest { index: 0, layer: 0 })
             );
             requests.push(now);
         }
@@ -569,7 +582,7 @@ fn a_new_video_subscriber_waits_for_a_keyframe_and_asks_for_one() {
     subscribe(&mut room, late, track(publisher, 0), at(10));
     assert_eq!(
         drain_control(&mut room),
-        vec![(publisher, FromRelay::KeyframeRequest { index: 0 })]
+        vec![(publisher, FromRelay::KeyframeRequest { index: 0, layer: 0 })]
     );
 
     // Delta frames are withheld from it (it could not decode them) and do not wake it. While it
@@ -588,7 +601,7 @@ fn a_new_video_subscriber_waits_for_a_keyframe_and_asks_for_one() {
         for message in drain_control(&mut room) {
             assert_eq!(
                 message,
-                (publisher, FromRelay::KeyframeRequest { index: 0 })
+                (publisher, FromRelay::KeyframeRequest { index: 0, layer: 0 })
             );
             requests.push(at(n));
         }
@@ -1274,7 +1287,7 @@ fn a_lost_connection_takes_its_place_back_and_nobody_sees_it_go() {
     // Bob hears nothing of it but a request for a keyframe, where Ada's video restarts.
     assert_eq!(
         sent_to(&sent, bob),
-        vec![FromRelay::KeyframeRequest { index: 0 }]
+        vec![FromRelay::KeyframeRequest { index: 0, layer: 0 }]
     );
     room.handle_media(bob, video(0, 2, false), TrackKind::Video, later)
         .expect("forwarded");
@@ -1330,9 +1343,218 @@ fn subscribing_again_restarts_the_track_at_a_keyframe() {
     subscribe(&mut room, ada, track(bob, 0), later);
     assert_eq!(
         sent_to(&drain_control(&mut room), bob),
-        vec![FromRelay::KeyframeRequest { index: 0 }]
+        vec![FromRelay::KeyframeRequest { index: 0, layer: 0 }]
     );
     room.handle_media(bob, video(0, 1, false), TrackKind::Video, later)
         .expect("forwarded");
     assert!(drain_video(&mut room, ada).is_empty());
+}
+
+// ----- Layers ------------------------------------------------------------------------------
+
+fn layered_info() -> TrackInfo {
+    TrackInfo {
+        layers: [(160, 120, 15, 80), (320, 240, 30, 250), (640, 480, 30, 700)]
+            .into_iter()
+            .map(|(width, height, fps, kbps)| LayerInfo {
+                width,
+                height,
+                fps,
+                kbps,
+            })
+            .collect(),
+        ..video_info()
+    }
+}
+
+fn layer_frame(layer: u8, sequence: u32, keyframe: bool) -> MediaFrame {
+    let mut frame = video(0, sequence, keyframe);
+    frame.header.layer = layer;
+    MediaFrame::new(frame.header, &sequence.to_be_bytes())
+}
+
+fn view(room: &mut Room, from: ParticipantId, wants: &[(TrackId, u16, u8)], now: Instant) {
+    let wants = wants
+        .iter()
+        .map(|(track, height, priority)| ViewWant {
+            track: *track,
+            height: *height,
+            priority: *priority,
+        })
+        .collect();
+    send(room, from, ToRelay::View { wants, max_kbps: 0 }, now);
+}
+
+/// Sends one frame of each of the three layers, the ones in `keys` as keyframes; returns the
+/// layers `to` received.
+fn send_layers(
+    room: &mut Room,
+    publisher: ParticipantId,
+    to: ParticipantId,
+    sequence: u32,
+    keys: &[u8],
+    now: Instant,
+) -> Vec<u8> {
+    for layer in 0..3 {
+        let frame = layer_frame(layer, sequence, keys.contains(&layer));
+        room.handle_media(publisher, frame, TrackKind::Video, now)
+            .expect("forwarded");
+    }
+    drain_video(room, to)
+        .iter()
+        .map(|f| f.header.layer)
+        .collect()
+}
+
+#[test]
+fn a_viewer_gets_the_layer_its_panel_needs_switching_at_keyframes() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let publisher = join(&mut room, "Pat");
+    let viewer = join(&mut room, "Vic");
+    drain_all_control(&mut room);
+    publish(&mut room, publisher, 0, layered_info(), t0);
+    let cam = track(publisher, 0);
+    assert_eq!(
+        sent_to(&drain_all_control(&mut room), publisher),
+        vec![FromRelay::LayersWanted {
+            index: 0,
+            layers: 0
+        }],
+        "nobody takes anything yet"
+    );
+    // A small panel: the smallest layer, once its keyframe comes.
+    view(&mut room, viewer, &[(cam, 90, 0)], t0);
+    subscribe(&mut room, viewer, cam, t0);
+    assert_eq!(
+        sent_to(&drain_all_control(&mut room), publisher),
+        vec![
+            FromRelay::LayersWanted {
+                index: 0,
+                layers: 0b001
+            },
+            FromRelay::KeyframeRequest { index: 0, layer: 0 },
+        ]
+    );
+    assert!(send_layers(&mut room, publisher, viewer, 0, &[], t0).is_empty());
+    assert_eq!(send_layers(&mut room, publisher, viewer, 1, &[0], t0), [0]);
+    assert_eq!(send_layers(&mut room, publisher, viewer, 2, &[2], t0), [0]);
+    // The panel grows: the top layer is asked for, the small one goes on until it comes.
+    let t1 = t0 + Duration::from_secs(1);
+    view(&mut room, viewer, &[(cam, 470, 0)], t1);
+    assert_eq!(
+        sent_to(&drain_all_control(&mut room), publisher),
+        vec![
+            FromRelay::LayersWanted {
+                index: 0,
+                layers: 0b101
+            },
+            FromRelay::KeyframeRequest { index: 0, layer: 2 },
+        ]
+    );
+    assert_eq!(room.layer_of(viewer, cam), (Some(0), Some(2)));
+    assert_eq!(send_layers(&mut room, publisher, viewer, 3, &[], t1), [0]);
+    // Never two layers of one track: from the top layer's keyframe on, only it.
+    assert_eq!(
+        send_layers(&mut room, publisher, viewer, 4, &[0, 2], t1),
+        [2]
+    );
+    assert_eq!(send_layers(&mut room, publisher, viewer, 5, &[], t1), [2]);
+    assert_eq!(room.layer_of(viewer, cam), (Some(2), Some(2)));
+    assert_eq!(room.stats().layer_switches, 1);
+    assert_eq!(
+        sent_to(&drain_all_control(&mut room), publisher),
+        vec![FromRelay::LayersWanted {
+            index: 0,
+            layers: 0b100
+        }]
+    );
+    // Out of sight: nothing at once, and the publisher may stop encoding.
+    view(&mut room, viewer, &[], t1);
+    assert!(send_layers(&mut room, publisher, viewer, 6, &[0, 1, 2], t1).is_empty());
+    assert_eq!(
+        sent_to(&drain_all_control(&mut room), publisher),
+        vec![FromRelay::LayersWanted {
+            index: 0,
+            layers: 0
+        }]
+    );
+}
+
+#[test]
+fn a_narrow_link_pauses_the_least_important_video_never_the_audio() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let viewer = join(&mut room, "Vic");
+    let publishers: Vec<ParticipantId> =
+        (0..3).map(|n| join(&mut room, &format!("P{n}"))).collect();
+    for p in &publishers {
+        publish(&mut room, *p, 0, layered_info(), t0);
+        publish(&mut room, *p, 1, audio_info(), t0);
+    }
+    let cams: Vec<TrackId> = publishers.iter().map(|p| track(*p, 0)).collect();
+    // The second is the active speaker.
+    view(
+        &mut room,
+        viewer,
+        &[(cams[0], 470, 0), (cams[1], 470, 9), (cams[2], 470, 0)],
+        t0,
+    );
+    // 3 x 40 kb/s of audio, then room for two small layers only (0.85 x 380 - 120 = 203).
+    room.set_downlink(viewer, 380);
+    for p in &publishers {
+        subscribe(&mut room, viewer, track(*p, 0), t0);
+        subscribe(&mut room, viewer, track(*p, 1), t0);
+    }
+    room.handle_timeout(t0);
+    assert_eq!(room.video_budget(viewer), Some(203));
+    assert_eq!(
+        room.layer_of(viewer, cams[1]),
+        (None, Some(0)),
+        "priority first"
+    );
+    assert_eq!(room.layer_of(viewer, cams[0]), (None, Some(0)));
+    assert_eq!(room.layer_of(viewer, cams[2]), (None, None), "paused");
+    for p in &publishers {
+        room.handle_media(*p, audio(1, 0), TrackKind::Audio, t0)
+            .expect("audio");
+    }
+    assert_eq!(drain_audio(&mut room, viewer).len(), 3, "every voice comes");
+    // The link widens: everyone in sight gets something, then the speaker the most.
+    room.set_downlink(viewer, 2000);
+    room.handle_timeout(t0 + Duration::from_millis(250));
+    let targets: Vec<_> = cams.iter().map(|c| room.layer_of(viewer, *c).1).collect();
+    assert_eq!(targets, [Some(1), Some(2), Some(1)], "{targets:?}");
+}
+
+#[test]
+fn a_subscriber_that_falls_behind_is_given_less() {
+    let t0 = Instant::now();
+    let mut room = room(RoomConfig {
+        video_queue_frames: 4,
+        ..RoomConfig::default()
+    });
+    let publisher = join(&mut room, "Pat");
+    let viewer = join(&mut room, "Vic");
+    publish(&mut room, publisher, 0, layered_info(), t0);
+    let cam = track(publisher, 0);
+    view(&mut room, viewer, &[(cam, 470, 0)], t0);
+    room.set_downlink(viewer, 10_000);
+    subscribe(&mut room, viewer, cam, t0);
+    assert_eq!(room.layer_of(viewer, cam), (None, Some(2)));
+    // It never reads: its queue overflows and its budget drops below the top layer.
+    for n in 0..8 {
+        room.handle_media(publisher, layer_frame(2, n, n == 0), TrackKind::Video, t0)
+            .expect("forwarded");
+    }
+    let budget = room.video_budget(viewer).expect("a budget");
+    assert!(budget < 700, "{budget}");
+    assert_eq!(room.layer_of(viewer, cam).1, Some(1));
+    // It grows back over time.
+    let mut now = t0;
+    for _ in 0..40 {
+        now += Duration::from_millis(250);
+        room.handle_timeout(now);
+    }
+    assert_eq!(room.layer_of(viewer, cam).1, Some(2));
 }

@@ -223,6 +223,7 @@ async fn announce(client: &mut Client) {
         source: TrackSource::Camera,
         width: 1280,
         height: 720,
+        layers: Vec::new(),
     };
     let audio = TrackInfo {
         kind: TrackKind::Audio,
@@ -230,6 +231,7 @@ async fn announce(client: &mut Client) {
         source: TrackSource::Microphone,
         width: 0,
         height: 0,
+        layers: Vec::new(),
     };
     client
         .send(ToRelay::Publish {
@@ -267,6 +269,8 @@ async fn publish(mut client: Client, seconds: f64) -> (u64, u64, Client) {
         sequence,
         capture_us: now_us(),
         keyframe,
+        layer: 0,
+        level: 0,
         payload_len: 0,
     };
     loop {

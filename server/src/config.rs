@@ -1,6 +1,5 @@
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 use rotunda_proto::room::RoomConfig;
 
@@ -26,8 +25,8 @@ pub struct Config {
     /// Token every join must carry; none by default.
     #[arg(long, env = "ROTUNDA_TOKEN")]
     pub token: Option<String>,
-    /// Most participants in one room.
-    #[arg(long, env = "ROTUNDA_MAX_PARTICIPANTS", default_value_t = rotunda_proto::limits::MAX_PARTICIPANTS)]
+    /// Most participants in one room (the protocol carries up to 256).
+    #[arg(long, env = "ROTUNDA_MAX_PARTICIPANTS", default_value_t = rotunda_proto::room::DEFAULT_MAX_PARTICIPANTS)]
     pub max_participants: usize,
     /// Video frames queued per subscriber and track before it skips to the next keyframe.
     #[arg(long, env = "ROTUNDA_VIDEO_QUEUE", default_value_t = 15)]
@@ -47,7 +46,7 @@ impl Config {
             cert: None,
             key: None,
             token: None,
-            max_participants: rotunda_proto::limits::MAX_PARTICIPANTS,
+            max_participants: rotunda_proto::room::DEFAULT_MAX_PARTICIPANTS,
             video_queue_frames: 15,
             web_root: None,
         }
@@ -69,8 +68,7 @@ impl Config {
                 .max_participants
                 .min(rotunda_proto::limits::MAX_PARTICIPANTS),
             video_queue_frames: self.video_queue_frames.max(1),
-            audio_queue_frames: 25,
-            keyframe_request_interval: Duration::from_millis(250),
+            ..RoomConfig::default()
         }
     }
 }

@@ -40,6 +40,8 @@ const VIDEO_IN_FLIGHT: usize = 32;
 const STALE_VIDEO: Duration = Duration::from_secs(1);
 /// A publisher's video frame not fully received by then is abandoned.
 const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a subscriber's link estimate goes to its room.
+const LINK_EVERY: Duration = Duration::from_millis(250);
 /// Time given to a failing client to receive its error message.
 const ERROR_GRACE: Duration = Duration::from_secs(1);
 
@@ -144,6 +146,7 @@ async fn serve(
     tasks.spawn(read_audio(connection.clone(), room.clone(), id));
     tasks.spawn(read_video(connection.clone(), room.clone(), id));
     tasks.spawn(send_media(connection.clone(), room.clone(), id, media));
+    tasks.spawn(watch_link(connection.clone(), room.clone(), id));
     let mut stop = context.stop.clone();
     let mut out = Vec::new();
     let end = loop {
@@ -348,6 +351,40 @@ async fn send_media(
             Some(_) = writers.join_next(), if !writers.is_empty() => {}
         }
     }
+}
+
+/// Every [`LINK_EVERY`], hands the room the transport's estimate of what this subscriber's link
+/// carries (BBR's pacing rate; the congestion window over the round trip when the controller
+/// gives none), and lets the room re-run the allocations that depend on it.
+async fn watch_link(connection: Connection, room: Arc<SharedRoom>, id: ParticipantId) -> End {
+    let mut tick = tokio::time::interval(LINK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let kbps = downlink_kbps(connection.quic_connection());
+        room.with(|room, now| {
+            if let Some(kbps) = kbps {
+                room.set_downlink(id, kbps);
+            }
+            room.handle_timeout(now);
+        });
+    }
+}
+
+/// What the connection's congestion controller thinks the path carries, in kb/s.
+fn downlink_kbps(connection: &wtransport::quinn::Connection) -> Option<u32> {
+    let metrics = connection.congestion_state().metrics();
+    let bps = match metrics.pacing_rate {
+        Some(rate) => rate,
+        None => {
+            let rtt = connection.rtt().as_secs_f64();
+            if rtt <= 0.0 {
+                return None;
+            }
+            (metrics.congestion_window as f64 * 8.0 / rtt) as u64
+        }
+    };
+    (bps > 0).then(|| (bps / 1000).min(u64::from(u32::MAX)) as u32)
 }
 
 async fn write_video(

@@ -89,6 +89,11 @@ pub struct CallConfig {
     pub duration: Option<Duration>,
     /// Video to publish, if any.
     pub video: Option<VideoSpec>,
+    /// Publish the video as simulcast layers (down to 160x120), so each viewer gets the size
+    /// it sees; else the one size alone.
+    pub simulcast: bool,
+    /// The most this call wants to receive, in kb/s (the relay keeps within it).
+    pub max_kbps: Option<u32>,
     /// Publish audio.
     pub audio: bool,
     /// Chat lines to send once, right after joining.
@@ -115,6 +120,8 @@ impl CallConfig {
             join,
             duration: None,
             video: Some(VideoSpec::default()),
+            simulcast: true,
+            max_kbps: None,
             audio: true,
             chat: Vec::new(),
             microphone_off: false,

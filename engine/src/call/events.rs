@@ -3,7 +3,7 @@
 use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Pose};
 use serde::{Deserialize, Serialize};
 
-use super::BotReport;
+use super::{BotReport, PanelView};
 use crate::Error;
 use crate::audio::Scene;
 
@@ -28,6 +28,9 @@ pub enum Command {
         /// Seen (in view and large enough to matter).
         visible: bool,
     },
+    /// How everyone's picture appears on screen now (every frame, or whenever it changes); the
+    /// relay hears when that changes which size of a picture is needed.
+    View(Vec<PanelView>),
     /// Leave the room and end the call.
     Leave,
 }
@@ -89,6 +92,9 @@ pub struct LiveStats {
     pub kbps_in: f64,
     /// What the camera is sent as now (it may have stepped down for the CPU).
     pub video_sent: Option<String>,
+    /// The camera's layers being encoded now (bit n: layer n, smallest first): those someone
+    /// receives.
+    pub layers_sent: u8,
     /// Per remote participant present.
     pub peers: Vec<LivePeer>,
 }
@@ -110,6 +116,8 @@ pub struct LivePeer {
     pub audio_loss: f64,
     /// Audio packets waiting in the jitter buffer.
     pub jitter_depth: usize,
+    /// The layer of their video received now (0: the smallest).
+    pub layer: Option<u8>,
     /// Capture to decoded picture, median of the last frames.
     pub video_latency_ms: f64,
     /// Capture to decoded sound, median of the last packets (about 0.6 s).
@@ -170,6 +178,7 @@ mod tests {
             kbps: 500.0,
             audio_loss: 0.0,
             jitter_depth: 2,
+            layer: Some(2),
             video_latency_ms: 10.0,
             audio_latency_ms: 40.0,
             audio_latency_max_ms: 60.0,

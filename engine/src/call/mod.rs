@@ -14,18 +14,20 @@
 //! keeps our place when it still holds the room.
 
 pub mod backoff;
+mod camera;
 mod config;
 mod events;
 pub mod limiter;
 mod report;
 mod stats;
+mod view;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use rotunda_proto::{
-    FromRelay, MediaFrame, MediaHeader, ParticipantId, Pose, Resume, ToRelay, TrackId, TrackInfo,
-    TrackKind, TrackSource,
+    FromRelay, LayerInfo, MediaFrame, MediaHeader, ParticipantId, Pose, Resume, ToRelay, TrackId,
+    TrackInfo, TrackKind, TrackSource,
 };
 use web_time::Instant;
 
@@ -33,20 +35,23 @@ pub use crate::session::{JoinOptions, Joined};
 pub use config::{CallConfig, VideoSpec};
 pub use events::{CallEvent, Command, LivePeer, LiveStats};
 pub use report::{BotReport, ChatLine, PeerReport, Reconnection};
+pub use view::PanelView;
 
 use self::backoff::Backoff;
+use self::camera::Camera;
 use self::limiter::ControlLimiter;
 use self::stats::{Stats, percentile};
+use self::view::ViewState;
 use crate::Error;
 use crate::audio::{JitterBuffer, Mixer, Playout, Voices};
 use crate::codec::{
     AUDIO_CODEC, AudioDecoder, AudioEncoder, CodecError, Codecs, EncodedVideo, VIDEO_CODEC,
-    VideoDecoder, VideoEncoder, VideoEncoderConfig,
+    VideoDecoder,
 };
 use crate::media::pattern::{TestPattern, read_marks};
 use crate::media::reorder::Reorder;
 use crate::media::tone::Tone;
-use crate::media::{AUDIO_FRAME_SAMPLES, AudioSource, VideoFrame, VideoSource, scale_i420};
+use crate::media::{AUDIO_FRAME_SAMPLES, AudioSource, VideoFrame, VideoSource};
 
 /// The publisher's index of its camera track.
 pub const VIDEO_INDEX: u8 = 0;
@@ -71,10 +76,6 @@ const JITTER_BURST_TURNS: usize = 4;
 /// Packets beyond the target before playout skips ahead (500 ms): only a stall longer than
 /// acceleration can absorb loses packets.
 const JITTER_CATCH_UP: usize = 25;
-/// A keyframe at least this often, so a receiver that lost one is never stuck long.
-const KEYFRAME_EVERY: Duration = Duration::from_secs(3);
-/// Pictures queued in a video encoder before capture skips one (the CPU cannot keep up).
-const ENCODE_BACKLOG: usize = 2;
 /// Chunks queued in a video decoder before the track pauses (the decoder finishing what it has)
 /// and takes up again at a keyframe.
 const DECODE_BACKLOG: usize = 30;
@@ -96,12 +97,6 @@ const LEVELS_EVERY: Duration = Duration::from_millis(50);
 /// Pictures larger than this are not shown: a peer cannot make us allocate textures beyond what
 /// any GPU takes.
 pub const MAX_PICTURE: (usize, usize) = (3840, 2160);
-/// How often the capture is checked for falling behind, the share of skipped pictures that counts
-/// as behind, and how many checks in a row it must be behind before the camera steps down to a
-/// smaller size (a moment of contention is not a CPU that cannot keep up).
-const ADAPT_EVERY: Duration = Duration::from_secs(3);
-const ADAPT_SKIPPED: f64 = 0.3;
-const ADAPT_CHECKS: u32 = 2;
 
 /// The camera and the microphone; the synthetic pattern and tone stand in for those not given.
 #[derive(Default)]
@@ -163,29 +158,20 @@ struct VideoTrack {
     reorder: Reorder<MediaFrame>,
     decoder: Option<Box<dyn VideoDecoder>>,
     needs_keyframe: bool,
+    /// Its layers, smallest first.
+    layers: Vec<LayerInfo>,
+    /// The layer received now (the relay sends one at a time, switching at keyframes).
+    layer: Option<u8>,
+    /// Frames of another layer that came before that layer's first keyframe (small frames
+    /// overtake a large keyframe): they follow it once it comes.
+    switching: Vec<MediaFrame>,
+    /// The newest capture time received: a late frame of a layer left behind is not taken
+    /// for a switch back.
+    newest_us: u64,
 }
 
-/// The camera's side: its source, encoder and pacing.
-struct Camera {
-    source: Box<dyn VideoSource>,
-    spec: VideoSpec,
-    encoder: Option<Box<dyn VideoEncoder>>,
-    /// When making an encoder last failed (tried again after a while).
-    encoder_failed: Option<Instant>,
-    captured: VideoFrame,
-    scaled: VideoFrame,
-    next: Instant,
-    last_keyframe: Option<Instant>,
-    keyframe_wanted: bool,
-    sequence: u32,
-    /// Pictures captured and skipped (encoder busy) since the last adaptation check.
-    captures: u32,
-    skipped: u32,
-    next_adapt: Instant,
-    /// Checks in a row that found the encoder behind.
-    behind: u32,
-    frames: u64,
-}
+/// Frames of a layer being switched to held until its keyframe.
+const SWITCH_HELD: usize = 30;
 
 /// The microphone's side.
 struct Microphone {
@@ -193,6 +179,8 @@ struct Microphone {
     encoder: Option<Box<dyn AudioEncoder>>,
     samples: [f32; AUDIO_FRAME_SAMPLES],
     sequence: u32,
+    /// The level of the last samples encoded, for the media header.
+    level: u8,
 }
 
 /// One participant's call.
@@ -224,6 +212,8 @@ pub struct Call {
     names: HashMap<ParticipantId, String>,
     present: BTreeSet<ParticipantId>,
     hidden: HashSet<ParticipantId>,
+    /// What the application sees of everyone's video, for the relay.
+    view: ViewState,
     audio: HashMap<TrackId, AudioTrack>,
     video: HashMap<TrackId, VideoTrack>,
     voices: Voices,
@@ -260,24 +250,7 @@ impl Call {
             let source = sources.camera.unwrap_or_else(|| {
                 Box::new(TestPattern::new(0, spec.width, spec.height)) as Box<dyn VideoSource>
             });
-            let (w, h) = source.dimensions();
-            Camera {
-                source,
-                spec,
-                encoder: None,
-                encoder_failed: None,
-                captured: VideoFrame::new(w.max(2) & !1, h.max(2) & !1),
-                scaled: VideoFrame::new(spec.width, spec.height),
-                next: now,
-                last_keyframe: None,
-                keyframe_wanted: true,
-                sequence: 0,
-                captures: 0,
-                skipped: 0,
-                next_adapt: now + ADAPT_EVERY,
-                behind: 0,
-                frames: 0,
-            }
+            Camera::new(source, spec, config.simulcast, now)
         });
         let microphone = config.audio.then(|| Microphone {
             source: sources
@@ -286,6 +259,7 @@ impl Call {
             encoder: None,
             samples: [0.0; AUDIO_FRAME_SAMPLES],
             sequence: 0,
+            level: rotunda_proto::SILENT_LEVEL,
         });
         let report = BotReport {
             name: config.join.name.clone(),
@@ -315,6 +289,7 @@ impl Call {
             names: HashMap::new(),
             present: BTreeSet::new(),
             hidden: HashSet::new(),
+            view: ViewState::default(),
             audio: HashMap::new(),
             video: HashMap::new(),
             voices: Voices::default(),
@@ -391,6 +366,7 @@ impl Call {
         self.pictures.clear();
         self.poses.clear();
         self.hidden.clear();
+        self.view.reset();
         let Joined {
             you,
             roster,
@@ -411,7 +387,7 @@ impl Call {
         let sender = you.0 as u16;
         if let Some(camera) = &mut self.camera {
             camera.source.set_sender(sender);
-            camera.keyframe_wanted = true;
+            camera.want_keyframes();
             camera.next = now;
         }
         if let Some(microphone) = &mut self.microphone {
@@ -492,7 +468,7 @@ impl Call {
     /// The transport refused a video frame (too many in flight): the next one is a keyframe.
     pub fn handle_video_refused(&mut self) {
         if let Some(camera) = &mut self.camera {
-            camera.keyframe_wanted = true;
+            camera.want_keyframes();
         }
     }
 
@@ -535,12 +511,20 @@ impl Call {
                 self.audio.remove(track);
                 self.video.remove(track);
             }
-            FromRelay::KeyframeRequest { index } => {
+            FromRelay::KeyframeRequest { index, layer } => {
                 if *index == VIDEO_INDEX
                     && let Some(camera) = &mut self.camera
                 {
                     self.report.keyframe_requests_received += 1;
-                    camera.keyframe_wanted = true;
+                    camera.want_keyframe(*layer);
+                }
+                return;
+            }
+            FromRelay::LayersWanted { index, layers } => {
+                if *index == VIDEO_INDEX
+                    && let Some(camera) = &mut self.camera
+                {
+                    camera.set_wanted(*layers, now);
                 }
                 return;
             }
@@ -609,17 +593,49 @@ impl Call {
         match kind {
             TrackKind::Video => {
                 peer.video_received += 1;
-                peer.video_span.see(header.sequence);
+                let layer = usize::from(header.layer).min(peer.video_layers.len() - 1);
+                peer.video_layers[layer] += 1;
+                peer.video_bytes += frame.payload().len() as u64;
+                peer.video_span[layer].see(header.sequence);
                 let Some(video) = self.video.get_mut(&track) else {
                     return;
                 };
-                let released = video
-                    .reorder
-                    .push(header.sequence, header.keyframe, frame, now);
-                if released.need_keyframe {
+                let mut frames = vec![frame];
+                if video.layer.is_some_and(|l| l != header.layer) {
+                    if !header.keyframe || header.capture_us < video.newest_us {
+                        // The new layer before its keyframe (or a late one of the old).
+                        if header.capture_us >= video.newest_us {
+                            video.switching.retain(|f| f.header.layer == header.layer);
+                            if video.switching.len() < SWITCH_HELD {
+                                video.switching.extend(frames);
+                            }
+                        }
+                        return;
+                    }
+                    // The relay switched us at this keyframe: a fresh start, at the new size.
+                    video.reorder = Reorder::default();
+                    video.decoder = None;
+                    video.needs_keyframe = false;
+                    frames.extend(
+                        std::mem::take(&mut video.switching)
+                            .into_iter()
+                            .filter(|f| f.header.layer == header.layer),
+                    );
+                }
+                video.layer = Some(header.layer);
+                video.newest_us = video.newest_us.max(header.capture_us);
+                let mut released_frames = Vec::new();
+                let mut need_keyframe = false;
+                for frame in frames {
+                    let (sequence, keyframe) = (frame.header.sequence, frame.header.keyframe);
+                    let released = video.reorder.push(sequence, keyframe, frame, now);
+                    need_keyframe |= released.need_keyframe;
+                    released_frames.extend(released.frames);
+                }
+                if need_keyframe {
                     self.request_keyframe(track, now);
                 }
-                for frame in released.frames {
+                for frame in released_frames {
                     self.decode_video(track, frame, now);
                 }
             }
@@ -655,7 +671,7 @@ impl Call {
                 if let Some(camera) = &mut self.camera
                     && on
                 {
-                    camera.keyframe_wanted = true;
+                    camera.want_keyframes();
                 }
                 self.send_mute();
             }
@@ -667,6 +683,7 @@ impl Call {
                     self.hidden.insert(id);
                 }
             }
+            Command::View(panels) => self.view.set(panels),
             Command::Leave => self.leave(now),
         }
     }
@@ -700,6 +717,17 @@ impl Call {
                 }
                 // A pose the budget held back goes as soon as it allows.
                 self.send_pose(now);
+                if self.view.is_given() {
+                    let tracks: HashMap<TrackId, Vec<LayerInfo>> = self
+                        .video
+                        .iter()
+                        .map(|(track, video)| (*track, video.layers.clone()))
+                        .collect();
+                    let max_kbps = self.config.max_kbps.unwrap_or(0);
+                    if let Some(message) = self.view.poll(&tracks, max_kbps, now) {
+                        self.send(message);
+                    }
+                }
             }
             Phase::Rejoining { next: Some(at) } if now >= at => {
                 self.phase = Phase::Rejoining { next: None };
@@ -803,7 +831,7 @@ impl Call {
         report.seconds = now.saturating_duration_since(self.started).as_secs_f64();
         report.rtt_ms = self.rtt_ms;
         report.error = self.error.as_ref().map(ToString::to_string);
-        report.video_sent = self.camera.as_ref().map(|camera| camera.spec.to_string());
+        report.video_sent = self.camera.as_ref().map(|camera| camera.top().to_string());
         self.stats.finish(&mut report, &self.names);
         report
     }
@@ -837,7 +865,9 @@ impl Call {
 
     /// Announces our tracks (and our mute state when something is off).
     fn publish(&mut self) {
-        if let Some(spec) = self.camera.as_ref().map(|camera| camera.spec) {
+        if let Some(camera) = &self.camera {
+            let spec = camera.top();
+            let layers = camera.layer_infos();
             self.send(ToRelay::Publish {
                 index: VIDEO_INDEX,
                 info: TrackInfo {
@@ -846,6 +876,7 @@ impl Call {
                     source: TrackSource::Camera,
                     width: spec.width as u16,
                     height: spec.height as u16,
+                    layers,
                 },
             });
         }
@@ -858,6 +889,7 @@ impl Call {
                     source: TrackSource::Microphone,
                     width: 0,
                     height: 0,
+                    layers: Vec::new(),
                 },
             });
         }
@@ -876,6 +908,10 @@ impl Call {
                         reorder: Reorder::default(),
                         decoder: None,
                         needs_keyframe: false,
+                        layers: info.layer_list(),
+                        layer: None,
+                        switching: Vec::new(),
+                        newest_us: 0,
                     },
                 );
             }
@@ -962,6 +998,7 @@ impl Call {
         if let Some(microphone) = &mut self.microphone {
             // The source is read even when nothing is sent, so it never backs up.
             microphone.source.next_samples(&mut microphone.samples);
+            microphone.level = rotunda_proto::audio_level(&microphone.samples);
             if joined && self.microphone_on {
                 if microphone.encoder.is_none() {
                     match self.codecs.audio_encoder(AUDIO_BITRATE) {
@@ -1023,13 +1060,15 @@ impl Call {
         let joined = self.phase == Phase::Joined;
         let presented = self.config.presented;
         let you = self.you;
+        let capture_us =
+            self.wall_at_start_us + now.saturating_duration_since(self.started).as_micros() as u64;
         let Some(camera) = &mut self.camera else {
             return;
         };
         if now < camera.next {
             return;
         }
-        let interval = Duration::from_secs_f64(1.0 / f64::from(camera.spec.fps.max(1)));
+        let interval = Duration::from_secs_f64(1.0 / f64::from(camera.top().fps.max(1)));
         // Behind by more than two pictures: skip rather than burst.
         if now.saturating_duration_since(camera.next) > interval * 2 {
             camera.next = now;
@@ -1038,103 +1077,12 @@ impl Call {
         if !joined || !self.camera_on {
             return;
         }
-        let (w, h) = camera.source.dimensions();
-        if (camera.captured.width, camera.captured.height) != (w & !1, h & !1) && w >= 2 && h >= 2 {
-            camera.captured = VideoFrame::new(w & !1, h & !1);
-        }
-        camera.source.next_frame(&mut camera.captured);
-        let spec = camera.spec;
-        let picture =
-            if (camera.captured.width, camera.captured.height) == (spec.width, spec.height) {
-                &camera.captured
-            } else {
-                if (camera.scaled.width, camera.scaled.height) != (spec.width, spec.height) {
-                    camera.scaled = VideoFrame::new(spec.width, spec.height);
-                }
-                scale_i420(&camera.captured, &mut camera.scaled);
-                &camera.scaled
-            };
-        camera.frames += 1;
         // The self-view, at up to 15 pictures a second.
-        if presented && let Some(you) = you {
-            let every = (spec.fps / 15).max(1) as u64;
-            if camera.frames.is_multiple_of(every) {
-                self.pictures.insert(you, picture.clone());
-            }
-        }
-        if camera.encoder.is_none() {
-            if camera
-                .encoder_failed
-                .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(5))
-            {
-                return;
-            }
-            let config = VideoEncoderConfig {
-                width: spec.width,
-                height: spec.height,
-                bitrate: spec.bitrate(),
-                fps: spec.fps,
-            };
-            match self.codecs.video_encoder(config) {
-                Ok(encoder) => {
-                    camera.encoder = Some(encoder);
-                    camera.keyframe_wanted = true;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "no video encoder");
-                    camera.encoder_failed = Some(now);
-                    return;
-                }
-            }
-        }
-        let Some(encoder) = &mut camera.encoder else {
-            return;
-        };
-        camera.captures += 1;
-        if encoder.queue_size() >= ENCODE_BACKLOG {
-            camera.skipped += 1;
-        } else {
-            let keyframe = camera.keyframe_wanted
-                || camera
-                    .last_keyframe
-                    .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_EVERY);
-            let capture_us = self.wall_at_start_us
-                + now.saturating_duration_since(self.started).as_micros() as u64;
-            match encoder.encode(picture, capture_us, keyframe) {
-                Ok(()) => {
-                    if keyframe {
-                        camera.keyframe_wanted = false;
-                        camera.last_keyframe = Some(now);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "video not encoded; a fresh encoder follows");
-                    camera.encoder = None;
-                }
-            }
-        }
-        if now >= camera.next_adapt {
-            camera.next_adapt = now + ADAPT_EVERY;
-            let skipped = f64::from(camera.skipped) / f64::from(camera.captures.max(1));
-            camera.behind = if skipped > ADAPT_SKIPPED {
-                camera.behind + 1
-            } else {
-                0
-            };
-            if camera.behind >= ADAPT_CHECKS
-                && let Some(smaller) = spec.smaller()
-            {
-                camera.behind = 0;
-                tracing::warn!(
-                    "the video encoder cannot keep up with {spec} ({:.0} % of pictures skipped); \
-                     sending {smaller}",
-                    skipped * 100.0
-                );
-                camera.spec = smaller;
-                camera.encoder = None;
-            }
-            camera.captures = 0;
-            camera.skipped = 0;
+        let every = u64::from((camera.top().fps / 15).max(1));
+        let self_view = presented && you.is_some() && (camera.frames + 1).is_multiple_of(every);
+        let view = camera.capture(self.codecs.as_mut(), capture_us, self_view, now);
+        if let (Some(you), Some(view)) = (you, view) {
+            self.pictures.insert(you, view);
         }
     }
 
@@ -1214,36 +1162,31 @@ impl Call {
     /// Takes in everything the codecs delivered.
     fn take_codec_output(&mut self, now: Instant) {
         // Our own camera and microphone: onto the wire.
-        if let Some(camera) = &mut self.camera
-            && let Some(encoder) = &mut camera.encoder
-        {
-            while let Some(output) = encoder.poll_output() {
-                match output {
-                    Ok(chunk) => {
-                        let header = MediaHeader {
-                            track: TrackId {
-                                participant: ParticipantId(0),
-                                index: VIDEO_INDEX,
-                            },
-                            sequence: camera.sequence,
-                            capture_us: chunk.timestamp_us,
-                            keyframe: chunk.keyframe,
-                            payload_len: 0,
-                        };
-                        // A frame not sent still takes its number, so receivers see the gap.
-                        camera.sequence = camera.sequence.wrapping_add(1);
-                        if self.phase == Phase::Joined {
-                            self.report.video_frames_sent += 1;
-                            self.report.video_bytes_sent += chunk.data.len() as u64;
-                            self.actions
-                                .push_back(Action::SendVideo(MediaFrame::new(header, &chunk.data)));
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "video encoder failed; a fresh one follows");
-                        camera.encoder = None;
-                        break;
-                    }
+        if let Some(camera) = &mut self.camera {
+            while let Some((layer, chunk)) = camera.poll_output() {
+                let Some(state) = camera.layers.get_mut(usize::from(layer)) else {
+                    continue;
+                };
+                let header = MediaHeader {
+                    track: TrackId {
+                        participant: ParticipantId(0),
+                        index: VIDEO_INDEX,
+                    },
+                    sequence: state.sequence,
+                    capture_us: chunk.timestamp_us,
+                    keyframe: chunk.keyframe,
+                    layer,
+                    level: 0,
+                    payload_len: 0,
+                };
+                // A frame not sent still takes its number, so receivers see the gap.
+                state.sequence = state.sequence.wrapping_add(1);
+                state.frames += 1;
+                if self.phase == Phase::Joined {
+                    self.report.video_frames_sent += 1;
+                    self.report.video_bytes_sent += chunk.data.len() as u64;
+                    self.actions
+                        .push_back(Action::SendVideo(MediaFrame::new(header, &chunk.data)));
                 }
             }
         }
@@ -1261,6 +1204,8 @@ impl Call {
                             sequence: microphone.sequence,
                             capture_us: packet.timestamp_us,
                             keyframe: true,
+                            layer: 0,
+                            level: microphone.level,
                             payload_len: 0,
                         };
                         microphone.sequence = microphone.sequence.wrapping_add(1);
@@ -1370,7 +1315,8 @@ impl Call {
             seconds: now.saturating_duration_since(self.started).as_secs_f64(),
             rtt_ms: self.rtt_ms,
             kbps_out: self.stats.sent_since_last(sent) as f64 * 8.0 / 1000.0 / seconds,
-            video_sent: self.camera.as_ref().map(|camera| camera.spec.to_string()),
+            video_sent: self.camera.as_ref().map(|camera| camera.top().to_string()),
+            layers_sent: self.camera.as_ref().map_or(0, |camera| camera.encoding()),
             ..LiveStats::default()
         };
         let present: Vec<ParticipantId> = self.present.iter().copied().collect();
@@ -1417,6 +1363,11 @@ impl Call {
                     .filter(|(track, _)| track.participant == id)
                     .map(|(_, audio)| audio.jitter.depth())
                     .sum(),
+                layer: self
+                    .video
+                    .iter()
+                    .find(|(track, _)| track.participant == id)
+                    .and_then(|(_, video)| video.layer),
                 video_latency_ms: latency,
                 audio_latency_ms: audio_latency,
                 audio_latency_max_ms: audio_latency_max,

@@ -25,6 +25,13 @@ pub struct PeerReport {
     /// sequence number received), arrived or not.
     #[serde(default)]
     pub video_frames_expected: u64,
+    /// Video frames received of each layer, smallest layer first (a viewer receives the layer
+    /// its view and link call for).
+    #[serde(default)]
+    pub video_frames_by_layer: Vec<u64>,
+    /// Video received from this participant, in kb/s averaged over the stay.
+    #[serde(default)]
+    pub video_kbps: f64,
     /// Video frames decoded.
     pub video_frames_decoded: u64,
     /// Video frames not decoded because their panel was out of sight.
@@ -102,6 +109,9 @@ pub struct BotReport {
     pub keyframe_requests_received: u64,
     /// Round-trip time to the relay at the end, in ms.
     pub rtt_ms: f64,
+    /// All media received (payloads), in kb/s averaged over the stay.
+    #[serde(default)]
+    pub downlink_kbps: f64,
     /// What the camera was sent as at the end (`WIDTHxHEIGHT@FPS`; smaller than asked when the
     /// encoder could not keep up).
     #[serde(default)]

@@ -26,10 +26,18 @@ pub(super) struct PeerStats {
     pub video_latency_ms: Reservoir,
     pub audio_latency_ms: Reservoir,
     pub bytes_received: u64,
-    /// Sequence numbers seen (extended to 64 bits), per kind.
-    pub video_span: SequenceSpan,
+    /// Video payload bytes received.
+    pub video_bytes: u64,
+    /// Video frames received, per layer.
+    pub video_layers: [u64; LAYERS],
+    /// Sequence numbers seen (extended to 64 bits), per kind (and per video layer: each
+    /// numbers its own frames).
+    pub video_span: [SequenceSpan; LAYERS],
     pub audio_span: SequenceSpan,
 }
+
+/// Layers a video track may have (the media header's two bits).
+const LAYERS: usize = rotunda_proto::limits::MAX_LAYERS;
 
 impl PeerStats {
     fn merge(&mut self, other: &PeerStats) {
@@ -42,13 +50,22 @@ impl PeerStats {
         self.audio_decoded += other.audio_decoded;
         self.audio_concealed += other.audio_concealed;
         self.bytes_received += other.bytes_received;
+        self.video_bytes += other.video_bytes;
+        for n in 0..LAYERS {
+            self.video_layers[n] += other.video_layers[n];
+            self.video_span[n].extra += other.video_span[n].count();
+        }
         self.video_latency_ms.merge(&other.video_latency_ms);
         self.audio_latency_ms.merge(&other.audio_latency_ms);
-        self.video_span.extra += other.video_span.count();
         self.audio_span.extra += other.audio_span.count();
     }
 
-    fn report(&self, id: ParticipantId) -> PeerReport {
+    fn report(&self, id: ParticipantId, seconds: f64) -> PeerReport {
+        let layers = self
+            .video_layers
+            .iter()
+            .rposition(|n| *n > 0)
+            .map_or(0, |top| top + 1);
         PeerReport {
             id: id.0,
             video_frames_received: self.video_received,
@@ -63,7 +80,13 @@ impl PeerStats {
             video_latency_ms_p95: percentile(&self.video_latency_ms.samples, 0.95),
             audio_latency_ms_p50: percentile(&self.audio_latency_ms.samples, 0.5),
             audio_latency_ms_p95: percentile(&self.audio_latency_ms.samples, 0.95),
-            video_frames_expected: self.video_span.count(),
+            video_frames_expected: self.video_span.iter().map(SequenceSpan::count).sum(),
+            video_frames_by_layer: self.video_layers[..layers].to_vec(),
+            video_kbps: if seconds > 0.0 {
+                self.video_bytes as f64 * 8.0 / 1000.0 / seconds
+            } else {
+                0.0
+            },
             audio_frames_expected: self.audio_span.count(),
         }
     }
@@ -152,9 +175,16 @@ impl Stats {
                 }
             }
         }
+        let seconds = report.seconds;
+        let received: u64 = merged.values().map(|(_, stats)| stats.bytes_received).sum();
+        report.downlink_kbps = if seconds > 0.0 {
+            received as f64 * 8.0 / 1000.0 / seconds
+        } else {
+            0.0
+        };
         report.peers = merged
             .into_iter()
-            .map(|(name, (id, stats))| (name, stats.report(id)))
+            .map(|(name, (id, stats))| (name, stats.report(id, seconds)))
             .collect();
     }
 }
@@ -297,8 +327,8 @@ mod tests {
         let mut stats = Stats::default();
         let mut names = HashMap::from([(ParticipantId(1), "ada".to_owned())]);
         stats.peer(ParticipantId(1)).video_decoded = 10;
-        stats.peer(ParticipantId(1)).video_span.see(0);
-        stats.peer(ParticipantId(1)).video_span.see(9);
+        stats.peer(ParticipantId(1)).video_span[0].see(0);
+        stats.peer(ParticipantId(1)).video_span[0].see(9);
         stats.archive(&names);
         // After a relay restart, ada is number 2 and number 1 is someone else.
         names = HashMap::from([
@@ -306,8 +336,8 @@ mod tests {
             (ParticipantId(1), "bob".to_owned()),
         ]);
         stats.peer(ParticipantId(2)).video_decoded = 5;
-        stats.peer(ParticipantId(2)).video_span.see(20);
-        stats.peer(ParticipantId(2)).video_span.see(24);
+        stats.peer(ParticipantId(2)).video_span[0].see(20);
+        stats.peer(ParticipantId(2)).video_span[0].see(24);
         stats.peer(ParticipantId(1)).video_decoded = 1;
         let mut report = BotReport::default();
         stats.finish(&mut report, &names);
