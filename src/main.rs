@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rotunda::settings::{DeviceChoice, Settings};
-use rotunda_engine::handle::native::run_bot as bot;
+use rotunda_engine::handle::native::{ViewFn, run_bot_viewing as bot};
 use rotunda_engine::transport::trust;
 use rotunda_engine::{CallConfig, JoinOptions, VideoSpec};
+use rotunda_proto::ParticipantId;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -123,6 +124,27 @@ struct BotArgs {
     /// Write the statistics as JSON to this file at exit.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+    /// See the room as a window this large standing in our ring place would (WIDTHxHEIGHT,
+    /// e.g. 1280x720), and receive each video at the size it appears there; without it every
+    /// video comes whole.
+    #[arg(long, value_parser = parse_view)]
+    view: Option<(u32, u32)>,
+    /// Receive at most this many kb/s (the relay keeps within it).
+    #[arg(long)]
+    max_kbps: Option<u32>,
+    /// Publish one video size only (no simulcast layers).
+    #[arg(long)]
+    no_simulcast: bool,
+}
+
+fn parse_view(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not WIDTHxHEIGHT, e.g. 1280x720");
+    let (w, h) = text.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(64..=7680).contains(&w) || !(64..=4320).contains(&h) {
+        return Err(format!("{text:?}: from 64x64 to 7680x4320"));
+    }
+    Ok((w, h))
 }
 
 fn parse_hash(text: &str) -> Result<[u8; 32], String> {
@@ -198,7 +220,15 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
     config.video = (!args.no_video).then_some(args.video);
     config.audio = !args.no_audio;
     config.chat = args.chat.into_iter().collect();
-    let report = bot(config, true)
+    config.max_kbps = args.max_kbps;
+    config.simulcast = !args.no_simulcast;
+    let view = args.view.map(|(w, h)| {
+        let size = bevy::math::Vec2::new(w as f32, h as f32);
+        Box::new(move |ids: &[ParticipantId], you: ParticipantId| {
+            rotunda::room::view::ring_view(ids, you, size)
+        }) as ViewFn
+    });
+    let report = bot(config, true, view)
         .await
         .map_err(|error| anyhow::anyhow!("{}", error.explain()))?;
     print!("{}", report.summary());

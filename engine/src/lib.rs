@@ -36,8 +36,8 @@ pub mod transport;
 pub mod worker;
 
 pub use call::{
-    BotReport, Call, CallConfig, CallEvent, Command, JoinOptions, LivePeer, LiveStats, PeerReport,
-    VideoSpec,
+    BotReport, Call, CallConfig, CallEvent, Command, JoinOptions, LivePeer, LiveStats, PanelView,
+    PeerReport, VideoSpec,
 };
 pub use driver::{Outputs, Parts, run};
 pub use error::{Error, Result};

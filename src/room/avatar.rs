@@ -70,7 +70,7 @@ const GLIDE_RATE: f32 = 3.0;
 
 /// Our spot for a ring of `ids`: behind our slot, far enough that a small ring is all in view
 /// (and inside the walls), facing the centre.
-fn place_in_ring(ids: &[ParticipantId], you: ParticipantId) -> Option<(Vec3, f32)> {
+pub fn place_in_ring(ids: &[ParticipantId], you: ParticipantId) -> Option<(Vec3, f32)> {
     let slots = layout::ring(ids.len());
     let slot = ids
         .iter()

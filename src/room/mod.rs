@@ -5,6 +5,7 @@ pub mod avatar;
 pub mod layout;
 pub mod panel;
 mod scene;
+pub mod view;
 
 use bevy::prelude::*;
 

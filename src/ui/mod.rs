@@ -393,9 +393,23 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                 "RTT {:.1} ms · out {:.0} kb/s · in {:.0} kb/s",
                 stats.rtt_ms, stats.kbps_out, stats.kbps_in
             ));
+            // The camera's layers someone receives (those alone are encoded).
+            let layers: Vec<String> = (0..8)
+                .filter(|n| stats.layers_sent & (1 << n) != 0)
+                .map(|n| format!("L{n}"))
+                .collect();
+            if let Some(sent) = &stats.video_sent {
+                let layers = if layers.is_empty() {
+                    "none wanted".to_owned()
+                } else {
+                    layers.join(" ")
+                };
+                ui.label(format!("camera {sent} · encoding {layers}"));
+            }
             egui::Grid::new("peers").striped(true).show(ui, |ui| {
                 for header in [
                     "who",
+                    "layer",
                     "fps",
                     "kb/s",
                     "audio loss",
@@ -413,6 +427,10 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                         .find(|(p, ..)| p.id == peer.id)
                         .map_or_else(|| peer.id.to_string(), |(p, ..)| p.name.clone());
                     ui.label(name);
+                    ui.label(
+                        peer.layer
+                            .map_or_else(|| "paused".to_owned(), |l| format!("L{l}")),
+                    );
                     ui.label(format!("{:.0}", peer.fps));
                     ui.label(format!("{:.0}", peer.kbps));
                     ui.label(format!("{:.1} %", peer.audio_loss * 100.0));

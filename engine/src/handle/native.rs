@@ -1,10 +1,14 @@
 //! Natively a call runs as a task on a tokio runtime of the application's, its video codecs on
 //! threads of their own.
 
+use std::collections::BTreeSet;
+
+use rotunda_proto::{FromRelay, ParticipantId};
+
 use super::EngineSide;
 use crate::Error;
 use crate::audio::Speakers;
-use crate::call::{BotReport, CallConfig, CallEvent, Sources};
+use crate::call::{BotReport, CallConfig, CallEvent, Command, PanelView, Sources};
 use crate::codec::Wake;
 use crate::codec::native::NativeCodecs;
 use crate::driver::{self, Outputs, Parts};
@@ -35,10 +39,24 @@ pub fn start(
     });
 }
 
+/// What a bot sees: from the room's roster (everyone's id, ours among them) and our id, how tall
+/// each panel appears (see [`run_bot_viewing`]).
+pub type ViewFn = Box<dyn FnMut(&[ParticipantId], ParticipantId) -> Vec<PanelView> + Send>;
+
 /// A participant without a window: publishes the synthetic pattern and tone, decodes everyone,
 /// prints a status line a second when `status`, and returns what it saw (or why it could not
 /// join). Runs on the current tokio runtime.
 pub async fn run_bot(config: CallConfig, status: bool) -> Result<BotReport, Error> {
+    run_bot_viewing(config, status, None).await
+}
+
+/// A bot that, with `view`, tells the relay what a window standing in its place would see
+/// (asked again whenever someone comes or goes); without, it takes every video whole.
+pub async fn run_bot_viewing(
+    config: CallConfig,
+    status: bool,
+    view: Option<ViewFn>,
+) -> Result<BotReport, Error> {
     let wake = Wake::default();
     let name = config.join.name.clone();
     let parts = Parts {
@@ -51,20 +69,60 @@ pub async fn run_bot(config: CallConfig, status: bool) -> Result<BotReport, Erro
         speakers: None,
         wake,
     };
-    // A bot takes no commands: the channel stays open (and empty) for the whole call.
-    let (_commands, commands) = tokio::sync::mpsc::channel(1);
-    let mut console = Console { name, status };
+    let (commands_tx, commands) = tokio::sync::mpsc::channel(16);
+    let mut console = Console {
+        name,
+        status,
+        view,
+        commands: commands_tx,
+        you: None,
+        present: BTreeSet::new(),
+    };
     driver::run(parts, commands, &mut console).await
 }
 
-/// A bot's output: status lines on stdout.
+/// A bot's output: status lines on stdout, and its view when it has one.
 struct Console {
     name: String,
     status: bool,
+    view: Option<ViewFn>,
+    commands: tokio::sync::mpsc::Sender<Command>,
+    you: Option<ParticipantId>,
+    present: BTreeSet<ParticipantId>,
+}
+
+impl Console {
+    fn look(&mut self) {
+        let (Some(view), Some(you)) = (&mut self.view, self.you) else {
+            return;
+        };
+        let ids: Vec<ParticipantId> = self.present.iter().copied().chain([you]).collect();
+        let mut ids = ids;
+        ids.sort();
+        let panels = view(&ids, you);
+        // A full queue drops this view; the next change sends a newer one.
+        let _ = self.commands.try_send(Command::View(panels));
+    }
 }
 
 impl Outputs for Console {
     fn event(&mut self, event: CallEvent) {
+        match &event {
+            CallEvent::Joined { you, roster } | CallEvent::Rejoined { you, roster } => {
+                self.you = Some(*you);
+                self.present = roster.iter().map(|p| p.id).collect();
+                self.look();
+            }
+            CallEvent::Relay(FromRelay::ParticipantJoined(info)) => {
+                self.present.insert(info.id);
+                self.look();
+            }
+            CallEvent::Relay(FromRelay::ParticipantLeft { id, .. }) => {
+                self.present.remove(id);
+                self.look();
+            }
+            _ => {}
+        }
         match event {
             CallEvent::Stats(live) if self.status => {
                 println!("{}", live.status_line(&self.name));
@@ -79,9 +137,9 @@ impl Outputs for Console {
         }
     }
 
-    fn picture(&mut self, _id: rotunda_proto::ParticipantId, _frame: VideoFrame) {}
+    fn picture(&mut self, _id: ParticipantId, _frame: VideoFrame) {}
 
-    fn pose(&mut self, _id: rotunda_proto::ParticipantId, _pose: rotunda_proto::Pose) {}
+    fn pose(&mut self, _id: ParticipantId, _pose: rotunda_proto::Pose) {}
 }
 
 #[cfg(test)]

@@ -1,0 +1,137 @@
+//! How tall each panel appears on screen, for the relay's choice of video sizes
+//! ([`PanelView`]): the window measures its real camera and panels; `rotunda bot --view WxH`
+//! stands where a window of that size would in the ring ([`ring_view`]) and measures the same
+//! way, with the same layout.
+
+use bevy::prelude::*;
+use rotunda_engine::PanelView;
+use rotunda_proto::ParticipantId;
+
+use super::avatar::place_in_ring;
+use super::layout::{self, PANEL_HEIGHT};
+use super::panel::TINY_PIXELS;
+
+/// A voice this loud (RMS, 0..1) counts as speaking.
+pub const SPEAKING_LEVEL: f32 = 0.02;
+/// Priority of a panel whose participant speaks.
+pub const SPEAKING_PRIORITY: u8 = 2;
+/// Priority added for a panel near the middle of the view.
+pub const CENTRE_PRIORITY: u8 = 1;
+/// How far from the middle (as a share of the half width) a panel counts as near it.
+const CENTRE: f32 = 0.35;
+
+/// One panel as the viewer sees it: pixels tall (0 when out of sight), its horizontal place in
+/// the view (-1 left edge, 1 right edge), whether its participant speaks.
+pub fn panel_view(
+    id: ParticipantId,
+    tall: f32,
+    in_view: bool,
+    x: f32,
+    speaking: bool,
+) -> PanelView {
+    let seen = in_view && tall >= TINY_PIXELS;
+    let mut priority = 0;
+    if seen && x.abs() < CENTRE {
+        priority += CENTRE_PRIORITY;
+    }
+    if speaking {
+        priority += SPEAKING_PRIORITY;
+    }
+    PanelView {
+        id,
+        height: if seen {
+            tall.round().clamp(0.0, f32::from(u16::MAX)) as u16
+        } else {
+            0
+        },
+        priority,
+    }
+}
+
+/// What a window `size` pixels large, standing at our place in a ring of `ids` and looking at
+/// its centre, sees of everyone else's panel (each at its ring slot).
+pub fn ring_view(ids: &[ParticipantId], you: ParticipantId, size: Vec2) -> Vec<PanelView> {
+    let Some((eye, yaw)) = place_in_ring(ids, you) else {
+        return Vec::new();
+    };
+    let aspect = size.x / size.y.max(1.0);
+    let fov = layout::vertical_fov(aspect);
+    let camera = Transform::from_translation(eye).with_rotation(Quat::from_rotation_y(yaw));
+    let clip_from_world =
+        Mat4::perspective_rh(fov, aspect, 0.1, 1000.0) * camera.to_matrix().inverse();
+    let slots = layout::ring(ids.len());
+    let project = |p: Vec3| {
+        let clip = clip_from_world * p.extend(1.0);
+        (clip.w > 0.0).then(|| clip.xyz() / clip.w)
+    };
+    ids.iter()
+        .zip(&slots)
+        .filter(|(id, _)| **id != you)
+        .map(|(id, slot)| {
+            let centre = slot.translation;
+            let half = Vec3::Y * (PANEL_HEIGHT / 2.0);
+            match (project(centre + half), project(centre - half)) {
+                (Some(top), Some(bottom)) => {
+                    let tall = (top.y - bottom.y).abs() / 2.0 * size.y;
+                    // In sight when some of it is inside the view's frame.
+                    let half_width = (layout::PANEL_WIDTH / 2.0) / (centre - eye).length();
+                    let margin = half_width / (fov / 2.0).tan() / aspect;
+                    let x = (top.x + bottom.x) / 2.0;
+                    let in_view = x.abs() <= 1.0 + margin && bottom.y <= 1.0 && top.y >= -1.0;
+                    panel_view(*id, tall, in_view, x, false)
+                }
+                _ => panel_view(*id, 0.0, false, 0.0, false),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u32) -> Vec<ParticipantId> {
+        (1..=n).map(ParticipantId).collect()
+    }
+
+    #[test]
+    fn in_a_small_ring_everyone_is_seen_and_large() {
+        let view = ring_view(&ids(4), ParticipantId(1), Vec2::new(1280.0, 720.0));
+        assert_eq!(view.len(), 3);
+        for panel in &view {
+            assert!(panel.height > 60, "{panel:?}");
+        }
+        // The one across the ring is in the middle.
+        assert!(view.iter().any(|p| p.priority == CENTRE_PRIORITY));
+    }
+
+    #[test]
+    fn in_a_big_ring_those_behind_are_not_seen_and_the_rest_are_small() {
+        let view = ring_view(&ids(150), ParticipantId(1), Vec2::new(1280.0, 720.0));
+        assert_eq!(view.len(), 149);
+        let seen: Vec<_> = view.iter().filter(|p| p.height > 0).collect();
+        assert!(seen.len() > 10 && seen.len() < 120, "{} seen", seen.len());
+        // Across a ring 23 m wide, everyone seen is small: the smallest layer will do.
+        assert!(seen.iter().all(|p| p.height < 120), "{seen:?}");
+    }
+
+    #[test]
+    fn a_bigger_window_sees_the_same_panels_taller() {
+        let small = ring_view(&ids(8), ParticipantId(3), Vec2::new(640.0, 360.0));
+        let large = ring_view(&ids(8), ParticipantId(3), Vec2::new(1920.0, 1080.0));
+        for (s, l) in small.iter().zip(&large) {
+            assert_eq!(s.id, l.id);
+            assert!(l.height >= s.height * 2, "{s:?} {l:?}");
+        }
+    }
+
+    #[test]
+    fn a_speaker_goes_first_and_a_tiny_panel_gets_nothing() {
+        let p = panel_view(ParticipantId(1), 100.0, true, 0.9, true);
+        assert_eq!((p.height, p.priority), (100, SPEAKING_PRIORITY));
+        let p = panel_view(ParticipantId(1), TINY_PIXELS - 1.0, true, 0.0, false);
+        assert_eq!((p.height, p.priority), (0, 0));
+        let p = panel_view(ParticipantId(1), 300.0, false, 0.0, false);
+        assert_eq!(p.height, 0);
+    }
+}
