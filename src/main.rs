@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rotunda::settings::{DeviceChoice, Settings};
 use rotunda_engine::handle::native::{ViewFn, run_bot_viewing as bot};
+use rotunda_engine::load::LoadTest;
 use rotunda_engine::transport::trust;
 use rotunda_engine::{CallConfig, JoinOptions, VideoSpec};
 use rotunda_proto::ParticipantId;
@@ -32,6 +33,43 @@ enum Command {
     /// Join a room without a window: publish a synthetic test pattern and tone, decode everyone,
     /// print live statistics.
     Bot(BotArgs),
+    /// Many publishers from one process, replaying pre-encoded layered clips and sound (a few
+    /// speaking, the rest silent): for benchmarks and for sizing a relay.
+    LoadTest(LoadTestArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadTestArgs {
+    /// The relay's WebTransport URL.
+    #[arg(long, env = "ROTUNDA_RELAY", default_value = "https://127.0.0.1:4443")]
+    relay: String,
+    /// SHA-256 of the relay's certificate (hex); fetched from a loopback relay when absent.
+    #[arg(long, env = "ROTUNDA_CERT_HASH", value_parser = parse_hash)]
+    cert_hash: Option<[u8; 32]>,
+    /// Room to fill.
+    #[arg(long, env = "ROTUNDA_ROOM", default_value = "lobby")]
+    room: String,
+    /// Access token, when the relay asks for one.
+    #[arg(long, env = "ROTUNDA_TOKEN")]
+    token: Option<String>,
+    /// How many publishers.
+    #[arg(long, default_value_t = 10)]
+    publishers: usize,
+    /// How many of them speak (the rest have open, silent microphones).
+    #[arg(long, default_value_t = 1)]
+    speakers: usize,
+    /// How long they stay, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Their camera's top layer, WIDTHxHEIGHT@FPS.
+    #[arg(long, default_value = "640x480@30")]
+    video: VideoSpec,
+    /// Publish one video size only (no simulcast layers).
+    #[arg(long)]
+    no_simulcast: bool,
+    /// Write the summary as JSON to this file.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
 }
 
 /// The windowed client.
@@ -129,12 +167,49 @@ struct BotArgs {
     /// video comes whole.
     #[arg(long, value_parser = parse_view)]
     view: Option<(u32, u32)>,
+    /// With --view: every this long, the window shrinks to a quarter of its size and grows back
+    /// (panels shrink and grow: the relay switches layers; the report times it).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "view")]
+    view_cycle: Option<Duration>,
     /// Receive at most this many kb/s (the relay keeps within it).
     #[arg(long)]
     max_kbps: Option<u32>,
     /// Publish one video size only (no simulcast layers).
     #[arg(long)]
     no_simulcast: bool,
+}
+
+async fn run_load_test(args: LoadTestArgs) -> anyhow::Result<()> {
+    if args.publishers == 0 || args.publishers > rotunda_proto::limits::MAX_PARTICIPANTS {
+        anyhow::bail!(
+            "--publishers must be 1 to {}",
+            rotunda_proto::limits::MAX_PARTICIPANTS
+        );
+    }
+    let test = LoadTest {
+        join: JoinOptions {
+            relay: args.relay,
+            cert_hash: args.cert_hash,
+            room: args.room,
+            name: "load".into(),
+            token: args.token,
+        },
+        publishers: args.publishers,
+        speakers: args.speakers.min(args.publishers),
+        duration: args.duration,
+        video: args.video,
+        simulcast: !args.no_simulcast,
+    };
+    let summary = rotunda_engine::load::run(test).await;
+    print!("{}", summary.summary());
+    if let Some(path) = args.stats_json {
+        let json = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if summary.completed == 0 {
+        anyhow::bail!("no publisher stayed to the end");
+    }
+    Ok(())
 }
 
 fn parse_view(text: &str) -> Result<(u32, u32), String> {
@@ -157,6 +232,10 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Bot(args)) => {
             init_logging();
             tokio::runtime::Runtime::new()?.block_on(run_bot(args))
+        }
+        Some(Command::LoadTest(args)) => {
+            init_logging();
+            tokio::runtime::Runtime::new()?.block_on(run_load_test(args))
         }
         // Bevy sets up logging itself.
         None => run_room(cli.room),
@@ -222,9 +301,15 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
     config.chat = args.chat.into_iter().collect();
     config.max_kbps = args.max_kbps;
     config.simulcast = !args.no_simulcast;
+    let cycle = args.view_cycle.filter(|c| !c.is_zero());
+    let start = std::time::Instant::now();
     let view = args.view.map(|(w, h)| {
         let size = bevy::math::Vec2::new(w as f32, h as f32);
         Box::new(move |ids: &[ParticipantId], you: ParticipantId| {
+            let shrunk = cycle.is_some_and(|cycle| {
+                (start.elapsed().as_secs_f64() / cycle.as_secs_f64()) as u64 % 2 == 1
+            });
+            let size = if shrunk { size / 4.0 } else { size };
             rotunda::room::view::ring_view(ids, you, size)
         }) as ViewFn
     });

@@ -27,6 +27,8 @@ pub mod error;
 pub mod handle;
 #[cfg(web)]
 pub mod js;
+#[cfg(native)]
+pub mod load;
 pub mod mailbox;
 pub mod media;
 pub mod rt;

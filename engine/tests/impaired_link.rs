@@ -3,91 +3,12 @@
 //! stream data, the receivers reorder frames, the jitter buffer and Opus concealment cover lost
 //! audio datagrams.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
+use common::link::{Link, conditioner};
 use common::{Joining, bot_config, reports, spawn_bots, start_relay};
-use tokio::net::UdpSocket;
-use tokio::sync::Mutex;
-
-/// One-way impairment of every packet.
-#[derive(Clone, Copy)]
-struct Link {
-    delay: Duration,
-    jitter: Duration,
-    loss: f64,
-}
-
-/// A seeded xorshift generator: the same run of losses and delays every time.
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Forwards UDP between clients and `upstream`, impairing both directions. Each client gets an
-/// upstream socket of its own, so the relay sees distinct peers.
-async fn conditioner(upstream: SocketAddr, link: Link) -> SocketAddr {
-    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("binds"));
-    let addr = front.local_addr().expect("addr");
-    let rng = Arc::new(std::sync::Mutex::new(Rng(0x9e37_79b9_7f4a_7c15)));
-    let impair = move |rng: &std::sync::Mutex<Rng>| -> Option<Duration> {
-        let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-        if rng.unit() < link.loss {
-            return None;
-        }
-        Some(link.delay + link.jitter.mul_f64(rng.unit()))
-    };
-    let clients: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, client)) = front.recv_from(&mut buf).await {
-            let back = {
-                let mut clients = clients.lock().await;
-                if let Some(back) = clients.get(&client) {
-                    back.clone()
-                } else {
-                    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("binds"));
-                    back.connect(upstream).await.expect("connects");
-                    clients.insert(client, back.clone());
-                    // Relay → client.
-                    let (front, back_rx, rng) = (front.clone(), back.clone(), rng.clone());
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 65536];
-                        while let Ok(n) = back_rx.recv(&mut buf).await {
-                            if let Some(delay) = impair(&rng) {
-                                let (front, packet) = (front.clone(), buf[..n].to_vec());
-                                tokio::spawn(async move {
-                                    tokio::time::sleep(delay).await;
-                                    let _ = front.send_to(&packet, client).await;
-                                });
-                            }
-                        }
-                    });
-                    back
-                }
-            };
-            // Client → relay.
-            if let Some(delay) = impair(&rng) {
-                let packet = buf[..n].to_vec();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = back.send(&packet).await;
-                });
-            }
-        }
-    });
-    addr
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_decode_each_other_over_a_delayed_lossy_link() {
@@ -97,6 +18,7 @@ async fn bots_decode_each_other_over_a_delayed_lossy_link() {
         delay: Duration::from_millis(40),
         jitter: Duration::from_millis(10),
         loss: 0.02,
+        ..Link::default()
     };
     let proxy = conditioner(relay.addr, link).await;
 

@@ -56,6 +56,13 @@ pub struct RoomConfig {
     pub audio_kbps: u32,
     /// The share of a subscriber's estimated downlink its media may fill.
     pub downlink_share: f64,
+    /// Voices forwarded to everyone whatever their level: the loudest this many.
+    pub loudest_voices: usize,
+    /// Voices within this many metres of a listener reach it whatever their level.
+    pub near_voice_m: f32,
+    /// An audio frame at least this loud (a header level at most this: 4 dB a step below full
+    /// scale) is speech and goes to everyone; quieter ones go only as the two rules above say.
+    pub speech_level: u8,
 }
 
 impl Default for RoomConfig {
@@ -68,6 +75,9 @@ impl Default for RoomConfig {
             allocate_every: Duration::from_millis(500),
             audio_kbps: 40,
             downlink_share: 0.85,
+            loudest_voices: 3,
+            near_voice_m: 4.0,
+            speech_level: 10,
         }
     }
 }
@@ -78,7 +88,7 @@ pub const DEFAULT_MAX_PARTICIPANTS: usize = 200;
 /// After its queues overflowed, a subscriber's budget is this share of what it was sent.
 const CONGESTED_SHARE: f64 = 0.7;
 /// A lowered budget grows back by this factor a second, up to the link's estimate.
-const RECOVERY_PER_SECOND: f64 = 1.1;
+const RECOVERY_PER_SECOND: f64 = 1.05;
 
 /// Counters of a room's forwarding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,7 +105,42 @@ pub struct ForwardStats {
     pub frames_unroutable: u64,
     /// Subscribers switched to another layer of a video (at its keyframe).
     pub layer_switches: u64,
+    /// Audio frame copies not forwarded: quiet, not among the loudest, not near the listener.
+    pub audio_suppressed: u64,
 }
+
+/// How loud a voice has been lately.
+#[derive(Debug, Clone, Copy)]
+struct Loudness {
+    /// Smoothed loudness, in header steps above silence (0: silent).
+    level: f32,
+    at: Instant,
+}
+
+/// What one layer of a video has been costing, measured on what its publisher sent.
+#[derive(Debug, Clone, Copy)]
+struct LayerRate {
+    bytes: u64,
+    since: Instant,
+    /// Smoothed, in kb/s (0 until the first window closed).
+    kbps: f64,
+    /// When a frame last came.
+    at: Instant,
+}
+
+/// A layer's rate is measured over windows this long.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// A layer not sent for this long costs what it announced again.
+const RATE_STALE: Duration = Duration::from_secs(3);
+/// Packet and transport overhead over the media's bytes.
+const OVERHEAD: f64 = 1.1;
+
+/// How quickly a voice's loudness follows its frames (per 20 ms frame).
+const LOUDNESS_SMOOTHING: f32 = 0.2;
+/// A voice not heard for this long counts as silent.
+const LOUDNESS_STALE: Duration = Duration::from_millis(500);
+/// How often the loudest voices are picked again.
+const LOUDEST_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 struct Subscription {
@@ -150,6 +195,8 @@ struct Member {
     view: Option<HashMap<TrackId, (u16, u8)>>,
     /// Its own limit, in kb/s.
     max_kbps: Option<u32>,
+    /// It said where it stands (a bot never does: it is near nobody).
+    posed: bool,
     /// Its link's estimate from the transport, in kb/s.
     downlink_kbps: Option<u32>,
     /// Lowered after its queues overflowed; grows back over time.
@@ -175,6 +222,12 @@ pub struct Room {
     wanted: HashMap<TrackId, u8>,
     next_allocate: Option<Instant>,
     last_timeout: Option<Instant>,
+    /// Every audio track's recent loudness, and the loudest few.
+    loudness: HashMap<TrackId, Loudness>,
+    loudest: BTreeSet<TrackId>,
+    next_loudest: Option<Instant>,
+    /// What each layer of each video has been costing.
+    rates: HashMap<(TrackId, u8), LayerRate>,
     stats: ForwardStats,
 }
 
@@ -193,6 +246,10 @@ impl Room {
             wanted: HashMap::new(),
             next_allocate: None,
             last_timeout: None,
+            loudness: HashMap::new(),
+            loudest: BTreeSet::new(),
+            next_loudest: None,
+            rates: HashMap::new(),
             stats: ForwardStats::default(),
         }
     }
@@ -217,9 +274,11 @@ impl Room {
         self.members.get(&id).map(|m| &m.info)
     }
 
-    /// The layers of a published video track, smallest first.
+    /// The layers of a published video track, smallest first, each costing what it announced
+    /// or what it was measured to cost lately (with the transport's overhead), whichever is more.
     pub fn track_layers(&self, track: TrackId) -> Vec<LayerInfo> {
-        self.members
+        let mut layers = self
+            .members
             .get(&track.participant)
             .and_then(|m| {
                 m.info
@@ -228,7 +287,42 @@ impl Room {
                     .find(|(index, _)| *index == track.index)
             })
             .map(|(_, info)| info.layer_list())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for (n, layer) in layers.iter_mut().enumerate() {
+            if let Some(rate) = self.rates.get(&(track, n as u8)) {
+                let measured = (rate.kbps * OVERHEAD).min(f64::from(u32::MAX)) as u32;
+                layer.kbps = layer.kbps.max(measured);
+            }
+        }
+        layers
+    }
+
+    /// Counts a video frame into its layer's rate.
+    fn measure(&mut self, track: TrackId, layer: u8, bytes: usize, now: Instant) {
+        let fresh = LayerRate {
+            bytes: 0,
+            since: now,
+            kbps: 0.0,
+            at: now,
+        };
+        let rate = self.rates.entry((track, layer)).or_insert(fresh);
+        if now.saturating_duration_since(rate.at) > RATE_STALE {
+            // Not sent for a while (nobody took it): start afresh.
+            *rate = fresh;
+        }
+        rate.bytes += bytes as u64;
+        rate.at = now;
+        let window = now.saturating_duration_since(rate.since);
+        if window >= RATE_WINDOW {
+            let kbps = rate.bytes as f64 * 8.0 / 1000.0 / window.as_secs_f64();
+            rate.kbps = if rate.kbps == 0.0 {
+                kbps
+            } else {
+                rate.kbps * 0.5 + kbps * 0.5
+            };
+            rate.bytes = 0;
+            rate.since = now;
+        }
     }
 
     /// The layer `subscriber` receives of `track` now, and the one it is switching to.
@@ -253,6 +347,20 @@ impl Room {
             member.downlink_kbps = Some(kbps);
             member.dirty |= changed;
         }
+    }
+
+    /// The subscriber's link is queueing (its round trip grew): it got `sent_kbps` lately, more
+    /// than its link carries. Its budget drops below that at once, and grows back over time.
+    pub fn handle_congestion(&mut self, id: ParticipantId, sent_kbps: f64, now: Instant) {
+        if let Some(member) = self.members.get_mut(&id) {
+            let floor = f64::from(self.config.audio_kbps);
+            let cap = member
+                .congested_kbps
+                .map_or(sent_kbps, |cap| cap.min(sent_kbps));
+            member.congested_kbps = Some((cap * CONGESTED_SHARE).max(floor));
+            member.dirty = true;
+        }
+        self.allocate(now);
     }
 
     /// Time passed: lowered budgets grow back, and allocations whose inputs changed run again
@@ -361,6 +469,7 @@ impl Room {
                 video: VecDeque::new(),
                 view: None,
                 max_kbps: None,
+                posed: false,
                 downlink_kbps: None,
                 congested_kbps: None,
                 allocated_kbps: 0.0,
@@ -586,7 +695,9 @@ impl Room {
                 self.chat_history.push_back(line);
             }
             ToRelay::Pose(pose) => {
-                self.member_mut(from)?.info.pose = pose;
+                let member = self.member_mut(from)?;
+                member.info.pose = pose;
+                member.posed = true;
                 self.broadcast(from, FromRelay::Pose { id: from, pose });
             }
             ToRelay::Mute { audio, video } => {
@@ -637,18 +748,42 @@ impl Room {
             }
         }
         self.stats.frames_in += 1;
+        if kind == TrackKind::Video {
+            self.measure(track, frame.header.layer, frame.wire.len(), now);
+        }
         let frame = frame.stamp(from);
         let keyframe = frame.header.keyframe;
         let mut wants_keyframe = false;
         let mut congested = Vec::new();
         let mut switched = false;
         let interval = self.config.keyframe_request_interval;
+        // A voice reaches everyone when it speaks or is among the loudest; otherwise only the
+        // listeners near it.
+        let voice_for_all = kind == TrackKind::Audio && self.hear(track, frame.header.level, now);
+        let speaker_at = self
+            .members
+            .get(&from)
+            .filter(|m| m.posed)
+            .map(|m| m.info.pose.position);
+        let near = self.config.near_voice_m;
         for (id, member) in &mut self.members {
             let Some(sub) = member.subscriptions.get_mut(&track) else {
                 continue;
             };
             match sub.kind {
                 TrackKind::Audio => {
+                    let near_enough = || {
+                        let ([x, y, z], Some([a, b, c])) = (member.info.pose.position, speaker_at)
+                        else {
+                            return false;
+                        };
+                        member.posed
+                            && ((x - a).powi(2) + (y - b).powi(2) + (z - c).powi(2)).sqrt() <= near
+                    };
+                    if !voice_for_all && !near_enough() {
+                        self.stats.audio_suppressed += 1;
+                        continue;
+                    }
                     if member.audio.len() >= self.config.audio_queue_frames {
                         member.audio.pop_front();
                         self.stats.frames_dropped += 1;
@@ -776,7 +911,39 @@ impl Room {
         }
     }
 
+    /// Takes in an audio frame's level; whether the frame goes to every listener (speech, or
+    /// one of the loudest voices).
+    fn hear(&mut self, track: TrackId, level: u8, now: Instant) -> bool {
+        let heard = f32::from(crate::media::SILENT_LEVEL.saturating_sub(level));
+        let loudness = self.loudness.entry(track).or_insert(Loudness {
+            level: heard,
+            at: now,
+        });
+        loudness.level += (heard - loudness.level) * LOUDNESS_SMOOTHING;
+        loudness.at = now;
+        if self.next_loudest.is_none_or(|at| now >= at) {
+            self.next_loudest = Some(now + LOUDEST_EVERY);
+            let mut voices: Vec<(TrackId, f32)> = self
+                .loudness
+                .iter()
+                .filter(|(_, l)| now.saturating_duration_since(l.at) < LOUDNESS_STALE)
+                .filter(|(_, l)| l.level >= 1.0)
+                .map(|(t, l)| (*t, l.level))
+                .collect();
+            voices.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            self.loudest = voices
+                .into_iter()
+                .take(self.config.loudest_voices)
+                .map(|(t, _)| t)
+                .collect();
+        }
+        level <= self.config.speech_level || self.loudest.contains(&track)
+    }
+
     fn end_track(&mut self, track: TrackId) {
+        self.rates.retain(|(t, _), _| *t != track);
+        self.loudness.remove(&track);
+        self.loudest.remove(&track);
         self.keyframe_asked.retain(|(t, _), _| *t != track);
         self.wanted.remove(&track);
         for member in self.members.values_mut() {

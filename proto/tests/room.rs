@@ -1550,11 +1550,69 @@ fn a_subscriber_that_falls_behind_is_given_less() {
     let budget = room.video_budget(viewer).expect("a budget");
     assert!(budget < 700, "{budget}");
     assert_eq!(room.layer_of(viewer, cam).1, Some(1));
-    // It grows back over time.
+    // It grows back over time (5 % a second).
     let mut now = t0;
-    for _ in 0..40 {
+    for _ in 0..80 {
         now += Duration::from_millis(250);
         room.handle_timeout(now);
     }
     assert_eq!(room.layer_of(viewer, cam).1, Some(2));
+}
+
+// ----- Voices ------------------------------------------------------------------------------
+
+fn voice(sequence: u32, level: u8) -> MediaFrame {
+    let mut frame = audio(1, sequence);
+    frame.header.level = level;
+    MediaFrame::new(frame.header, &sequence.to_be_bytes())
+}
+
+fn pose_at(x: f32) -> Pose {
+    Pose {
+        position: [x, 1.6, 0.0],
+        ..Pose::default()
+    }
+}
+
+#[test]
+fn speech_and_the_loudest_voices_reach_everyone_quiet_ones_only_the_near() {
+    let t0 = Instant::now();
+    let mut room = room(RoomConfig {
+        loudest_voices: 2,
+        ..RoomConfig::default()
+    });
+    let listener = join(&mut room, "Lis");
+    let speakers: Vec<ParticipantId> = (0..6).map(|n| join(&mut room, &format!("S{n}"))).collect();
+    send(&mut room, listener, ToRelay::Pose(pose_at(0.0)), t0);
+    for (n, s) in speakers.iter().enumerate() {
+        publish(&mut room, *s, 1, audio_info(), t0);
+        subscribe(&mut room, listener, track(*s, 1), t0);
+        // The last one stands a metre from the listener; the others far off.
+        let x = if n == 5 { 1.0 } else { 10.0 + n as f32 };
+        send(&mut room, *s, ToRelay::Pose(pose_at(x)), t0);
+    }
+    // Speaker 0 speaks, 1 murmurs (below speech, but louder than the rest), the others are
+    // near silent: one second of frames.
+    let levels = [4u8, 14, 24, 24, 24, 24];
+    for seq in 0..50 {
+        let now = t0 + Duration::from_millis(20 * u64::from(seq));
+        for (s, level) in speakers.iter().zip(levels) {
+            room.handle_media(*s, voice(seq, level), TrackKind::Audio, now)
+                .expect("audio");
+        }
+    }
+    let heard: Vec<ParticipantId> = drain_audio(&mut room, listener)
+        .iter()
+        .map(|f| f.header.track.participant)
+        .collect();
+    let count = |id: ParticipantId| heard.iter().filter(|p| **p == id).count();
+    // The queue holds the newest 25 frames: in the end, the speaker, the murmur (one of the
+    // two loudest), and the near one.
+    assert!(count(speakers[0]) > 0, "speech goes everywhere");
+    assert!(count(speakers[1]) > 0, "one of the loudest");
+    assert!(count(speakers[5]) > 0, "near the listener");
+    for quiet in &speakers[2..5] {
+        assert_eq!(count(*quiet), 0, "{quiet}: quiet and far");
+    }
+    assert!(room.stats().audio_suppressed >= 3 * 40);
 }

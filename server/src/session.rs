@@ -42,6 +42,10 @@ const STALE_VIDEO: Duration = Duration::from_secs(1);
 const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a subscriber's link estimate goes to its room.
 const LINK_EVERY: Duration = Duration::from_millis(250);
+/// A round trip this much above the path's least means a queue is building up on it.
+const QUEUEING: Duration = Duration::from_millis(60);
+/// Least time between two congestion reports of one subscriber.
+const CONGESTION_EVERY: Duration = Duration::from_secs(1);
 /// Time given to a failing client to receive its error message.
 const ERROR_GRACE: Duration = Duration::from_secs(1);
 
@@ -355,16 +359,39 @@ async fn send_media(
 
 /// Every [`LINK_EVERY`], hands the room the transport's estimate of what this subscriber's link
 /// carries (BBR's pacing rate; the congestion window over the round trip when the controller
-/// gives none), and lets the room re-run the allocations that depend on it.
+/// gives none), and lets the room re-run the allocations that depend on it. A queue building up
+/// on the path (the round trip [`QUEUEING`] above its least) means we send more than the link
+/// carries, whatever the estimate says: the room is told what went out meanwhile, and gives
+/// less (at most once per [`CONGESTION_EVERY`], the queue draining in between).
 async fn watch_link(connection: Connection, room: Arc<SharedRoom>, id: ParticipantId) -> End {
     let mut tick = tokio::time::interval(LINK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let quic = connection.quic_connection().clone();
+    let mut sent = quic.stats().udp_tx.bytes;
+    let mut at = tokio::time::Instant::now();
+    let mut last_congested: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        let kbps = downlink_kbps(connection.quic_connection());
+        let kbps = downlink_kbps(&quic);
+        let stats = quic.stats();
+        let now = tokio::time::Instant::now();
+        let seconds = now.saturating_duration_since(at).as_secs_f64().max(0.001);
+        let sent_kbps = stats.udp_tx.bytes.saturating_sub(sent) as f64 * 8.0 / 1000.0 / seconds;
+        (sent, at) = (stats.udp_tx.bytes, now);
+        let queueing = stats.path.rtt.saturating_sub(stats.path.min_rtt);
+        let congested = queueing > QUEUEING
+            && last_congested
+                .is_none_or(|last| now.saturating_duration_since(last) >= CONGESTION_EVERY);
+        if congested {
+            last_congested = Some(now);
+            debug!(%id, queueing_ms = queueing.as_millis(), sent_kbps, "a subscriber's link is queueing");
+        }
         room.with(|room, now| {
             if let Some(kbps) = kbps {
                 room.set_downlink(id, kbps);
+            }
+            if congested {
+                room.handle_congestion(id, sent_kbps, now);
             }
             room.handle_timeout(now);
         });
@@ -373,6 +400,8 @@ async fn watch_link(connection: Connection, room: Arc<SharedRoom>, id: Participa
 
 /// What the connection's congestion controller thinks the path carries, in kb/s.
 fn downlink_kbps(connection: &wtransport::quinn::Connection) -> Option<u32> {
+    // (Sent while idle, the window over the round trip overestimates; the room's congestion
+    // reports correct that.)
     let metrics = connection.congestion_state().metrics();
     let bps = match metrics.pacing_rate {
         Some(rate) => rate,

@@ -11,5 +11,5 @@ use bevy::prelude::*;
 
 /// The room's visuals and the viewer's movement.
 pub(super) fn plugin(app: &mut App) {
-    app.add_plugins((scene::plugin, panel::plugin, avatar::plugin));
+    app.add_plugins((scene::plugin, panel::plugin, avatar::plugin, view::plugin));
 }

@@ -22,10 +22,8 @@ use crate::audio::Ears;
 use rotunda_engine::media::VideoFrame;
 use rotunda_engine::media::pattern::TestPattern;
 
-use super::view::{SPEAKING_LEVEL, panel_view};
 use crate::call::{Call, CallRejoined, Command, Pictures};
 use crate::participants::{Departing, Muted, Participant, Speaking};
-use rotunda_engine::PanelView;
 
 pub(super) fn plugin(app: &mut App) {
     embedded_asset!(app, "yuv.wgsl");
@@ -220,29 +218,15 @@ fn pause_hidden_video(
     call: Option<Res<Call>>,
     mut rejoined: MessageReader<CallRejoined>,
     cameras: Query<(&Camera, &GlobalTransform), With<Ears>>,
-    mut panels: Query<
-        (
-            &Participant,
-            &GlobalTransform,
-            &mut PanelParts,
-            Option<&Speaking>,
-        ),
-        Without<Departing>,
-    >,
+    mut panels: Query<(&Participant, &GlobalTransform, &mut PanelParts), Without<Departing>>,
     screens: Query<&ViewVisibility>,
-    mut told: Local<ViewTold>,
 ) {
     let (Some(call), Some((camera, eye))) = (call, cameras.iter().next()) else {
         return;
     };
     let now = time.elapsed();
     let forgotten = rejoined.read().last().is_some();
-    let scale = camera.target_scaling_factor().unwrap_or(1.0);
-    let width = camera
-        .logical_viewport_size()
-        .map_or(1.0, |size| size.x.max(1.0));
-    let mut view = Vec::new();
-    for (participant, transform, mut parts, speaking) in &mut panels {
+    for (participant, transform, mut parts) in &mut panels {
         if forgotten {
             parts.hidden = false;
         }
@@ -250,16 +234,14 @@ fn pause_hidden_video(
         let centre = transform.translation();
         // Full size even while growing in: an arriving panel is about to be seen.
         let half = Vec3::Y * (PANEL_HEIGHT / 2.0);
-        let (tall, x) = match (
+        let tall = match (
             camera.world_to_viewport(eye, centre + half),
             camera.world_to_viewport(eye, centre - half),
         ) {
-            (Ok(top), Ok(bottom)) => ((bottom.y - top.y).abs(), (top.x / width) * 2.0 - 1.0),
-            _ => (0.0, 0.0),
+            (Ok(top), Ok(bottom)) => (bottom.y - top.y).abs(),
+            _ => 0.0,
         };
         let seen = in_view && tall >= TINY_PIXELS;
-        let speaks = speaking.is_some_and(|s| s.0 > SPEAKING_LEVEL);
-        view.push(panel_view(participant.id, tall * scale, in_view, x, speaks));
         if seen {
             parts.unseen_since = None;
             parts.unseen_frames = 0;
@@ -285,32 +267,6 @@ fn pause_hidden_video(
             tracing::info!(id = %participant.id, "a panel's video is {what}");
             parts.hidden = hidden;
         }
-    }
-    // The call tells the relay when this changes which size of a picture is needed; it hears
-    // of it here when a panel changed by a tenth (or came into or out of sight), or anew after
-    // a rejoin.
-    view.sort_by_key(|panel| panel.id);
-    if forgotten || told.differs(&view) {
-        call.send(Command::View(view.clone()));
-        told.panels = view;
-    }
-}
-
-/// The view last handed to the call.
-#[derive(Default)]
-struct ViewTold {
-    panels: Vec<PanelView>,
-}
-
-impl ViewTold {
-    fn differs(&self, view: &[PanelView]) -> bool {
-        self.panels.len() != view.len()
-            || self.panels.iter().zip(view).any(|(a, b)| {
-                a.id != b.id
-                    || a.priority != b.priority
-                    || (a.height == 0) != (b.height == 0)
-                    || f32::from(a.height.abs_diff(b.height)) > f32::from(a.height) * 0.1
-            })
     }
 }
 

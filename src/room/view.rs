@@ -9,7 +9,78 @@ use rotunda_proto::ParticipantId;
 
 use super::avatar::place_in_ring;
 use super::layout::{self, PANEL_HEIGHT};
-use super::panel::TINY_PIXELS;
+use super::panel::{PanelParts, TINY_PIXELS};
+use crate::AppSystems;
+use crate::audio::Ears;
+use crate::call::{Call, CallRejoined, Command};
+use crate::participants::{Departing, Participant, Speaking};
+
+/// The window's view goes to the call.
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(Update, report_view.in_set(AppSystems::Present));
+}
+
+/// Measures how tall every panel appears through the room's camera and hands it to the call,
+/// which tells the relay when that changes which size of a picture is needed. It is handed on
+/// when a panel changed by a tenth (or came into or out of sight, or its priority changed), and
+/// anew after a rejoin.
+fn report_view(
+    call: Option<Res<Call>>,
+    mut rejoined: MessageReader<CallRejoined>,
+    cameras: Query<(&Camera, &GlobalTransform), With<Ears>>,
+    panels: Query<(&Participant, &GlobalTransform, &PanelParts, &Speaking), Without<Departing>>,
+    screens: Query<&ViewVisibility>,
+    mut told: Local<ViewTold>,
+) {
+    let (Some(call), Some((camera, eye))) = (call, cameras.iter().next()) else {
+        return;
+    };
+    let forgotten = rejoined.read().last().is_some();
+    let scale = camera.target_scaling_factor().unwrap_or(1.0);
+    let width = camera
+        .logical_viewport_size()
+        .map_or(1.0, |size| size.x.max(1.0));
+    let mut view: Vec<PanelView> = panels
+        .iter()
+        .map(|(participant, transform, parts, speaking)| {
+            let in_view = screens.get(parts.screen).is_ok_and(|v| v.get());
+            let centre = transform.translation();
+            let half = Vec3::Y * (PANEL_HEIGHT / 2.0);
+            let (tall, x) = match (
+                camera.world_to_viewport(eye, centre + half),
+                camera.world_to_viewport(eye, centre - half),
+            ) {
+                (Ok(top), Ok(bottom)) => ((bottom.y - top.y).abs(), top.x / width * 2.0 - 1.0),
+                _ => (0.0, 0.0),
+            };
+            let speaks = speaking.0 > SPEAKING_LEVEL;
+            panel_view(participant.id, tall * scale, in_view, x, speaks)
+        })
+        .collect();
+    view.sort_by_key(|panel| panel.id);
+    if forgotten || told.differs(&view) {
+        call.send(Command::View(view.clone()));
+        told.panels = view;
+    }
+}
+
+/// The view last handed to the call.
+#[derive(Default)]
+struct ViewTold {
+    panels: Vec<PanelView>,
+}
+
+impl ViewTold {
+    fn differs(&self, view: &[PanelView]) -> bool {
+        self.panels.len() != view.len()
+            || self.panels.iter().zip(view).any(|(a, b)| {
+                a.id != b.id
+                    || a.priority != b.priority
+                    || (a.height == 0) != (b.height == 0)
+                    || f32::from(a.height.abs_diff(b.height)) > f32::from(a.height) * 0.1
+            })
+    }
+}
 
 /// A voice this loud (RMS, 0..1) counts as speaking.
 pub const SPEAKING_LEVEL: f32 = 0.02;

@@ -107,6 +107,8 @@ pub struct CallConfig {
     pub presented: bool,
     /// Rejoin by itself when the connection is lost after joining.
     pub reconnect: bool,
+    /// Receive the others' tracks (a load-test publisher does not).
+    pub subscribe: bool,
     /// Emit the whole report once a second ([`CallEvent::Report`](super::CallEvent::Report)),
     /// as the browser logs it.
     pub live_report: bool,
@@ -128,6 +130,7 @@ impl CallConfig {
             camera_off: false,
             presented: true,
             reconnect: true,
+            subscribe: true,
             live_report: false,
         }
     }

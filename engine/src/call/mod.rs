@@ -597,6 +597,11 @@ impl Call {
                 peer.video_layers[layer] += 1;
                 peer.video_bytes += frame.payload().len() as u64;
                 peer.video_span[layer].see(header.sequence);
+                if let Some(waited) = self.view.arrived(track, header.layer, now) {
+                    self.stats
+                        .layer_switch_ms
+                        .push(waited.as_secs_f64() * 1000.0);
+                }
                 let Some(video) = self.video.get_mut(&track) else {
                     return;
                 };
@@ -621,6 +626,12 @@ impl Call {
                             .into_iter()
                             .filter(|f| f.header.layer == header.layer),
                     );
+                    // A new run of that layer's numbers starts here.
+                    let span = &mut self.stats.peer(track.participant).video_span[layer];
+                    span.restart();
+                    for frame in &frames {
+                        span.see(frame.header.sequence);
+                    }
                 }
                 video.layer = Some(header.layer);
                 video.newest_us = video.newest_us.max(header.capture_us);
@@ -900,6 +911,9 @@ impl Call {
 
     /// Subscribes to a track we can decode.
     fn subscribe(&mut self, track: TrackId, info: &TrackInfo) {
+        if !self.config.subscribe {
+            return;
+        }
         match info.kind {
             TrackKind::Video if info.codec == VIDEO_CODEC => {
                 self.video.insert(

@@ -112,6 +112,16 @@ pub struct BotReport {
     /// All media received (payloads), in kb/s averaged over the stay.
     #[serde(default)]
     pub downlink_kbps: f64,
+    /// Times a panel grew enough to ask the relay for a larger layer, and the time from asking
+    /// to the first frame of it (median and 95th percentile, ms).
+    #[serde(default)]
+    pub layer_switches: u64,
+    /// See `layer_switches`.
+    #[serde(default)]
+    pub layer_switch_ms_p50: f64,
+    /// See `layer_switches`.
+    #[serde(default)]
+    pub layer_switch_ms_p95: f64,
     /// What the camera was sent as at the end (`WIDTHxHEIGHT@FPS`; smaller than asked when the
     /// encoder could not keep up).
     #[serde(default)]

@@ -99,6 +99,8 @@ pub(super) struct Stats {
     /// Counters of earlier sessions, by name.
     archived: Vec<(String, ParticipantId, PeerStats)>,
     pub decode_errors: u64,
+    /// From asking for a larger layer of a video to its first frame, in ms.
+    pub layer_switch_ms: Reservoir,
     /// Counters at the last live snapshot, per participant.
     last: HashMap<ParticipantId, Snapshot>,
     bytes_sent_last: u64,
@@ -154,6 +156,9 @@ impl Stats {
     /// counters into today's by name.
     pub fn finish(&self, report: &mut BotReport, names: &HashMap<ParticipantId, String>) {
         report.decode_errors = self.decode_errors;
+        report.layer_switches = self.layer_switch_ms.samples.len() as u64;
+        report.layer_switch_ms_p50 = percentile(&self.layer_switch_ms.samples, 0.5);
+        report.layer_switch_ms_p95 = percentile(&self.layer_switch_ms.samples, 0.95);
         let mut merged: BTreeMap<String, (ParticipantId, PeerStats)> = BTreeMap::new();
         let current = self.peers.iter().map(|(id, stats)| {
             let name = names.get(id).cloned().unwrap_or_else(|| id.to_string());
@@ -208,6 +213,14 @@ impl SequenceSpan {
             self.first = Some(extended);
         }
         self.last = self.last.max(extended);
+    }
+
+    /// A new run of this span's numbers starts (the relay switched us back to this layer): the
+    /// gap since the last run was never sent to us.
+    pub fn restart(&mut self) {
+        self.extra = self.count();
+        self.first = None;
+        self.last = 0;
     }
 
     pub fn count(&self) -> u64 {

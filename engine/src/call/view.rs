@@ -43,6 +43,9 @@ pub struct ViewState {
     changed_at: Option<Instant>,
     next_send: Option<Instant>,
     given: bool,
+    /// Tracks asked for a larger layer than before, since when: the time to the first frame of
+    /// it is what a viewer waits for a sharper picture.
+    upgrades: HashMap<TrackId, (u8, Instant)>,
 }
 
 impl ViewState {
@@ -57,8 +60,20 @@ impl ViewState {
         self.given
     }
 
+    /// A frame of `layer` of `track` arrived: how long it took since a larger layer was asked
+    /// for, if this is the first of it.
+    pub fn arrived(&mut self, track: TrackId, layer: u8, now: Instant) -> Option<Duration> {
+        let (wanted, since) = *self.upgrades.get(&track)?;
+        if layer < wanted {
+            return None;
+        }
+        self.upgrades.remove(&track);
+        Some(now.saturating_duration_since(since))
+    }
+
     /// The relay forgot what we told it (a new session).
     pub fn reset(&mut self) {
+        self.upgrades.clear();
         self.sent = None;
         self.changed_at = None;
         self.next_send = None;
@@ -119,6 +134,20 @@ impl ViewState {
             return None;
         }
         wants.sort_by_key(|w| w.track);
+        for (track, (layer, _)) in &signature {
+            let before = self
+                .sent
+                .as_ref()
+                .and_then(|sent| sent.get(track))
+                .map(|(l, _)| *l);
+            if before.is_some_and(|before| *layer > before) {
+                self.upgrades.insert(*track, (*layer, now));
+            } else if before.is_some_and(|before| *layer < before) {
+                self.upgrades.remove(track);
+            }
+        }
+        self.upgrades
+            .retain(|track, _| signature.contains_key(track));
         self.sent = Some(signature);
         self.changed_at = None;
         self.next_send = Some(now + MIN_GAP);
@@ -203,6 +232,34 @@ mod tests {
         view.set(vec![panel(1, 200), panel(2, 0)]);
         assert_eq!(view.poll(&tracks, 0, t2 + DEBOUNCE * 2), None);
         assert_eq!(heights(view.poll(&tracks, 0, t2 + DEBOUNCE * 3)), [240]);
+    }
+
+    #[test]
+    fn the_wait_for_a_larger_layer_is_timed_from_asking_to_its_first_frame() {
+        let t0 = Instant::now();
+        let tracks = tracks(1);
+        let track = *tracks.keys().next().expect("a track");
+        let mut view = ViewState::default();
+        view.set(vec![panel(1, 100)]);
+        assert!(view.poll(&tracks, 0, t0).is_some());
+        assert_eq!(view.arrived(track, 0, t0), None, "nothing was asked for");
+        let t1 = t0 + Duration::from_secs(1);
+        view.set(vec![panel(1, 450)]);
+        assert_eq!(view.poll(&tracks, 0, t1), None);
+        assert!(view.poll(&tracks, 0, t1 + DEBOUNCE).is_some());
+        let asked = t1 + DEBOUNCE;
+        assert_eq!(
+            view.arrived(track, 0, asked + Duration::from_millis(50)),
+            None
+        );
+        assert_eq!(
+            view.arrived(track, 2, asked + Duration::from_millis(180)),
+            Some(Duration::from_millis(180))
+        );
+        assert_eq!(
+            view.arrived(track, 2, asked + Duration::from_millis(200)),
+            None
+        );
     }
 
     #[test]

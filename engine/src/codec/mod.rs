@@ -73,7 +73,7 @@ pub enum CodecError {
 }
 
 /// What a video encoder is asked to make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VideoEncoderConfig {
     /// Picture width.
     pub width: usize,

@@ -51,7 +51,8 @@ pub async fn run_bot(config: CallConfig, status: bool) -> Result<BotReport, Erro
 }
 
 /// A bot that, with `view`, tells the relay what a window standing in its place would see
-/// (asked again whenever someone comes or goes); without, it takes every video whole.
+/// (asked again whenever someone comes or goes, and once a second); without, it takes every
+/// video whole.
 pub async fn run_bot_viewing(
     config: CallConfig,
     status: bool,
@@ -122,6 +123,10 @@ impl Outputs for Console {
                 self.look();
             }
             _ => {}
+        }
+        if matches!(event, CallEvent::Stats(_)) {
+            // Once a second: a view that changes with time (see `--view-cycle`) is seen.
+            self.look();
         }
         match event {
             CallEvent::Stats(live) if self.status => {

@@ -6,6 +6,8 @@
     reason = "each test binary uses its own part of these helpers"
 )]
 
+pub mod link;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

@@ -1,0 +1,91 @@
+//! Four bots, one of them behind a narrow downlink (a rate-limited, drop-tail bottleneck in a
+//! UDP proxy, as a home link would be): the relay's allocation gives that one the smaller layers
+//! its link carries and every voice, and leaves the other three as they were.
+//!
+//! The figures of the benchmark run (640x480 behind 1 Mb/s) are in BENCHMARKS.md; this test runs
+//! the same shape smaller (320x240 behind 600 kb/s), so it fits the test machine's two cores.
+
+use std::time::Duration;
+
+mod common;
+
+use common::link::{Link, conditioner};
+use common::{Joining, bot_config, reports, spawn_bots, start_relay};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_downlink_gets_smaller_layers_and_every_voice() {
+    let relay = start_relay(|_| {}).await;
+    let link = Link {
+        delay: Duration::from_millis(20),
+        downlink_bps: Some(600_000),
+        queue: Duration::from_millis(300),
+        ..Link::default()
+    };
+    let proxy = conditioner(relay.addr, link).await;
+    let configs = ["ada", "bea", "cy", "narrow"]
+        .into_iter()
+        .map(|name| {
+            let mut join = relay.join("narrow", name);
+            if name == "narrow" {
+                join.relay = format!("https://{proxy}");
+            }
+            bot_config(join, 12)
+        })
+        .collect();
+    let reports = reports(spawn_bots(configs)).await;
+    for report in &reports {
+        assert!(
+            report.error.is_none(),
+            "{}: {:?}",
+            report.name,
+            report.error
+        );
+        for sender in reports.iter().filter(|r| r.name != report.name) {
+            let peer = &report.peers[&sender.name];
+            println!(
+                "{} <- {}: video {} decoded, by layer {:?}, {:.0} kb/s (p95 {:.0} ms); audio {}/{} (p95 {:.0} ms)",
+                report.name,
+                sender.name,
+                peer.video_frames_decoded,
+                peer.video_frames_by_layer,
+                peer.video_kbps,
+                peer.video_latency_ms_p95,
+                peer.audio_frames_decoded,
+                peer.audio_frames_expected,
+                peer.audio_latency_ms_p95,
+            );
+            let audio = peer.audio_frames_decoded as f64 / peer.audio_frames_expected.max(1) as f64;
+            assert!(
+                audio >= 0.9,
+                "{} decoded {audio:.2} of {}'s voice",
+                report.name,
+                sender.name
+            );
+            assert_eq!(peer.video_frames_wrong_sender, 0);
+            if report.name == "narrow" {
+                // Something of every picture, mostly the smaller layer.
+                let layers = &peer.video_frames_by_layer;
+                assert!(
+                    layers.first().is_some_and(|small| *small > 50),
+                    "narrow <- {}: {layers:?}",
+                    sender.name
+                );
+                assert!(peer.video_frames_decoded > 50, "narrow <- {}", sender.name);
+            } else {
+                // The others are untouched: the top layer, nearly every frame.
+                let top = peer.video_frames_by_layer.last().copied().unwrap_or(0);
+                assert!(
+                    top as f64 >= 0.85 * peer.video_frames_received as f64,
+                    "{} <- {}: {:?}",
+                    report.name,
+                    sender.name,
+                    peer.video_frames_by_layer
+                );
+            }
+        }
+        println!("{}: downlink {:.0} kb/s", report.name, report.downlink_kbps);
+    }
+    let narrow = reports.iter().find(|r| r.name == "narrow").expect("narrow");
+    assert!(narrow.downlink_kbps < 600.0, "{}", narrow.downlink_kbps);
+    relay.stop().await;
+}
