@@ -268,6 +268,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         microphone: args.mic,
         speakers: args.speakers,
         video: args.video,
+        simulcast: true,
         auto_join,
         duration: args.duration,
         stats_json: args.stats_json,

@@ -70,6 +70,8 @@ pub struct Settings {
     pub speakers: DeviceChoice,
     /// Video sent.
     pub video: VideoSpec,
+    /// Send the video in simulcast layers (each viewer gets the size it sees).
+    pub simulcast: bool,
     /// Join without showing the join screen.
     pub auto_join: bool,
     /// Leave and exit after this long in the room.
@@ -110,6 +112,7 @@ impl Default for Settings {
             microphone: DeviceChoice::Default,
             speakers: DeviceChoice::Default,
             video: VideoSpec::default(),
+            simulcast: true,
             auto_join: false,
             duration: None,
             stats_json: None,

@@ -211,10 +211,13 @@ impl AudioSource for Silence {
     }
 }
 
+/// A publisher's clip for one layer, by publisher id and layer.
+type VideoClips = HashMap<(u16, VideoEncoderConfig), Arc<Vec<EncodedVideo>>>;
+
 /// Clips encoded once, shared by every publisher of the process.
 #[derive(Clone, Default)]
 struct Clips {
-    video: Arc<Mutex<HashMap<(u16, VideoEncoderConfig), Arc<Vec<EncodedVideo>>>>>,
+    video: Arc<Mutex<VideoClips>>,
     audio: Arc<Mutex<Option<Arc<AudioClip>>>>,
 }
 

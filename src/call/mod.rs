@@ -213,6 +213,7 @@ impl CallParts {
         });
         config.duration = settings.duration;
         config.video = camera_sends.then_some(settings.video);
+        config.simulcast = settings.simulcast;
         config.audio = microphone_sends;
         config.chat = settings.chat.clone();
         config.microphone_off = self.microphone_off;

@@ -68,6 +68,10 @@ fn settings_from_page() -> Result<Settings, String> {
     if let Some(video) = param("video") {
         settings.video = video.parse()?;
     }
+    // `simulcast=on`: send the camera in layers. Off by default in the browser for now: on this
+    // project's 2-core test machine (software rendering) a page encoding a second layer played
+    // its audio late (BENCHMARKS.md, "Big rooms").
+    settings.simulcast = param("simulcast").as_deref() == Some("on");
     if let Some(chat) = param("chat") {
         settings.chat.push(chat);
     }

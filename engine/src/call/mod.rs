@@ -168,7 +168,13 @@ struct VideoTrack {
     /// The newest capture time received: a late frame of a layer left behind is not taken
     /// for a switch back.
     newest_us: u64,
+    /// When its last frame came.
+    last_frame: Option<Instant>,
 }
+
+/// Nothing of a video for this long, then a keyframe: the relay paused it (out of sight, or
+/// more than the link carries) and resumed it; the frames between were never sent to us.
+const PAUSE: Duration = Duration::from_secs(1);
 
 /// Frames of a layer being switched to held until its keyframe.
 const SWITCH_HELD: usize = 30;
@@ -596,13 +602,13 @@ impl Call {
                 let layer = usize::from(header.layer).min(peer.video_layers.len() - 1);
                 peer.video_layers[layer] += 1;
                 peer.video_bytes += frame.payload().len() as u64;
-                peer.video_span[layer].see(header.sequence);
                 if let Some(waited) = self.view.arrived(track, header.layer, now) {
                     self.stats
                         .layer_switch_ms
                         .push(waited.as_secs_f64() * 1000.0);
                 }
                 let Some(video) = self.video.get_mut(&track) else {
+                    self.stats.peer(track.participant).video_span[layer].see(header.sequence);
                     return;
                 };
                 let mut frames = vec![frame];
@@ -626,15 +632,25 @@ impl Call {
                             .into_iter()
                             .filter(|f| f.header.layer == header.layer),
                     );
-                    // A new run of that layer's numbers starts here.
-                    let span = &mut self.stats.peer(track.participant).video_span[layer];
-                    span.restart();
-                    for frame in &frames {
-                        span.see(frame.header.sequence);
-                    }
+                    // A new run of that layer's numbers starts here (what the relay sent of the
+                    // old one after this, or of this one before its keyframe, counts for
+                    // nothing: it was never meant to be shown).
+                    self.stats.peer(track.participant).video_span[layer].restart();
                 }
+                let resumed = header.keyframe
+                    && video
+                        .last_frame
+                        .is_some_and(|at| now.saturating_duration_since(at) >= PAUSE);
+                video.last_frame = Some(now);
                 video.layer = Some(header.layer);
                 video.newest_us = video.newest_us.max(header.capture_us);
+                let span = &mut self.stats.peer(track.participant).video_span[layer];
+                if resumed {
+                    span.restart();
+                }
+                for frame in &frames {
+                    span.see(frame.header.sequence);
+                }
                 let mut released_frames = Vec::new();
                 let mut need_keyframe = false;
                 for frame in frames {
@@ -926,6 +942,7 @@ impl Call {
                         layer: None,
                         switching: Vec::new(),
                         newest_us: 0,
+                        last_frame: None,
                     },
                 );
             }
