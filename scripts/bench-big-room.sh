@@ -12,7 +12,7 @@ publishers="${1:-150}"
 speakers="${2:-3}"
 layers="${LAYERS:-on}"
 # (The workspace's feature set, as the tests build it: no rebuild between the two.)
-cargo build --quiet --bin rotunda --bin rotunda-relay
+cargo build --quiet -p rotunda -p rotunda-server --bin rotunda --bin rotunda-relay
 bin="$CARGO_TARGET_DIR/debug"
 out="$(mktemp -d)"
 port=$((20000 + RANDOM % 20000))

@@ -82,13 +82,16 @@ impl Default for RoomConfig {
     }
 }
 
+/// What a subscription costs of a participant's control budget.
+const SUBSCRIBE_COST: f64 = 0.125;
+
 /// A room's default size limit (the protocol carries up to [`crate::limits::MAX_PARTICIPANTS`]).
 pub const DEFAULT_MAX_PARTICIPANTS: usize = 200;
 
 /// After its queues overflowed, a subscriber's budget is this share of what it was sent.
 const CONGESTED_SHARE: f64 = 0.7;
 /// A lowered budget grows back by this factor a second, up to the link's estimate.
-const RECOVERY_PER_SECOND: f64 = 1.05;
+const RECOVERY_PER_SECOND: f64 = 1.03;
 
 /// Counters of a room's forwarding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -566,10 +569,16 @@ impl Room {
         member.budget =
             (member.budget + elapsed * f64::from(CONTROL_RATE)).min(f64::from(CONTROL_BURST));
         member.budget_at = Some(now);
-        if member.budget < 1.0 {
+        // Subscribing to a room's tracks on joining it is a burst of its own, bounded by the
+        // tracks there are: each costs an eighth (a room of 200 is 400 of them).
+        let cost = match message {
+            ToRelay::Subscribe { .. } | ToRelay::Unsubscribe { .. } => SUBSCRIBE_COST,
+            _ => 1.0,
+        };
+        if member.budget < cost {
             return Err(Error::Violation("too many control messages"));
         }
-        member.budget -= 1.0;
+        member.budget -= cost;
         match message {
             ToRelay::Hello { .. } | ToRelay::Join { .. } => {
                 return Err(Error::Violation("already joined"));

@@ -1550,9 +1550,9 @@ fn a_subscriber_that_falls_behind_is_given_less() {
     let budget = room.video_budget(viewer).expect("a budget");
     assert!(budget < 700, "{budget}");
     assert_eq!(room.layer_of(viewer, cam).1, Some(1));
-    // It grows back over time (5 % a second).
+    // It grows back over time (3 % a second).
     let mut now = t0;
-    for _ in 0..80 {
+    for _ in 0..120 {
         now += Duration::from_millis(250);
         room.handle_timeout(now);
     }
@@ -1615,4 +1615,24 @@ fn speech_and_the_loudest_voices_reach_everyone_quiet_ones_only_the_near() {
         assert_eq!(count(*quiet), 0, "{quiet}: quiet and far");
     }
     assert!(room.stats().audio_suppressed >= 3 * 40);
+}
+
+#[test]
+fn joining_a_room_of_200_may_subscribe_to_all_of_it_at_once() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let publishers: Vec<ParticipantId> = (0..199)
+        .map(|n| join(&mut room, &format!("P{n}")))
+        .collect();
+    for p in &publishers {
+        publish(&mut room, *p, 0, layered_info(), t0);
+        publish(&mut room, *p, 1, audio_info(), t0);
+    }
+    let joiner = join(&mut room, "late");
+    for p in &publishers {
+        subscribe(&mut room, joiner, track(*p, 0), t0);
+        subscribe(&mut room, joiner, track(*p, 1), t0);
+    }
+    // Other messages still have their own budget.
+    send(&mut room, joiner, ToRelay::Chat { text: "hi".into() }, t0);
 }

@@ -43,7 +43,7 @@ const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a subscriber's link estimate goes to its room.
 const LINK_EVERY: Duration = Duration::from_millis(250);
 /// A round trip this much above the path's least means a queue is building up on it.
-const QUEUEING: Duration = Duration::from_millis(60);
+const QUEUEING: Duration = Duration::from_millis(40);
 /// Least time between two congestion reports of one subscriber.
 const CONGESTION_EVERY: Duration = Duration::from_secs(1);
 /// Time given to a failing client to receive its error message.

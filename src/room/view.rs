@@ -58,8 +58,8 @@ fn report_view(
         })
         .collect();
     view.sort_by_key(|panel| panel.id);
-    if forgotten || told.differs(&view) {
-        call.send(Command::View(view.clone()));
+    // A full command queue refuses it: it goes again next frame.
+    if (forgotten || told.differs(&view)) && call.send(Command::View(view.clone())) {
         told.panels = view;
     }
 }
