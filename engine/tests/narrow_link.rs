@@ -81,14 +81,8 @@ async fn a_narrow_downlink_gets_smaller_layers_and_every_voice() {
             );
             assert_eq!(peer.video_frames_wrong_sender, 0);
             if report.name == "narrow" {
-                // Something of every picture, mostly a smaller layer (when there are layers).
-                let layers = &peer.video_frames_by_layer;
-                let smaller: u64 = layers.iter().rev().skip(1).sum();
-                assert!(
-                    !simulcast || smaller > peer.video_frames_received / 2,
-                    "narrow <- {}: {layers:?}",
-                    sender.name
-                );
+                // Something of every picture; which panels get the smaller layer is the
+                // allocator's choice (all are wanted equally), so the share is checked below.
                 assert!(peer.video_frames_decoded > 50, "narrow <- {}", sender.name);
             } else {
                 // The others are untouched: the top layer, nearly every frame.
@@ -105,6 +99,17 @@ async fn a_narrow_downlink_gets_smaller_layers_and_every_voice() {
         println!("{}: downlink {:.0} kb/s", report.name, report.downlink_kbps);
     }
     let narrow = reports.iter().find(|r| r.name == "narrow").expect("narrow");
+    if simulcast {
+        // The link carries at most one top layer beside two smaller ones (three top layers and
+        // the voices are more than it holds), so most of what arrives is a smaller layer.
+        let (mut smaller, mut all) = (0, 0);
+        for peer in narrow.peers.values() {
+            let layers = &peer.video_frames_by_layer;
+            smaller += layers.iter().rev().skip(1).sum::<u64>();
+            all += layers.iter().sum::<u64>();
+        }
+        assert!(smaller > all / 2, "narrow: {smaller} of {all} frames smaller");
+    }
     assert!(
         narrow.downlink_kbps < kbps as f64,
         "{}",
