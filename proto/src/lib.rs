@@ -15,6 +15,7 @@
 pub mod alloc;
 pub mod framing;
 pub mod limits;
+pub mod link;
 pub mod media;
 pub mod message;
 pub mod room;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::alloc::{self, Candidate};
 use crate::limits::{CHAT_HISTORY, CONTROL_BURST, CONTROL_RATE};
+use crate::link::{LinkEstimate, LinkSample};
 use crate::media::MediaFrame;
 use crate::message::{
     FromRelay, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay,
@@ -54,8 +55,11 @@ pub struct RoomConfig {
     /// What one subscribed audio track costs a subscriber's link, in kb/s (it comes off the
     /// budget before any video).
     pub audio_kbps: u32,
-    /// The share of a subscriber's estimated downlink its media may fill.
+    /// The share of the transport's estimate of a subscriber's downlink its media may fill.
     pub downlink_share: f64,
+    /// What a subscriber's link is assumed to carry before anything was measured, in kb/s
+    /// (its estimate grows from there while the link stays calm: [`crate::link`]).
+    pub start_kbps: u32,
     /// Voices forwarded to everyone whatever their level: the loudest this many.
     pub loudest_voices: usize,
     /// Voices within this many metres of a listener reach it whatever their level.
@@ -75,6 +79,7 @@ impl Default for RoomConfig {
             allocate_every: Duration::from_millis(500),
             audio_kbps: 40,
             downlink_share: 0.85,
+            start_kbps: 1000,
             loudest_voices: 3,
             near_voice_m: 4.0,
             speech_level: 10,
@@ -88,10 +93,9 @@ const SUBSCRIBE_COST: f64 = 0.125;
 /// A room's default size limit (the protocol carries up to [`crate::limits::MAX_PARTICIPANTS`]).
 pub const DEFAULT_MAX_PARTICIPANTS: usize = 200;
 
-/// After its queues overflowed, a subscriber's budget is this share of what it was sent.
-const CONGESTED_SHARE: f64 = 0.7;
-/// A lowered budget grows back by this factor a second, up to the link's estimate.
-const RECOVERY_PER_SECOND: f64 = 1.03;
+/// Voices counted against a subscriber's budget besides the loudest: the near and the
+/// speaking (the relay forwards no more than these of the rest).
+const VOICES_BESIDE_LOUDEST: usize = 3;
 
 /// Counters of a room's forwarding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -200,10 +204,10 @@ struct Member {
     max_kbps: Option<u32>,
     /// It said where it stands (a bot never does: it is near nobody).
     posed: bool,
-    /// Its link's estimate from the transport, in kb/s.
+    /// Its link's estimate from the transport, in kb/s (when it has one).
     downlink_kbps: Option<u32>,
-    /// Lowered after its queues overflowed; grows back over time.
-    congested_kbps: Option<f64>,
+    /// Its link's estimate from the round trip.
+    link: LinkEstimate,
     /// What its allocation sends it, in kb/s (video).
     allocated_kbps: f64,
     /// Its allocation must be run again.
@@ -224,7 +228,6 @@ pub struct Room {
     /// The layers of each video track someone receives, as last told to its publisher.
     wanted: HashMap<TrackId, u8>,
     next_allocate: Option<Instant>,
-    last_timeout: Option<Instant>,
     /// Every audio track's recent loudness, and the loudest few.
     loudness: HashMap<TrackId, Loudness>,
     loudest: BTreeSet<TrackId>,
@@ -248,7 +251,6 @@ impl Room {
             keyframe_asked: HashMap::new(),
             wanted: HashMap::new(),
             next_allocate: None,
-            last_timeout: None,
             loudness: HashMap::new(),
             loudest: BTreeSet::new(),
             next_loudest: None,
@@ -341,7 +343,8 @@ impl Room {
         self.members.get(&subscriber).and_then(|m| self.budget(m))
     }
 
-    /// The transport's estimate of what a subscriber's link carries, in kb/s.
+    /// The transport's estimate of what a subscriber's link carries, in kb/s (BBR's, once it
+    /// measured the path): the budget never passes its share of it.
     pub fn set_downlink(&mut self, id: ParticipantId, kbps: u32) {
         if let Some(member) = self.members.get_mut(&id) {
             let changed = member
@@ -352,41 +355,29 @@ impl Room {
         }
     }
 
-    /// The subscriber's link is queueing (its round trip grew): it got `sent_kbps` lately, more
-    /// than its link carries. Its budget drops below that at once, and grows back over time.
-    pub fn handle_congestion(&mut self, id: ParticipantId, sent_kbps: f64, now: Instant) {
+    /// A look at a subscriber's link (every few hundred milliseconds): what it was sent and how
+    /// much its round trip grew. Its estimate follows ([`LinkEstimate`]), and its allocation.
+    pub fn handle_link(&mut self, id: ParticipantId, sample: LinkSample, now: Instant) {
         if let Some(member) = self.members.get_mut(&id) {
-            let floor = f64::from(self.config.audio_kbps);
-            let cap = member
-                .congested_kbps
-                .map_or(sent_kbps, |cap| cap.min(sent_kbps));
-            member.congested_kbps = Some((cap * CONGESTED_SHARE).max(floor));
-            member.dirty = true;
+            member.dirty |= member.link.on_sample(sample, now);
         }
-        self.allocate(now);
+        self.handle_timeout(now);
     }
 
-    /// Time passed: lowered budgets grow back, and allocations whose inputs changed run again
-    /// (every one of them each `allocate_every`). Call at least that often.
+    /// What a subscriber's link is estimated to carry, in kb/s (all its media).
+    pub fn link_kbps(&self, id: ParticipantId) -> Option<u32> {
+        self.members.get(&id).map(|m| self.limit(m) as u32)
+    }
+
+    /// Time passed: allocations whose inputs changed run again (every one of them each
+    /// `allocate_every`). Call at least that often.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let elapsed = self
-            .last_timeout
-            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
-        self.last_timeout = Some(now);
         let all = self.next_allocate.is_none_or(|at| now >= at);
         if all {
             self.next_allocate = Some(now + self.config.allocate_every);
-        }
-        let growth = RECOVERY_PER_SECOND.powf(elapsed);
-        for member in self.members.values_mut() {
-            if let Some(cap) = &mut member.congested_kbps {
-                *cap *= growth;
-                if member.downlink_kbps.is_some_and(|d| *cap >= f64::from(d)) {
-                    member.congested_kbps = None;
-                }
+            for member in self.members.values_mut() {
                 member.dirty = true;
             }
-            member.dirty |= all;
         }
         self.allocate(now);
     }
@@ -474,7 +465,10 @@ impl Room {
                 max_kbps: None,
                 posed: false,
                 downlink_kbps: None,
-                congested_kbps: None,
+                link: LinkEstimate::new(
+                    f64::from(self.config.start_kbps),
+                    f64::from(self.config.audio_kbps),
+                ),
                 allocated_kbps: 0.0,
                 dirty: false,
             },
@@ -872,10 +866,8 @@ impl Room {
         if !congested.is_empty() {
             for id in congested {
                 if let Some(member) = self.members.get_mut(&id) {
-                    let sent = member.allocated_kbps.max(f64::from(self.config.audio_kbps));
-                    let cap = member.congested_kbps.map_or(sent, |cap| cap.min(sent));
-                    member.congested_kbps = Some(cap * CONGESTED_SHARE);
-                    member.dirty = true;
+                    let sent = member.allocated_kbps + audio_cost(&self.config, member);
+                    member.dirty |= member.link.on_overflow(sent, now);
                 }
             }
             self.allocate(now);
@@ -983,23 +975,25 @@ impl Room {
         ));
     }
 
-    /// What a member's video may cost, in kb/s: its link's share (lowered after congestion)
-    /// and its own limit, less its audio.
-    fn budget(&self, member: &Member) -> Option<u32> {
-        let link = member
+    /// What a member's link may carry, in kb/s: its estimate, the transport's share and its
+    /// own limit, whichever is least.
+    fn limit(&self, member: &Member) -> f64 {
+        let transport = member
             .downlink_kbps
             .map(|d| f64::from(d) * self.config.downlink_share);
-        let limit = [link, member.congested_kbps, member.max_kbps.map(f64::from)]
-            .into_iter()
-            .flatten()
-            .reduce(f64::min)?;
-        let audio = member
-            .subscriptions
-            .values()
-            .filter(|sub| sub.kind == TrackKind::Audio)
-            .count() as f64
-            * f64::from(self.config.audio_kbps);
-        Some((limit - audio).max(0.0) as u32)
+        [
+            Some(member.link.kbps()),
+            transport,
+            member.max_kbps.map(f64::from),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(f64::INFINITY, f64::min)
+    }
+
+    /// What a member's video may cost, in kb/s: its link's [`Self::limit`] less its audio.
+    fn budget(&self, member: &Member) -> Option<u32> {
+        Some((self.limit(member) - audio_cost(&self.config, member)).max(0.0) as u32)
     }
 
     /// Runs the allocation of every member marked dirty; asks for the keyframes its switches
@@ -1113,4 +1107,16 @@ impl Room {
             ));
         }
     }
+}
+
+/// What a member's voices cost its link, in kb/s: each subscribed voice, up to as many as the
+/// relay forwards at once (the loudest, the speaking and the near).
+fn audio_cost(config: &RoomConfig, member: &Member) -> f64 {
+    let voices = member
+        .subscriptions
+        .values()
+        .filter(|sub| sub.kind == TrackKind::Audio)
+        .count()
+        .min(config.loudest_voices + VOICES_BESIDE_LOUDEST);
+    voices as f64 * f64::from(config.audio_kbps)
 }

@@ -7,6 +7,7 @@ use std::f32::consts::FRAC_1_SQRT_2;
 use std::time::{Duration, Instant};
 
 use rotunda_proto::limits::CHAT_HISTORY;
+use rotunda_proto::link::LinkSample;
 use rotunda_proto::room::{Room, RoomConfig};
 use rotunda_proto::*;
 
@@ -1520,9 +1521,17 @@ fn a_narrow_link_pauses_the_least_important_video_never_the_audio() {
             .expect("audio");
     }
     assert_eq!(drain_audio(&mut room, viewer).len(), 3, "every voice comes");
-    // The link widens: everyone in sight gets something, then the speaker the most.
+    // The link widens, and stays calm as more is sent: everyone in sight gets something, then
+    // the speaker the most.
     room.set_downlink(viewer, 2000);
-    room.handle_timeout(t0 + Duration::from_millis(250));
+    for n in 1..=8 {
+        let sample = LinkSample {
+            sent_kbps: 1000.0,
+            queueing: Duration::from_millis(2),
+        };
+        room.handle_link(viewer, sample, t0 + Duration::from_millis(250 * n));
+    }
+    assert_eq!(room.video_budget(viewer), Some(1700 - 120));
     let targets: Vec<_> = cams.iter().map(|c| room.layer_of(viewer, *c).1).collect();
     assert_eq!(targets, [Some(1), Some(2), Some(1)], "{targets:?}");
 }
@@ -1550,11 +1559,15 @@ fn a_subscriber_that_falls_behind_is_given_less() {
     let budget = room.video_budget(viewer).expect("a budget");
     assert!(budget < 700, "{budget}");
     assert_eq!(room.layer_of(viewer, cam).1, Some(1));
-    // It grows back over time (3 % a second).
+    // It grows back while its link stays calm.
     let mut now = t0;
-    for _ in 0..120 {
+    for _ in 0..40 {
         now += Duration::from_millis(250);
-        room.handle_timeout(now);
+        let sample = LinkSample {
+            sent_kbps: 300.0,
+            queueing: Duration::ZERO,
+        };
+        room.handle_link(viewer, sample, now);
     }
     assert_eq!(room.layer_of(viewer, cam).1, Some(2));
 }

@@ -8,13 +8,21 @@ use rotunda_proto::{Error, MediaFrame, MediaHeader, TrackKind};
 use wtransport::error::StreamReadExactError;
 use wtransport::{Connection, RecvStream, VarInt};
 
-/// Writes one frame on a new stream with `priority` (higher goes first). A frame not opened, or
-/// not delivered and acknowledged, within `stale` is abandoned: its stream is reset.
+/// When a frame's bytes may go: given a chunk's length, the instant it may be written.
+pub type Pace = dyn Fn(usize) -> std::time::Instant + Send + Sync;
+
+/// Bytes written at a time when a frame is paced (about a packet's payload).
+const PACED_CHUNK: usize = 1200;
+
+/// Writes one frame on a new stream with `priority` (higher goes first), its bytes spread out
+/// as `pace` says if given. A frame not opened, or not delivered and acknowledged, within
+/// `stale` is abandoned: its stream is reset.
 pub async fn write_frame(
     connection: &Connection,
     frame: &MediaFrame,
     priority: i32,
     stale: Duration,
+    pace: Option<&Pace>,
 ) {
     let opened = tokio::time::timeout(stale, async {
         match connection.open_uni().await {
@@ -28,7 +36,15 @@ pub async fn write_frame(
     };
     stream.set_priority(priority);
     let delivered = tokio::time::timeout(stale, async {
-        stream.write_all(&frame.wire).await?;
+        match pace {
+            None => stream.write_all(&frame.wire).await?,
+            Some(pace) => {
+                for chunk in frame.wire.chunks(PACED_CHUNK) {
+                    tokio::time::sleep_until(pace(chunk.len()).into()).await;
+                    stream.write_all(chunk).await?;
+                }
+            }
+        }
         stream.finish().await
     })
     .await;

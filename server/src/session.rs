@@ -12,9 +12,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rotunda_proto::framing::{self, FrameDecoder};
+use rotunda_proto::link::{LinkSample, Pacer};
 use rotunda_proto::{
     Error, ErrorCode, FramePriority, FromRelay, LeaveReason, MediaFrame, PROTOCOL_VERSION,
     ParticipantId, Resume, ToRelay, TrackId, TrackKind,
@@ -40,12 +42,15 @@ const VIDEO_IN_FLIGHT: usize = 32;
 const STALE_VIDEO: Duration = Duration::from_secs(1);
 /// A publisher's video frame not fully received by then is abandoned.
 const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often a subscriber's link estimate goes to its room.
+/// How often a subscriber's link is sampled for its room.
 const LINK_EVERY: Duration = Duration::from_millis(250);
-/// A round trip this much above the path's least means a queue is building up on it.
-const QUEUEING: Duration = Duration::from_millis(40);
-/// Least time between two congestion reports of one subscriber.
-const CONGESTION_EVERY: Duration = Duration::from_secs(1);
+/// Video to a subscriber is paced at this many times its video budget (room for a keyframe's
+/// burst to go a little faster than the average, never all at once).
+const PACE_OVER_BUDGET: f64 = 1.25;
+/// Least pacing rate, in kb/s.
+const PACE_FLOOR_KBPS: u32 = 200;
+/// Bytes of video that may go at once after a pause.
+const PACE_BURST: Duration = Duration::from_millis(20);
 /// Time given to a failing client to receive its error message.
 const ERROR_GRACE: Duration = Duration::from_secs(1);
 
@@ -149,8 +154,20 @@ async fn serve(
     tasks.spawn(read_control(recv, decoder, room.clone(), id));
     tasks.spawn(read_audio(connection.clone(), room.clone(), id));
     tasks.spawn(read_video(connection.clone(), room.clone(), id));
-    tasks.spawn(send_media(connection.clone(), room.clone(), id, media));
-    tasks.spawn(watch_link(connection.clone(), room.clone(), id));
+    let pace = Arc::new(VideoPace::new());
+    tasks.spawn(watch_link(
+        connection.clone(),
+        room.clone(),
+        id,
+        pace.clone(),
+    ));
+    tasks.spawn(send_media(
+        connection.clone(),
+        room.clone(),
+        id,
+        media,
+        pace,
+    ));
     let mut stop = context.stop.clone();
     let mut out = Vec::new();
     let end = loop {
@@ -326,6 +343,7 @@ async fn send_media(
     room: Arc<SharedRoom>,
     id: ParticipantId,
     media: Arc<Notify>,
+    pace: Arc<VideoPace>,
 ) -> End {
     let permits = Arc::new(Semaphore::new(VIDEO_IN_FLIGHT));
     let mut writers = JoinSet::new();
@@ -348,7 +366,13 @@ async fn send_media(
                 .entry(frame.header.track)
                 .or_default()
                 .next(frame.header.keyframe);
-            writers.spawn(write_video(connection.clone(), frame, priority, permit));
+            writers.spawn(write_video(
+                connection.clone(),
+                frame,
+                priority,
+                permit,
+                pace.clone(),
+            ));
         }
         tokio::select! {
             () = media.notified() => {}
@@ -357,63 +381,85 @@ async fn send_media(
     }
 }
 
-/// Every [`LINK_EVERY`], hands the room the transport's estimate of what this subscriber's link
-/// carries (BBR's pacing rate; the congestion window over the round trip when the controller
-/// gives none), and lets the room re-run the allocations that depend on it. A queue building up
-/// on the path (the round trip [`QUEUEING`] above its least) means we send more than the link
-/// carries, whatever the estimate says: the room is told what went out meanwhile, and gives
-/// less (at most once per [`CONGESTION_EVERY`], the queue draining in between).
-async fn watch_link(connection: Connection, room: Arc<SharedRoom>, id: ParticipantId) -> End {
+/// Every [`LINK_EVERY`], hands the room a look at this subscriber's link: what went out since
+/// the last look and how far its round trip is above its least (a queue building up at the
+/// bottleneck: [`rotunda_proto::link`] makes an estimate of it), plus the congestion
+/// controller's own estimate once it has one. Then paces video at the budget that follows.
+async fn watch_link(
+    connection: Connection,
+    room: Arc<SharedRoom>,
+    id: ParticipantId,
+    pace: Arc<VideoPace>,
+) -> End {
     let mut tick = tokio::time::interval(LINK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let quic = connection.quic_connection().clone();
     let mut sent = quic.stats().udp_tx.bytes;
     let mut at = tokio::time::Instant::now();
-    let mut last_congested: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        let kbps = downlink_kbps(&quic);
         let stats = quic.stats();
         let now = tokio::time::Instant::now();
         let seconds = now.saturating_duration_since(at).as_secs_f64().max(0.001);
         let sent_kbps = stats.udp_tx.bytes.saturating_sub(sent) as f64 * 8.0 / 1000.0 / seconds;
         (sent, at) = (stats.udp_tx.bytes, now);
-        let queueing = stats.path.rtt.saturating_sub(stats.path.min_rtt);
-        let congested = queueing > QUEUEING
-            && last_congested
-                .is_none_or(|last| now.saturating_duration_since(last) >= CONGESTION_EVERY);
-        if congested {
-            last_congested = Some(now);
-            debug!(%id, queueing_ms = queueing.as_millis(), sent_kbps, "a subscriber's link is queueing");
+        let sample = LinkSample {
+            sent_kbps,
+            queueing: stats.path.rtt.saturating_sub(stats.path.min_rtt),
+        };
+        if sample.queueing > rotunda_proto::link::OVERUSE {
+            debug!(%id, queueing_ms = sample.queueing.as_millis(), sent_kbps, "a subscriber's link is queueing");
         }
-        room.with(|room, now| {
-            if let Some(kbps) = kbps {
+        let transport = measured_kbps(&quic);
+        let budget = room.with(|room, now| {
+            if let Some(kbps) = transport {
                 room.set_downlink(id, kbps);
             }
-            if congested {
-                room.handle_congestion(id, sent_kbps, now);
-            }
-            room.handle_timeout(now);
+            room.handle_link(id, sample, now);
+            room.video_budget(id)
         });
+        if let Some(budget) = budget {
+            pace.set_budget(budget);
+        }
     }
 }
 
-/// What the connection's congestion controller thinks the path carries, in kb/s.
-fn downlink_kbps(connection: &wtransport::quinn::Connection) -> Option<u32> {
-    // (Sent while idle, the window over the round trip overestimates; the room's congestion
-    // reports correct that.)
-    let metrics = connection.congestion_state().metrics();
-    let bps = match metrics.pacing_rate {
-        Some(rate) => rate,
-        None => {
-            let rtt = connection.rtt().as_secs_f64();
-            if rtt <= 0.0 {
-                return None;
-            }
-            (metrics.congestion_window as f64 * 8.0 / rtt) as u64
-        }
-    };
+/// What the congestion controller measured the path to carry, in kb/s: BBR's pacing rate,
+/// once it took a bandwidth sample (it takes none while the sender is application-limited,
+/// as a meeting nearly always is: then there is nothing).
+fn measured_kbps(connection: &wtransport::quinn::Connection) -> Option<u32> {
+    let bps = connection.congestion_state().metrics().pacing_rate?;
     (bps > 0).then(|| (bps / 1000).min(u64::from(u32::MAX)) as u32)
+}
+
+/// One subscriber's video pacing: the rate follows its budget.
+struct VideoPace {
+    pacer: std::sync::Mutex<Pacer>,
+    kbps: AtomicU32,
+}
+
+impl VideoPace {
+    fn new() -> Self {
+        Self {
+            pacer: std::sync::Mutex::new(Pacer::new(PACE_BURST)),
+            kbps: AtomicU32::new(u32::MAX),
+        }
+    }
+
+    fn set_budget(&self, budget_kbps: u32) {
+        let kbps = (f64::from(budget_kbps) * PACE_OVER_BUDGET) as u32;
+        self.kbps
+            .store(kbps.max(PACE_FLOOR_KBPS), Ordering::Relaxed);
+    }
+
+    /// When `bytes` more may go.
+    fn reserve(&self, bytes: usize) -> std::time::Instant {
+        let kbps = f64::from(self.kbps.load(Ordering::Relaxed));
+        self.pacer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(bytes, kbps, std::time::Instant::now())
+    }
 }
 
 async fn write_video(
@@ -421,8 +467,10 @@ async fn write_video(
     frame: MediaFrame,
     priority: i32,
     _permit: OwnedSemaphorePermit,
+    pace: Arc<VideoPace>,
 ) {
-    stream::write_frame(&connection, &frame, priority, STALE_VIDEO).await;
+    let pace = move |bytes| pace.reserve(bytes);
+    stream::write_frame(&connection, &frame, priority, STALE_VIDEO, Some(&pace)).await;
 }
 
 /// Tells the client why it is being closed, gives it a moment to read that, then closes.

@@ -80,7 +80,7 @@ impl Session {
         let connection = self.connection.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            stream::write_frame(&connection, &frame, priority, STALE_VIDEO).await;
+            stream::write_frame(&connection, &frame, priority, STALE_VIDEO, None).await;
         });
         true
     }
