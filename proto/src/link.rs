@@ -9,8 +9,8 @@
 //! bottleneck and the round trip grows past its least. So, in the spirit of WebRTC's
 //! delay-based estimate (GCC):
 //! - Start at a modest rate ([`LinkEstimate::new`]), grow fast while the link stays calm and
-//!   nothing has queued yet, never more than twice what was actually sent (an estimate nothing
-//!   tested means nothing).
+//!   nothing has queued yet, never far past what was actually sent (an estimate nothing tested
+//!   means little).
 //! - When the round trip shows a queue ([`OVERUSE`]), drop to [`DECREASE`] of what went out, at
 //!   most once per [`DECREASE_EVERY`] (the queue drains in between), and remember where it
 //!   queued.
@@ -40,8 +40,12 @@ const PROBE_GROWTH: f64 = 1.01;
 const NEAR_CEILING: f64 = 0.9;
 /// Past this many times where it last queued, without queueing, that level is forgotten.
 const FORGET_CEILING: f64 = 1.1;
-/// The estimate never passes this many times what was sent (or the start rate).
+/// The estimate never passes this many times what was sent, plus [`UNTESTED_KBPS`] (or the
+/// start rate): an estimate nothing tested means little, yet it must leave room for the next
+/// picture to be taken on (one more 640x480 video is ~700 kb/s).
 const UNTESTED: f64 = 2.0;
+/// See [`UNTESTED`].
+const UNTESTED_KBPS: f64 = 1000.0;
 
 /// One look at the link, taken every few hundred milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,7 +131,7 @@ impl LinkEstimate {
                 grown = grown.min(ceiling * NEAR_CEILING);
             }
         }
-        let bound = (self.sent_kbps * UNTESTED).max(self.start_kbps);
+        let bound = (self.sent_kbps * UNTESTED + UNTESTED_KBPS).max(self.start_kbps);
         self.set(grown.min(bound.max(self.kbps)))
     }
 
@@ -221,18 +225,27 @@ mod tests {
         for n in 1..=8 {
             estimate.on_sample(sample(1000.0, 2), t0 + Duration::from_millis(250 * n));
         }
-        // 1.5x a second for two seconds, bounded by twice what was sent.
+        // 1.5x a second for two seconds.
         assert!(
-            (estimate.kbps() - 2000.0).abs() < 1.0,
+            (estimate.kbps() - 2250.0).abs() < 1.0,
             "{}",
             estimate.kbps()
         );
-        // Sending little: no growth past the start rate.
-        let mut idle = LinkEstimate::new(1000.0, 64.0);
+        // Then no further than twice what was sent and a picture more.
+        for n in 9..=40 {
+            estimate.on_sample(sample(1000.0, 2), t0 + Duration::from_millis(250 * n));
+        }
+        assert!(
+            (estimate.kbps() - 3000.0).abs() < 1.0,
+            "{}",
+            estimate.kbps()
+        );
+        // Sending little: no growth past the start rate and a picture.
+        let mut idle = LinkEstimate::new(1500.0, 64.0);
         for n in 0..40 {
             idle.on_sample(sample(100.0, 0), t0 + Duration::from_millis(250 * n));
         }
-        assert_eq!(idle.kbps(), 1000.0);
+        assert_eq!(idle.kbps(), 1500.0);
     }
 
     #[test]

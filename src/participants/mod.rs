@@ -80,7 +80,7 @@ pub struct Muted {
 pub struct Speaking(pub f32);
 
 /// Where the participant is heading.
-#[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
 pub struct Target {
     /// The pose it sent, if any; otherwise its layout slot.
     pub pose: Option<Pose>,
@@ -88,6 +88,19 @@ pub struct Target {
     pub position: Vec3,
     /// Whether `position` was set yet (a new participant jumps to it).
     pub placed: bool,
+    /// How big its panel is (1: full size; smaller in a crowd, [`layout::panel_scale`]).
+    pub size: f32,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Self {
+            pose: None,
+            position: Vec3::ZERO,
+            placed: false,
+            size: 1.0,
+        }
+    }
 }
 
 /// Growing in after joining.
@@ -246,9 +259,13 @@ fn place_in_layout(
 ) {
     // Worked out once, and only when a participant without a pose needs its slot.
     let mut ring: Option<(Vec<ParticipantId>, Vec<Transform>)> = None;
+    let size = layout::panel_scale(roster.entities.len() + usize::from(roster.you.is_some()));
     for (participant, mut target) in &mut participants {
         if !roster.is_changed() && !target.is_changed() {
             continue;
+        }
+        if target.size != size {
+            target.size = size;
         }
         let position = match target.pose {
             Some(pose) => layout::panel_position(pose),
@@ -271,29 +288,42 @@ fn place_in_layout(
 }
 
 /// Moves participants toward their targets, smoothly (exponential approach, frame-rate
-/// independent); a participant seen for the first time starts at its target.
-fn follow_targets(time: Res<Time>, mut participants: Query<(&mut Transform, &mut Target)>) {
+/// independent); a participant seen for the first time starts at its target. Panels grow or
+/// shrink to their size the same way (unless arriving or leaving: those animations scale them).
+fn follow_targets(
+    time: Res<Time>,
+    mut participants: Query<(&mut Transform, &mut Target, Has<Arriving>, Has<Departing>)>,
+) {
     let blend = 1.0 - (-FOLLOW_RATE * time.delta_secs()).exp();
-    for (mut transform, mut target) in &mut participants {
+    for (mut transform, mut target, arriving, departing) in &mut participants {
         if !target.placed {
             transform.translation = target.position;
             target.placed = true;
         } else {
             transform.translation = transform.translation.lerp(target.position, blend);
         }
+        if !arriving && !departing && transform.scale.x != target.size {
+            let size = transform.scale.x + (target.size - transform.scale.x) * blend;
+            let size = if (size - target.size).abs() < 1e-3 {
+                target.size
+            } else {
+                size
+            };
+            transform.scale = Vec3::splat(size);
+        }
     }
 }
 
 fn animate_arrivals(
     time: Res<Time>,
-    mut arriving: Query<(Entity, &mut Transform, &mut Arriving)>,
+    mut arriving: Query<(Entity, &mut Transform, &mut Arriving, &Target)>,
     mut commands: Commands,
 ) {
-    for (entity, mut transform, mut arriving) in &mut arriving {
+    for (entity, mut transform, mut arriving, target) in &mut arriving {
         arriving.0.tick(time.delta());
-        transform.scale = Vec3::splat(ease(arriving.0.fraction()).max(0.01));
+        transform.scale = Vec3::splat((ease(arriving.0.fraction()) * target.size).max(0.01));
         if arriving.0.is_finished() {
-            transform.scale = Vec3::ONE;
+            transform.scale = Vec3::splat(target.size);
             commands.entity(entity).remove::<Arriving>();
         }
     }
@@ -301,12 +331,13 @@ fn animate_arrivals(
 
 fn animate_departures(
     time: Res<Time>,
-    mut departing: Query<(Entity, &mut Transform, &mut Departing)>,
+    mut departing: Query<(Entity, &mut Transform, &mut Departing, &Target)>,
     mut commands: Commands,
 ) {
-    for (entity, mut transform, mut departing) in &mut departing {
+    for (entity, mut transform, mut departing, target) in &mut departing {
         departing.0.tick(time.delta());
-        transform.scale = Vec3::splat((1.0 - ease(departing.0.fraction())).max(0.01));
+        let left = 1.0 - ease(departing.0.fraction());
+        transform.scale = Vec3::splat((left * target.size).max(0.01));
         if departing.0.is_finished() {
             commands.entity(entity).despawn();
         }

@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn the_viewer_stands_inside_the_walls_with_no_panel_close_ahead() {
-        for count in 3..=layout::MAX_ROWS * layout::per_row() {
+        for count in 3..=rotunda_proto::limits::MAX_PARTICIPANTS {
             let ids: Vec<ParticipantId> = (1..=count as u32).map(ParticipantId).collect();
             let slots = layout::ring(count);
             for (mine, you) in ids.iter().enumerate() {

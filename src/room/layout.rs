@@ -29,8 +29,13 @@ pub const WALL_HEIGHT: f32 = 6.0;
 pub const MAX_RING_RADIUS: f32 = 11.5;
 /// From one row of panels to the next above it: a panel and its name tag.
 pub const ROW_RISE: f32 = 1.8;
-/// Rows of panels the walls hold.
+/// Rows of full-size panels the walls hold.
 pub const MAX_ROWS: usize = 3;
+/// The smallest panels get in a crowd: a ring of this scale holds more than the protocol's
+/// 256 participants.
+pub const MIN_PANEL_SCALE: f32 = 0.55;
+/// Panels shrink in steps of this much until the ring holds everyone.
+const SCALE_STEP: f32 = 0.05;
 
 /// The ring's radius for `count` participants: the chord between neighbours holds a panel and a
 /// gap, up to [`MAX_RING_RADIUS`] (beyond it, the ring grows in rows).
@@ -48,22 +53,49 @@ pub fn radius(count: usize) -> f32 {
 
 /// Panels one row of the widest ring holds side by side.
 pub fn per_row() -> usize {
-    (TAU * MAX_RING_RADIUS / (PANEL_WIDTH + GAP)) as usize
+    per_row_at(1.0)
+}
+
+/// Panels of `scale` one row of the widest ring holds side by side.
+fn per_row_at(scale: f32) -> usize {
+    // Neighbours a chord apart: n of them when the chord's angle fits n times around.
+    let chord = (PANEL_WIDTH + GAP) * scale;
+    (std::f32::consts::PI / (chord / (2.0 * MAX_RING_RADIUS)).asin()) as usize
+}
+
+/// Rows of panels of `scale` the walls hold, the first at [`PANEL_CENTER_Y`].
+fn rows_at(scale: f32) -> usize {
+    let room = WALL_HEIGHT - PANEL_CENTER_Y - PANEL_HEIGHT * scale / 2.0;
+    1 + (room / (ROW_RISE * scale)).floor().max(0.0) as usize
+}
+
+/// How big panels are in a ring of `count`: full size while [`MAX_ROWS`] rows hold everyone
+/// (102), then smaller, so that more rows of more panels fit between floor and ceiling (150 at
+/// 0.7, 200 at 0.65), down to [`MIN_PANEL_SCALE`].
+pub fn panel_scale(count: usize) -> f32 {
+    let mut scale = 1.0;
+    while scale > MIN_PANEL_SCALE + 1e-3 && rows_at(scale) * per_row_at(scale) < count {
+        scale -= SCALE_STEP;
+    }
+    scale.max(MIN_PANEL_SCALE)
 }
 
 /// The slots for `count` participants: evenly around the ring, facing the centre (a panel's
 /// front, +Z, points at the centre). A ring too wide for the room stands in rows, one above
 /// the other (each row shifted half a slot from the one below), as many as the walls hold;
-/// beyond [`MAX_ROWS`] full rows (102 places; a relay lets 200 in by default), neighbours
-/// overlap.
+/// beyond [`MAX_ROWS`] full rows (102 places) the panels get smaller ([`panel_scale`], the
+/// slot's scale) and more rows fit. The protocol's 256 fit without overlapping.
 pub fn ring(count: usize) -> Vec<Transform> {
     let r = radius(count);
-    let rows = count.div_ceil(per_row()).clamp(1, MAX_ROWS);
+    let scale = panel_scale(count);
+    let rows = count
+        .div_ceil(per_row_at(scale))
+        .clamp(1, rows_at(scale).max(1));
     let mut slots = Vec::with_capacity(count);
     for row in 0..rows {
         // Spread evenly: the lower rows take one more when the count does not divide.
         let in_row = count / rows + usize::from(row < count % rows);
-        let y = PANEL_CENTER_Y + row as f32 * ROW_RISE;
+        let y = PANEL_CENTER_Y + row as f32 * ROW_RISE * scale;
         let shift = if row % 2 == 1 { 0.5 } else { 0.0 };
         let centre = Vec3::new(0.0, y, 0.0);
         for i in 0..in_row {
@@ -71,7 +103,9 @@ pub fn ring(count: usize) -> Vec<Transform> {
             let position = Vec3::new(r * angle.sin(), y, r * angle.cos());
             // looking_at points -Z at the target; aim it away so +Z faces the centre.
             slots.push(
-                Transform::from_translation(position).looking_at(2.0 * position - centre, Vec3::Y),
+                Transform::from_translation(position)
+                    .looking_at(2.0 * position - centre, Vec3::Y)
+                    .with_scale(Vec3::splat(scale)),
             );
         }
     }
@@ -171,17 +205,20 @@ mod tests {
 
     #[test]
     fn a_ring_of_any_size_stands_inside_the_walls_without_overlapping() {
-        // Beyond this (the relay lets up to 200 in by default) panels overlap: rows of smaller
-        // panels are still to come.
-        let full = MAX_ROWS * per_row();
-        for count in 1..=full {
+        // Up to the protocol's most participants.
+        for count in 1..=rotunda_proto::limits::MAX_PARTICIPANTS {
             let slots = ring(count);
             assert_eq!(slots.len(), count);
+            let scale = slots[0].scale.x;
+            assert_eq!(scale, panel_scale(count));
             for (i, slot) in slots.iter().enumerate() {
                 let p = slot.translation;
                 // A viewer stands behind their panel, inside the walls.
                 assert!(p.xz().length() <= MAX_RING_RADIUS + 1e-3, "{count}: {p}");
-                assert!(p.y + PANEL_HEIGHT / 2.0 < WALL_HEIGHT, "{count}: {p}");
+                assert!(
+                    p.y + PANEL_HEIGHT * scale / 2.0 < WALL_HEIGHT,
+                    "{count}: {p}"
+                );
                 // Facing the centre (+Z toward it).
                 let facing = slot.rotation * Vec3::Z;
                 let inward = (Vec3::new(0.0, p.y, 0.0) - p).normalize_or_zero();
@@ -190,8 +227,8 @@ mod tests {
                 }
                 for other in &slots[i + 1..] {
                     let q = other.translation;
-                    let apart_across = (p - q).xz().length() >= PANEL_WIDTH + GAP - 1e-3;
-                    let apart_up = (p.y - q.y).abs() >= ROW_RISE - 1e-3;
+                    let apart_across = (p - q).xz().length() >= (PANEL_WIDTH + GAP) * scale - 1e-3;
+                    let apart_up = (p.y - q.y).abs() >= ROW_RISE * scale - 1e-3;
                     assert!(apart_across || apart_up, "{count}: {p} and {q} overlap");
                 }
             }
@@ -219,5 +256,19 @@ mod tests {
             .filter(|slot| slot.translation.y < PANEL_CENTER_Y + 0.1)
             .count();
         assert_eq!(low, 32);
+        // Past three full rows, smaller panels in four.
+        assert_eq!(panel_scale(MAX_ROWS * per_row()), 1.0);
+        assert!(
+            (panel_scale(150) - 0.7).abs() < 1e-3,
+            "{}",
+            panel_scale(150)
+        );
+        assert!(
+            (panel_scale(200) - 0.65).abs() < 1e-3,
+            "{}",
+            panel_scale(200)
+        );
+        assert_eq!(rows(150), 4);
+        assert_eq!(rows(200), 4);
     }
 }

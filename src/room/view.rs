@@ -45,7 +45,8 @@ fn report_view(
         .map(|(participant, transform, parts, speaking)| {
             let in_view = screens.get(parts.screen).is_ok_and(|v| v.get());
             let centre = transform.translation();
-            let half = Vec3::Y * (PANEL_HEIGHT / 2.0);
+            // (Panels are smaller in a crowd: their scale.)
+            let half = Vec3::Y * (PANEL_HEIGHT / 2.0 * transform.scale().y);
             let (tall, x) = match (
                 camera.world_to_viewport(eye, centre + half),
                 camera.world_to_viewport(eye, centre - half),
@@ -140,12 +141,13 @@ pub fn ring_view(ids: &[ParticipantId], you: ParticipantId, size: Vec2) -> Vec<P
         .filter(|(id, _)| **id != you)
         .map(|(id, slot)| {
             let centre = slot.translation;
-            let half = Vec3::Y * (PANEL_HEIGHT / 2.0);
+            let half = Vec3::Y * (PANEL_HEIGHT / 2.0 * slot.scale.y);
             match (project(centre + half), project(centre - half)) {
                 (Some(top), Some(bottom)) => {
                     let tall = (top.y - bottom.y).abs() / 2.0 * size.y;
                     // In sight when some of it is inside the view's frame.
-                    let half_width = (layout::PANEL_WIDTH / 2.0) / (centre - eye).length();
+                    let half_width =
+                        (layout::PANEL_WIDTH / 2.0 * slot.scale.x) / (centre - eye).length();
                     let margin = half_width / (fov / 2.0).tan() / aspect;
                     let x = (top.x + bottom.x) / 2.0;
                     let in_view = x.abs() <= 1.0 + margin && bottom.y <= 1.0 && top.y >= -1.0;

@@ -1215,6 +1215,11 @@ impl Call {
                 state.frames += 1;
                 if self.phase == Phase::Joined {
                     self.report.video_frames_sent += 1;
+                    let by_layer = &mut self.report.video_frames_sent_by_layer;
+                    if by_layer.len() <= usize::from(layer) {
+                        by_layer.resize(usize::from(layer) + 1, 0);
+                    }
+                    by_layer[usize::from(layer)] += 1;
                     self.report.video_bytes_sent += chunk.data.len() as u64;
                     self.actions
                         .push_back(Action::SendVideo(MediaFrame::new(header, &chunk.data)));

@@ -95,8 +95,11 @@ pub struct BotReport {
     pub chat_received: Vec<ChatLine>,
     /// Names of participants whose leaving was announced.
     pub left: Vec<String>,
-    /// Video frames sent.
+    /// Video frames sent (every layer's).
     pub video_frames_sent: u64,
+    /// Video frames sent per layer (smallest first).
+    #[serde(default)]
+    pub video_frames_sent_by_layer: Vec<u64>,
     /// Audio frames sent.
     pub audio_frames_sent: u64,
     /// Encoded video bytes sent.
