@@ -101,7 +101,10 @@ async fn a_narrow_downlink_gets_smaller_layers_and_every_voice() {
                 );
             }
         }
-        println!("{}: downlink {:.0} kb/s", report.name, report.downlink_kbps);
+        println!(
+            "{}: downlink {:.0} kb/s, the relay's estimate {:?} kb/s",
+            report.name, report.downlink_kbps, report.link_kbps
+        );
     }
     let narrow = reports.iter().find(|r| r.name == "narrow").expect("narrow");
     if simulcast {
@@ -125,6 +128,9 @@ async fn a_narrow_downlink_gets_smaller_layers_and_every_voice() {
             "narrow: {smaller} of {all} frames smaller"
         );
     }
+    // The relay told it what it thinks its link carries: near the link, not far past it.
+    let estimate = narrow.link_kbps.expect("the relay's estimate");
+    assert!(f64::from(estimate) < 1.5 * kbps as f64, "{estimate}");
     assert!(
         narrow.downlink_kbps < kbps as f64,
         "{}",

@@ -39,4 +39,6 @@ pub use message::{
 /// its layer (and an audio frame's its level); a viewer says what it sees ([`ToRelay::View`]),
 /// the relay serves each one the layers its view and its link call for and tells publishers
 /// which layers anyone takes ([`FromRelay::LayersWanted`]); keyframe requests name a layer.
-pub const PROTOCOL_VERSION: u16 = 3;
+///
+/// 4: the relay tells each client its estimate of the client's downlink ([`FromRelay::Link`]).
+pub const PROTOCOL_VERSION: u16 = 4;

@@ -108,8 +108,10 @@ impl LinkEstimate {
         if sample.queueing > OVERUSE {
             return self.decrease(sample.sent_kbps, now);
         }
+        // What was not tested lately does not stay in the estimate.
+        let bound = (self.sent_kbps * UNTESTED + UNTESTED_KBPS).max(self.start_kbps);
         if sample.queueing > CALM || elapsed == 0.0 {
-            return false;
+            return self.kbps > bound && self.set(bound);
         }
         let near_ceiling = self.ceiling.is_some_and(|c| self.kbps >= c * NEAR_CEILING);
         let growth = if near_ceiling {
@@ -131,8 +133,7 @@ impl LinkEstimate {
                 grown = grown.min(ceiling * NEAR_CEILING);
             }
         }
-        let bound = (self.sent_kbps * UNTESTED + UNTESTED_KBPS).max(self.start_kbps);
-        self.set(grown.min(bound.max(self.kbps)))
+        self.set(grown.min(bound))
     }
 
     /// What was sent (`sent_kbps`) overflowed somewhere: less from now on.
@@ -237,6 +238,15 @@ mod tests {
         }
         assert!(
             (estimate.kbps() - 3000.0).abs() < 1.0,
+            "{}",
+            estimate.kbps()
+        );
+        // Sending less from then on, the untested part goes.
+        for n in 41..=120 {
+            estimate.on_sample(sample(100.0, 2), t0 + Duration::from_millis(250 * n));
+        }
+        assert!(
+            (estimate.kbps() - 1200.0).abs() < 1.0,
             "{}",
             estimate.kbps()
         );

@@ -395,6 +395,12 @@ pub enum FromRelay {
         /// What failed.
         code: ErrorCode,
     },
+    /// What the relay estimates your downlink carries, in kb/s (its media to you stays within
+    /// it); sent when it changes by a tenth, at most once a second.
+    Link {
+        /// The estimate.
+        kbps: u32,
+    },
 }
 
 fn check_track_index(index: u8) -> Result<()> {
@@ -467,6 +473,7 @@ impl FromRelay {
             FromRelay::Pose { pose, .. } => pose.validate(),
             FromRelay::ParticipantLeft { .. }
             | FromRelay::Mute { .. }
+            | FromRelay::Link { .. }
             | FromRelay::Pong { .. }
             | FromRelay::Error { .. } => Ok(()),
         }

@@ -93,6 +93,9 @@ const SUBSCRIBE_COST: f64 = 0.125;
 /// A room's default size limit (the protocol carries up to [`crate::limits::MAX_PARTICIPANTS`]).
 pub const DEFAULT_MAX_PARTICIPANTS: usize = 200;
 
+/// Least time between two [`FromRelay::Link`] to one member.
+const LINK_TOLD_EVERY: Duration = Duration::from_secs(1);
+
 /// Voices counted against a subscriber's budget besides the loudest: the near and the
 /// speaking (the relay forwards no more than these of the rest).
 const VOICES_BESIDE_LOUDEST: usize = 3;
@@ -208,6 +211,8 @@ struct Member {
     downlink_kbps: Option<u32>,
     /// Its link's estimate from the round trip.
     link: LinkEstimate,
+    /// The estimate last told to it ([`FromRelay::Link`]), and when.
+    link_told: Option<(u32, Instant)>,
     /// What its allocation sends it, in kb/s (video).
     allocated_kbps: f64,
     /// Its allocation must be run again.
@@ -361,7 +366,25 @@ impl Room {
         if let Some(member) = self.members.get_mut(&id) {
             member.dirty |= member.link.on_sample(sample, now);
         }
+        self.tell_link(id, now);
         self.handle_timeout(now);
+    }
+
+    /// Tells a member its link's estimate when it changed by a tenth since last told (at most
+    /// once per [`LINK_TOLD_EVERY`]).
+    fn tell_link(&mut self, id: ParticipantId, now: Instant) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let kbps = self.limit(member).min(f64::from(u32::MAX)) as u32;
+        let due = member.link_told.is_none_or(|(told, at)| {
+            now.saturating_duration_since(at) >= LINK_TOLD_EVERY
+                && f64::from(kbps.abs_diff(told)) > f64::from(told) * 0.1
+        });
+        if due && let Some(member) = self.members.get_mut(&id) {
+            member.link_told = Some((kbps, now));
+            self.outbox.push_back((id, FromRelay::Link { kbps }));
+        }
     }
 
     /// What a subscriber's link is estimated to carry, in kb/s (all its media).
@@ -469,6 +492,7 @@ impl Room {
                     f64::from(self.config.start_kbps),
                     f64::from(self.config.audio_kbps),
                 ),
+                link_told: None,
                 allocated_kbps: 0.0,
                 dirty: false,
             },

@@ -148,6 +148,7 @@ fn every_from_relay_message_round_trips() {
             video: true,
         },
         FromRelay::Pong { nonce: 5 },
+        FromRelay::Link { kbps: 2_500 },
         FromRelay::Error {
             code: ErrorCode::RoomFull,
         },

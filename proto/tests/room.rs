@@ -1572,6 +1572,41 @@ fn a_subscriber_that_falls_behind_is_given_less() {
     assert_eq!(room.layer_of(viewer, cam).1, Some(2));
 }
 
+#[test]
+fn a_subscriber_is_told_its_links_estimate_when_it_changes() {
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let viewer = join(&mut room, "Vic");
+    drain_all_control(&mut room);
+    let links = |room: &mut Room| -> Vec<u32> {
+        sent_to(&drain_all_control(room), viewer)
+            .into_iter()
+            .filter_map(|m| match m {
+                FromRelay::Link { kbps } => Some(kbps),
+                _ => None,
+            })
+            .collect()
+    };
+    let sample = |queueing_ms: u64| LinkSample {
+        sent_kbps: 900.0,
+        queueing: Duration::from_millis(queueing_ms),
+    };
+    // The first look: the start estimate.
+    room.handle_link(viewer, sample(0), t0);
+    assert_eq!(links(&mut room), [1000]);
+    // A queue: the estimate drops, but it was told less than a second ago.
+    room.handle_link(viewer, sample(80), t0 + Duration::from_millis(250));
+    assert!(links(&mut room).is_empty());
+    // A second on, it is told (85 % of what went out).
+    room.handle_link(viewer, sample(20), t0 + Duration::from_millis(1250));
+    assert_eq!(links(&mut room), [765]);
+    // Small changes are not worth a message.
+    room.handle_link(viewer, sample(0), t0 + Duration::from_millis(2250));
+    let grown = room.link_kbps(viewer).expect("a member");
+    assert!(grown > 765 && grown < 842, "{grown}");
+    assert!(links(&mut room).is_empty());
+}
+
 // ----- Voices ------------------------------------------------------------------------------
 
 fn voice(sequence: u32, level: u8) -> MediaFrame {

@@ -393,6 +393,10 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                 "RTT {:.1} ms · out {:.0} kb/s · in {:.0} kb/s",
                 stats.rtt_ms, stats.kbps_out, stats.kbps_in
             ));
+            // What the relay thinks our link carries: it sends within it.
+            if let Some(link) = stats.link_kbps {
+                ui.label(format!("downlink estimate {link} kb/s (the relay's)"));
+            }
             // The camera's layers someone receives (those alone are encoded).
             let layers: Vec<String> = (0..8)
                 .filter(|n| stats.layers_sent & (1 << n) != 0)

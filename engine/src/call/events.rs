@@ -90,6 +90,9 @@ pub struct LiveStats {
     pub kbps_out: f64,
     /// Bitrate received, in kb/s.
     pub kbps_in: f64,
+    /// The relay's estimate of what our downlink carries, in kb/s (it sends within it).
+    #[serde(default)]
+    pub link_kbps: Option<u32>,
     /// What the camera is sent as now (it may have stepped down for the CPU).
     pub video_sent: Option<String>,
     /// The camera's layers being encoded now (bit n: layer n, smallest first): those someone

@@ -229,6 +229,8 @@ pub struct Call {
     last_heard: Instant,
     next_ping: Instant,
     rtt_ms: f64,
+    /// The relay's estimate of our downlink, in kb/s, as last told.
+    link_kbps: Option<u32>,
     next_audio: Instant,
     next_stats: Instant,
     next_levels: Instant,
@@ -304,6 +306,7 @@ impl Call {
             last_heard: now,
             next_ping: now,
             rtt_ms: 0.0,
+            link_kbps: None,
             next_audio: now,
             next_stats: now + STATS_EVERY,
             next_levels: now + LEVELS_EVERY,
@@ -572,6 +575,10 @@ impl Call {
                 // The relay closes the session after this.
                 let code = *code;
                 self.lost(Error::Closed(Some(code)), now);
+                return;
+            }
+            FromRelay::Link { kbps } => {
+                self.link_kbps = Some(*kbps);
                 return;
             }
             FromRelay::Welcome { .. } => return,
@@ -857,6 +864,7 @@ impl Call {
         let mut report = self.report.clone();
         report.seconds = now.saturating_duration_since(self.started).as_secs_f64();
         report.rtt_ms = self.rtt_ms;
+        report.link_kbps = self.link_kbps;
         report.error = self.error.as_ref().map(ToString::to_string);
         report.video_sent = self.camera.as_ref().map(|camera| camera.top().to_string());
         self.stats.finish(&mut report, &self.names);
@@ -1350,6 +1358,7 @@ impl Call {
         let mut live = LiveStats {
             seconds: now.saturating_duration_since(self.started).as_secs_f64(),
             rtt_ms: self.rtt_ms,
+            link_kbps: self.link_kbps,
             kbps_out: self.stats.sent_since_last(sent) as f64 * 8.0 / 1000.0 / seconds,
             video_sent: self.camera.as_ref().map(|camera| camera.top().to_string()),
             layers_sent: self.camera.as_ref().map_or(0, |camera| camera.encoding()),

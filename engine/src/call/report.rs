@@ -115,6 +115,9 @@ pub struct BotReport {
     /// All media received (payloads), in kb/s averaged over the stay.
     #[serde(default)]
     pub downlink_kbps: f64,
+    /// The relay's estimate of this bot's downlink at the end, in kb/s.
+    #[serde(default)]
+    pub link_kbps: Option<u32>,
     /// Times a panel grew enough to ask the relay for a larger layer, and the time from asking
     /// to the first frame of it (median and 95th percentile, ms).
     #[serde(default)]
