@@ -322,6 +322,7 @@ impl Codecs for ClipCodecs {
         Ok(Box::new(ClipAudio {
             clip: self.clips.audio()?,
             at: 0,
+            silent: 0,
             out: VecDeque::new(),
         }))
     }
@@ -381,9 +382,14 @@ impl VideoEncoder for ClipVideo {
 }
 
 /// Replayed sound: the tone's packets in turn, or the silence packet for silence.
+/// A silent microphone sends one packet in this many frames (Opus DTX: every 400 ms).
+const DTX_EVERY: usize = 20;
+
 struct ClipAudio {
     clip: Arc<AudioClip>,
     at: usize,
+    /// Silent frames in a row (modulo [`DTX_EVERY`]).
+    silent: usize,
     out: VecDeque<Result<EncodedAudio, CodecError>>,
 }
 
@@ -395,8 +401,14 @@ impl AudioEncoder for ClipAudio {
     ) -> Result<(), CodecError> {
         let silent = samples.iter().all(|s| *s == 0.0);
         let data = if silent || self.clip.tone.is_empty() {
+            // As Opus DTX does: a packet of silence every 400 ms, nothing in between.
+            self.silent = (self.silent + 1) % DTX_EVERY;
+            if self.silent != 1 {
+                return Ok(());
+            }
             self.clip.silence.clone()
         } else {
+            self.silent = 0;
             self.at = (self.at + 1) % self.clip.tone.len();
             self.clip.tone[self.at].clone()
         };

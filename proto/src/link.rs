@@ -11,7 +11,7 @@
 //! - Start at a modest rate ([`LinkEstimate::new`]), grow fast while the link stays calm and
 //!   nothing has queued yet, never far past what was actually sent (an estimate nothing tested
 //!   means little).
-//! - When the round trip shows a queue ([`OVERUSE`]), drop to [`DECREASE`] of what went out, at
+//! - When the round trip shows a queue ([`OVERUSE`], in two looks in a row), drop to [`DECREASE`] of what went out, at
 //!   most once per [`DECREASE_EVERY`] (the queue drains in between), and remember where it
 //!   queued.
 //! - Grow back fast up to just under that level, then slowly: going past it again is a probe
@@ -66,6 +66,8 @@ pub struct LinkEstimate {
     ceiling: Option<f64>,
     /// The link has queued at least once: growth is no longer the start's.
     queued_once: bool,
+    /// The last sample showed overuse.
+    overused: bool,
     /// The most sent lately (decays), for the [`UNTESTED`] bound.
     sent_kbps: f64,
     last_sample: Option<Instant>,
@@ -81,6 +83,7 @@ impl LinkEstimate {
             floor_kbps,
             ceiling: None,
             queued_once: false,
+            overused: false,
             sent_kbps: 0.0,
             last_sample: None,
             last_decrease: None,
@@ -105,8 +108,15 @@ impl LinkEstimate {
         self.last_sample = Some(now);
         // The most sent lately, forgetting half of it every few seconds.
         self.sent_kbps = (self.sent_kbps * 0.8f64.powf(elapsed)).max(sample.sent_kbps);
-        if sample.queueing > OVERUSE {
+        // Overuse twice in a row (a queue, not one late acknowledgement on a busy machine).
+        let overused = sample.queueing > OVERUSE;
+        let confirmed = overused && self.overused;
+        self.overused = overused;
+        if confirmed {
             return self.decrease(sample.sent_kbps, now);
+        }
+        if overused {
+            return false;
         }
         // What was not tested lately does not stay in the estimate.
         let bound = (self.sent_kbps * UNTESTED + UNTESTED_KBPS).max(self.start_kbps);
@@ -261,17 +271,23 @@ mod tests {
     #[test]
     fn a_queue_drops_the_estimate_below_what_went_out_once_per_drain() {
         let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut estimate = LinkEstimate::new(1000.0, 64.0);
-        assert!(estimate.on_sample(sample(900.0, 80), t0));
+        // One late look is not a queue; two in a row are.
+        assert!(!estimate.on_sample(sample(900.0, 80), t0));
+        assert!(!estimate.on_sample(sample(900.0, 20), ms(250)));
+        assert!(!estimate.on_sample(sample(900.0, 80), ms(500)));
+        assert!(estimate.on_sample(sample(900.0, 80), ms(750)));
         assert_eq!(estimate.kbps(), 900.0 * DECREASE);
         assert_eq!(estimate.ceiling(), Some(1000.0));
         // Still queueing 250 ms later: the queue is draining, no second cut yet.
-        assert!(!estimate.on_sample(sample(760.0, 60), t0 + Duration::from_millis(250)));
-        assert!(estimate.on_sample(sample(760.0, 60), t0 + Duration::from_millis(500)));
+        assert!(!estimate.on_sample(sample(760.0, 60), ms(1000)));
+        assert!(estimate.on_sample(sample(760.0, 60), ms(1250)));
         assert_eq!(estimate.kbps(), 760.0 * DECREASE);
         // Never below the floor.
         let mut low = LinkEstimate::new(100.0, 64.0);
         low.on_sample(sample(10.0, 100), t0);
+        low.on_sample(sample(10.0, 100), ms(250));
         assert_eq!(low.kbps(), 64.0);
     }
 

@@ -1596,6 +1596,8 @@ fn a_subscriber_is_told_its_links_estimate_when_it_changes() {
     assert_eq!(links(&mut room), [1000]);
     // A queue: the estimate drops, but it was told less than a second ago.
     room.handle_link(viewer, sample(80), t0 + Duration::from_millis(250));
+    room.handle_link(viewer, sample(80), t0 + Duration::from_millis(500));
+    assert_eq!(room.link_kbps(viewer), Some(765));
     assert!(links(&mut room).is_empty());
     // A second on, it is told (85 % of what went out).
     room.handle_link(viewer, sample(20), t0 + Duration::from_millis(1250));

@@ -45,8 +45,8 @@ use self::view::ViewState;
 use crate::Error;
 use crate::audio::{JitterBuffer, Mixer, Playout, Voices};
 use crate::codec::{
-    AUDIO_CODEC, AudioDecoder, AudioEncoder, CodecError, Codecs, EncodedVideo, VIDEO_CODEC,
-    VideoDecoder,
+    AUDIO_CODEC, AudioDecoder, AudioEncoder, CodecError, Codecs, DTX_PACKET_BYTES, EncodedVideo,
+    VIDEO_CODEC, VideoDecoder,
 };
 use crate::media::pattern::{TestPattern, read_marks};
 use crate::media::reorder::Reorder;
@@ -1239,6 +1239,11 @@ impl Call {
         {
             while let Some(output) = encoder.poll_output() {
                 match output {
+                    Ok(packet) if packet.data.len() <= DTX_PACKET_BYTES => {
+                        // Silence (Opus DTX): not sent, and no number taken, so receivers
+                        // count no loss; their jitter buffer runs dry and starts afresh.
+                        self.report.audio_frames_silent += 1;
+                    }
                     Ok(packet) => {
                         let header = MediaHeader {
                             track: TrackId {

@@ -102,6 +102,9 @@ pub struct BotReport {
     pub video_frames_sent_by_layer: Vec<u64>,
     /// Audio frames sent.
     pub audio_frames_sent: u64,
+    /// Audio frames not sent: silence (Opus DTX).
+    #[serde(default)]
+    pub audio_frames_silent: u64,
     /// Encoded video bytes sent.
     pub video_bytes_sent: u64,
     /// Encoded audio bytes sent.

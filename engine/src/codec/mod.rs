@@ -26,6 +26,8 @@ use crate::rt::MaybeSend;
 pub const VIDEO_CODEC: &str = "avc1.42E01F";
 /// Opus, as WebCodecs names it.
 pub const AUDIO_CODEC: &str = "opus";
+/// An Opus packet this short is discontinuous transmission (DTX: silence, nothing to send).
+pub const DTX_PACKET_BYTES: usize = 2;
 
 /// Called by a codec when it has output waiting (from its own thread or callback).
 pub type Wake = Arc<tokio::sync::Notify>;
