@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bevy::camera::RenderTargetInfo;
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy::time::TimeUpdateStrategy;
@@ -13,13 +14,18 @@ use rotunda::call::{
     ParticipantJoined, ParticipantLeft, ParticipantMoved, ParticipantMuted,
 };
 use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
+use rotunda::room::avatar::place_in_ring;
 use rotunda::room::layout::{self, PANEL_WIDTH};
+use rotunda::room::panel::PanelParts;
+use rotunda::room::view::{MeasuredView, measure_view, ring_view};
 use rotunda::settings::Settings;
 use rotunda::state::{LeftReason, Screen};
 use rotunda::ui::model::{ChatLog, Panels, ParticipantRows};
+use rotunda_engine::PanelView;
 use rotunda_engine::audio::Mixer;
 use rotunda_engine::audio::spatial::VoiceParams;
-use rotunda_proto::{LeaveReason, ParticipantId, ParticipantInfo, Pose};
+use rotunda_proto::alloc::layer_for_height;
+use rotunda_proto::{LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose};
 
 const STEP: Duration = Duration::from_millis(100);
 
@@ -433,4 +439,130 @@ fn a_rejoin_keeps_the_room_on_screen_and_drops_only_who_is_gone() {
         *app.world().resource::<State<Screen>>().get(),
         Screen::InRoom
     );
+}
+
+// ----- What the window sees -----------------------------------------------------------------
+
+/// The room's camera as the window has it: where our place in the ring stands, looking at the
+/// centre, a 1280x720 view with the window's projection.
+fn room_camera(app: &mut App, ids: &[ParticipantId], you: ParticipantId) {
+    let (eye, yaw) = place_in_ring(ids, you).expect("a place");
+    let aspect = 1280.0 / 720.0;
+    let mut camera = Camera::default();
+    camera.computed.clip_from_view =
+        Mat4::perspective_infinite_reverse_rh(layout::vertical_fov(aspect), aspect, 0.1);
+    camera.computed.target_info = Some(RenderTargetInfo {
+        physical_size: UVec2::new(1280, 720),
+        scale_factor: 1.0,
+    });
+    app.world_mut().spawn((
+        camera,
+        Transform::from_translation(eye).with_rotation(Quat::from_rotation_y(yaw)),
+        Ears,
+    ));
+}
+
+/// Each panel's video surface, as the room's panel plugin attaches it (drawn: in view).
+fn attach_screens(app: &mut App, ids: &[u32]) {
+    for id in ids {
+        let panel = entity(app, *id).expect("a panel");
+        let screen = app.world_mut().spawn(ViewVisibility::VISIBLE).id();
+        app.world_mut().entity_mut(panel).insert(PanelParts {
+            screen,
+            material: Handle::default(),
+            frame: Handle::default(),
+            image: Handle::default(),
+            shown: 0,
+            unseen_since: None,
+            unseen_frames: 0,
+            hidden: false,
+        });
+    }
+}
+
+fn measured(app: &App) -> Vec<PanelView> {
+    app.world()
+        .resource::<MeasuredView>()
+        .0
+        .clone()
+        .expect("measured")
+}
+
+#[test]
+fn the_window_measures_each_panel_and_one_walking_up_needs_a_larger_picture() {
+    let mut app = app();
+    app.init_resource::<MeasuredView>()
+        .add_systems(Update, measure_view);
+    join(
+        &mut app,
+        1,
+        &[(2, "ada"), (3, "bea"), (4, "cy"), (5, "dee")],
+    );
+    attach_screens(&mut app, &[2, 3, 4, 5]);
+    let ids: Vec<ParticipantId> = (1..=5).map(ParticipantId).collect();
+    room_camera(&mut app, &ids, ParticipantId(1));
+    // Grown in, standing at their ring places.
+    run(&mut app, 10);
+    let view = measured(&app);
+    // As `rotunda bot --view 1280x720` reckons it from the same layout, within a few pixels.
+    let reckoned = ring_view(&ids, ParticipantId(1), Vec2::new(1280.0, 720.0));
+    assert_eq!(view.len(), 4);
+    println!("measured {view:?}\nreckoned {reckoned:?}");
+    for (seen, expected) in view.iter().zip(&reckoned) {
+        assert_eq!(seen.id, expected.id);
+        assert!(seen.height > 0, "{seen:?}");
+        assert!(
+            seen.height.abs_diff(expected.height) <= 3,
+            "{seen:?} vs {expected:?}"
+        );
+    }
+    let before = view.iter().find(|p| p.id == ParticipantId(2)).expect("ada");
+    // Ada walks up to a metre and a half before our eyes: taller on screen, a larger layer.
+    let (eye, yaw) = place_in_ring(&ids, ParticipantId(1)).expect("a place");
+    let ahead = Vec3::new(-yaw.sin(), 0.0, -yaw.cos());
+    let spot = eye + ahead * 1.5;
+    app.world_mut().write_message(ParticipantMoved {
+        id: ParticipantId(2),
+        pose: Pose {
+            position: [spot.x, 1.6, spot.z],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        },
+    });
+    run(&mut app, 40);
+    let after = measured(&app);
+    let near = after
+        .iter()
+        .find(|p| p.id == ParticipantId(2))
+        .expect("ada");
+    println!("ada: {before:?} in the ring, {near:?} before our eyes");
+    assert!(near.height > 2 * before.height, "{before:?} then {near:?}");
+    assert!(near.priority > 0, "in the middle of the view: {near:?}");
+    let layer = |width, height, fps, kbps| LayerInfo {
+        width,
+        height,
+        fps,
+        kbps,
+    };
+    let layers = [
+        layer(160, 120, 15, 70),
+        layer(320, 240, 30, 200),
+        layer(640, 480, 30, 600),
+    ];
+    assert!(
+        layer_for_height(&layers, near.height) > layer_for_height(&layers, before.height),
+        "{before:?} then {near:?}"
+    );
+    // Behind us (a panel moved out of the view's frame): nothing.
+    let behind = eye - ahead * 2.0;
+    app.world_mut().write_message(ParticipantMoved {
+        id: ParticipantId(2),
+        pose: Pose {
+            position: [behind.x, 1.6, behind.z],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        },
+    });
+    run(&mut app, 40);
+    let gone = measured(&app);
+    let ada = gone.iter().find(|p| p.id == ParticipantId(2)).expect("ada");
+    assert_eq!(ada.height, 0, "{ada:?}");
 }

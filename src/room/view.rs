@@ -17,25 +17,30 @@ use crate::participants::{Departing, Participant, Speaking};
 
 /// The window's view goes to the call.
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(Update, report_view.in_set(AppSystems::Present));
+    app.init_resource::<MeasuredView>().add_systems(
+        Update,
+        (measure_view, report_view)
+            .chain()
+            .in_set(AppSystems::Present),
+    );
 }
 
-/// Measures how tall every panel appears through the room's camera and hands it to the call,
-/// which tells the relay when that changes which size of a picture is needed. It is handed on
-/// when a panel changed by a tenth (or came into or out of sight, or its priority changed), and
-/// anew after a rejoin.
-fn report_view(
-    call: Option<Res<Call>>,
-    mut rejoined: MessageReader<CallRejoined>,
+/// How tall every panel appears through the room's camera, as last measured (`None` before
+/// there is a camera to measure with).
+#[derive(Resource, Debug, Default)]
+pub struct MeasuredView(pub Option<Vec<PanelView>>);
+
+/// Measures how tall every panel appears through the room's camera ([`Ears`]): its real
+/// projection and viewport, each panel's place and size, whether it was drawn at all.
+pub fn measure_view(
     cameras: Query<(&Camera, &GlobalTransform), With<Ears>>,
     panels: Query<(&Participant, &GlobalTransform, &PanelParts, &Speaking), Without<Departing>>,
     screens: Query<&ViewVisibility>,
-    mut told: Local<ViewTold>,
+    mut measured: ResMut<MeasuredView>,
 ) {
-    let (Some(call), Some((camera, eye))) = (call, cameras.iter().next()) else {
+    let Some((camera, eye)) = cameras.iter().next() else {
         return;
     };
-    let forgotten = rejoined.read().last().is_some();
     let scale = camera.target_scaling_factor().unwrap_or(1.0);
     let width = camera
         .logical_viewport_size()
@@ -59,9 +64,25 @@ fn report_view(
         })
         .collect();
     view.sort_by_key(|panel| panel.id);
+    measured.0 = Some(view);
+}
+
+/// Hands the measured view to the call, which tells the relay when that changes which size of
+/// a picture is needed. It is handed on when a panel changed by a tenth (or came into or out of
+/// sight, or its priority changed), and anew after a rejoin.
+fn report_view(
+    call: Option<Res<Call>>,
+    mut rejoined: MessageReader<CallRejoined>,
+    measured: Res<MeasuredView>,
+    mut told: Local<ViewTold>,
+) {
+    let (Some(call), Some(view)) = (call, &measured.0) else {
+        return;
+    };
+    let forgotten = rejoined.read().last().is_some();
     // A full command queue refuses it: it goes again next frame.
-    if (forgotten || told.differs(&view)) && call.send(Command::View(view.clone())) {
-        told.panels = view;
+    if (forgotten || told.differs(view)) && call.send(Command::View(view.clone())) {
+        told.panels = view.clone();
     }
 }
 
