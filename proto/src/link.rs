@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 pub const OVERUSE: Duration = Duration::from_millis(40);
 /// Queueing at most this long means the link is calm and the estimate may grow.
 pub const CALM: Duration = Duration::from_millis(15);
+/// Queueing this much below the last look's means the queue is draining.
+pub const DRAINING: Duration = Duration::from_millis(5);
 /// After overuse the estimate drops to this share of what was sent.
 pub const DECREASE: f64 = 0.85;
 /// Least time between two decreases.
@@ -68,6 +70,8 @@ pub struct LinkEstimate {
     queued_once: bool,
     /// The last sample showed overuse.
     overused: bool,
+    /// The queueing the last sample showed.
+    last_queueing: Duration,
     /// The most sent lately (decays), for the [`UNTESTED`] bound.
     sent_kbps: f64,
     last_sample: Option<Instant>,
@@ -84,6 +88,7 @@ impl LinkEstimate {
             ceiling: None,
             queued_once: false,
             overused: false,
+            last_queueing: Duration::ZERO,
             sent_kbps: 0.0,
             last_sample: None,
             last_decrease: None,
@@ -108,8 +113,12 @@ impl LinkEstimate {
         self.last_sample = Some(now);
         // The most sent lately, forgetting half of it every few seconds.
         self.sent_kbps = (self.sent_kbps * 0.8f64.powf(elapsed)).max(sample.sent_kbps);
-        // Overuse twice in a row (a queue, not one late acknowledgement on a busy machine).
-        let overused = sample.queueing > OVERUSE;
+        // Overuse twice in a row (a queue, not one late acknowledgement on a busy machine), and
+        // not draining: a queue going down after a cut needs no second cut (cutting on its size
+        // while it drains took a narrow link's estimate down to its floor).
+        let draining = sample.queueing + DRAINING < self.last_queueing;
+        self.last_queueing = sample.queueing;
+        let overused = sample.queueing > OVERUSE && !draining;
         let confirmed = overused && self.overused;
         self.overused = overused;
         if confirmed {
@@ -160,6 +169,8 @@ impl LinkEstimate {
         }
         self.last_decrease = Some(now);
         self.queued_once = true;
+        // Where it queued: the estimate it had (measured: taking what was sent then kept a
+        // narrow link's pictures at 18 fps instead of 28, growth stopping short of them).
         self.ceiling = Some(self.kbps);
         self.set(DECREASE * sent_kbps.min(self.kbps))
     }
@@ -280,10 +291,18 @@ mod tests {
         assert!(estimate.on_sample(sample(900.0, 80), ms(750)));
         assert_eq!(estimate.kbps(), 900.0 * DECREASE);
         assert_eq!(estimate.ceiling(), Some(1000.0));
-        // Still queueing 250 ms later: the queue is draining, no second cut yet.
-        assert!(!estimate.on_sample(sample(760.0, 60), ms(1000)));
-        assert!(estimate.on_sample(sample(760.0, 60), ms(1250)));
+        // Still queueing as much 250 ms later: too soon for a second cut; 500 ms later, a cut.
+        assert!(!estimate.on_sample(sample(760.0, 80), ms(1000)));
+        assert!(estimate.on_sample(sample(760.0, 80), ms(1250)));
         assert_eq!(estimate.kbps(), 760.0 * DECREASE);
+        // A queue going down is draining: no further cut for its size.
+        for (n, queueing) in [70, 60, 50, 45].into_iter().enumerate() {
+            let at = ms(1500 + 250 * n as u64);
+            assert!(
+                !estimate.on_sample(sample(600.0, queueing), at),
+                "{queueing}"
+            );
+        }
         // Never below the floor.
         let mut low = LinkEstimate::new(100.0, 64.0);
         low.on_sample(sample(10.0, 100), t0);
@@ -299,7 +318,8 @@ mod tests {
         // A 600 kb/s link: the start overshoots once, then it settles.
         let first = run(&mut estimate, 600.0, 5, &mut t, &mut queue);
         assert!(estimate.kbps() < 600.0, "{}", estimate.kbps());
-        assert!(first[12..].iter().all(|q| *q < 40.0), "{first:?}");
+        // (Its queue drains within 4 s: while it drains, there is no second cut.)
+        assert!(first[16..].iter().all(|q| *q < 40.0), "{first:?}");
         // Over the next minute, the link queues (over 40 ms) in few samples of the 240.
         let later = run(&mut estimate, 600.0, 60, &mut t, &mut queue);
         let queued = later.iter().filter(|q| **q > 40.0).count();

@@ -488,9 +488,10 @@ impl Room {
                 max_kbps: None,
                 posed: false,
                 downlink_kbps: None,
+                // (Never below a few voices and the smallest pictures.)
                 link: LinkEstimate::new(
                     f64::from(self.config.start_kbps),
-                    f64::from(self.config.audio_kbps),
+                    f64::from(self.config.audio_kbps) * 4.0,
                 ),
                 link_told: None,
                 allocated_kbps: 0.0,
@@ -515,6 +516,8 @@ impl Room {
         if let Some(member) = self.members.get_mut(&id) {
             member.audio.clear();
             member.video.clear();
+            // Its messages in flight were dropped: the estimate goes again at the next look.
+            member.link_told = None;
             for (track, sub) in &mut member.subscriptions {
                 sub.queued = 0;
                 if sub.kind == TrackKind::Video {
