@@ -516,8 +516,6 @@ impl Room {
         if let Some(member) = self.members.get_mut(&id) {
             member.audio.clear();
             member.video.clear();
-            // Its messages in flight were dropped: the estimate goes again at the next look.
-            member.link_told = None;
             for (track, sub) in &mut member.subscriptions {
                 sub.queued = 0;
                 if sub.kind == TrackKind::Video {
