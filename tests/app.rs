@@ -480,6 +480,17 @@ fn attach_screens(app: &mut App, ids: &[u32]) {
     }
 }
 
+/// A participant walks to `spot` (its eyes at the usual height).
+fn walk_to(app: &mut App, id: u32, spot: Vec3) {
+    app.world_mut().write_message(ParticipantMoved {
+        id: ParticipantId(id),
+        pose: Pose {
+            position: [spot.x, 1.6, spot.z],
+            orientation: [0.0, 0.0, 0.0, 1.0],
+        },
+    });
+}
+
 fn measured(app: &App) -> Vec<PanelView> {
     app.world()
         .resource::<MeasuredView>()
@@ -521,13 +532,7 @@ fn the_window_measures_each_panel_and_one_walking_up_needs_a_larger_picture() {
     let (eye, yaw) = place_in_ring(&ids, ParticipantId(1)).expect("a place");
     let ahead = Vec3::new(-yaw.sin(), 0.0, -yaw.cos());
     let spot = eye + ahead * 1.5;
-    app.world_mut().write_message(ParticipantMoved {
-        id: ParticipantId(2),
-        pose: Pose {
-            position: [spot.x, 1.6, spot.z],
-            orientation: [0.0, 0.0, 0.0, 1.0],
-        },
-    });
+    walk_to(&mut app, 2, spot);
     run(&mut app, 40);
     let after = measured(&app);
     let near = after
@@ -554,13 +559,7 @@ fn the_window_measures_each_panel_and_one_walking_up_needs_a_larger_picture() {
     );
     // Behind us (a panel moved out of the view's frame): nothing.
     let behind = eye - ahead * 2.0;
-    app.world_mut().write_message(ParticipantMoved {
-        id: ParticipantId(2),
-        pose: Pose {
-            position: [behind.x, 1.6, behind.z],
-            orientation: [0.0, 0.0, 0.0, 1.0],
-        },
-    });
+    walk_to(&mut app, 2, behind);
     run(&mut app, 40);
     let gone = measured(&app);
     let ada = gone.iter().find(|p| p.id == ParticipantId(2)).expect("ada");
