@@ -35,6 +35,8 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test -p rotunda-proto --target wasm32-unknown-unknown --test messages 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
+# Every failure's message again at the end, where a log cut short in the middle still shows it.
+awk '/panicked at/ { p = 1 } /^stack backtrace:|^note: / { p = 0 } p && !/^\[(driver|bot)\]/ { print }' "$log"
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

@@ -1,7 +1,6 @@
 //! Sound: from packets to the speakers.
 //!
 //! - [`jitter`]: each voice's packets, reordered and paced out every 20 ms, with losses named;
-//! - [`conceal`]: 20 ms made up for a lost packet where the decoder cannot (WebCodecs);
 //! - [`voices`]: each participant's decoded sound, waiting for the speakers;
 //! - [`spatial`]: every voice placed where its panel stands (interaural time and level
 //!   differences, distance), and [`mixer`], which mixes the voices through it into stereo;
@@ -9,7 +8,6 @@
 //! - [`Speakers`]: what the mix is played on, and [`Clock`], which plays it nowhere at the pace
 //!   of real time.
 
-pub mod conceal;
 pub mod jitter;
 pub mod mixer;
 pub mod resample;

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rotunda_proto::ParticipantId;
+use web_time::{Duration, Instant};
 
 use super::report::{BotReport, PeerReport};
 use crate::media::sequence::Unwrapper;
@@ -203,28 +204,152 @@ pub(super) struct SequenceSpan {
     last: u64,
     /// Frames counted in earlier sessions' spans.
     extra: u64,
+    /// The run starts at its first frame (a keyframe): set after a restart.
+    fixed_start: bool,
 }
 
 impl SequenceSpan {
     pub fn see(&mut self, sequence: u32) {
         let extended = self.unwrapper.extend(sequence);
         let first = *self.first.get_or_insert(extended);
-        if extended < first {
+        // A straggler from before a restart (sent before the pause, delivered after the
+        // keyframe that resumed us) belongs to the gap, which was never sent to us.
+        if extended < first && !self.fixed_start {
             self.first = Some(extended);
         }
         self.last = self.last.max(extended);
     }
 
-    /// A new run of this span's numbers starts (the relay switched us back to this layer): the
-    /// gap since the last run was never sent to us.
+    /// A new run of this span's numbers starts at the next frame seen, a keyframe (the relay
+    /// resumed us, or switched us back to this layer): the gap since the last run was never
+    /// sent to us.
     pub fn restart(&mut self) {
         self.extra = self.count();
         self.first = None;
         self.last = 0;
+        self.fixed_start = true;
+    }
+
+    /// The newest number of the current run, if it has any.
+    fn newest(&self) -> Option<u32> {
+        self.first.map(|_| self.last as u32)
     }
 
     pub fn count(&self) -> u64 {
         self.extra + self.first.map_or(0, |first| self.last - first + 1)
+    }
+}
+
+/// Nothing of a video for this long, then a keyframe: the relay paused it (out of sight, or
+/// more than the link or we could take) and resumed it; the frames between were never sent to
+/// us.
+const PAUSE: Duration = Duration::from_secs(1);
+
+/// Frames of a resumed video that may come before the keyframe it resumed at.
+const OVERTAKEN_HELD: usize = 30;
+/// Frames after the keyframe still on their way when it came, beyond those that overtook it.
+const OVERTAKEN_SLACK: usize = 4;
+
+/// Where a received video's runs of numbers start again: after a pause (see [`PAUSE`]), at the
+/// keyframe the relay resumed it with.
+#[derive(Debug, Default)]
+pub(super) struct Pauses {
+    last_frame: Option<Instant>,
+    resuming: Option<Resuming>,
+}
+
+/// Frames that came after a pause before its keyframe did: each frame has a stream of its own,
+/// and the small ones after a keyframe can overtake it (seen in the browser test: after a 3.5 s
+/// stall the first frame in was the one after the keyframe, and the 92 frames the relay never
+/// sent were counted lost).
+#[derive(Debug)]
+struct Resuming {
+    at: Instant,
+    /// The span as it was before the pause ended.
+    before: SequenceSpan,
+    seen: Vec<u32>,
+}
+
+impl Resuming {
+    /// Whether `sequence` is no newer than the run before the pause (a straggler from it).
+    fn old(&self, sequence: u32) -> bool {
+        self.before
+            .newest()
+            .is_some_and(|last| (sequence.wrapping_sub(last) as i32) <= 0)
+    }
+
+    /// Whether `keyframe`, arriving at `now`, is the one the video resumed at: soon after the
+    /// pause ended, and just before every newer frame that came since.
+    fn resumes_at(&self, keyframe: u32, now: Instant) -> bool {
+        let newer: Vec<u32> = self
+            .seen
+            .iter()
+            .copied()
+            .filter(|&s| !self.old(s))
+            .collect();
+        now.saturating_duration_since(self.at) < PAUSE
+            && newer.iter().all(|&later| {
+                let after = later.wrapping_sub(keyframe) as i32;
+                after > 0 && after as usize <= newer.len() + OVERTAKEN_SLACK
+            })
+    }
+}
+
+impl Pauses {
+    /// A frame of the video arrived at `now`: counted in `span`, which starts a new run when the
+    /// frame resumes the video.
+    pub fn see(&mut self, span: &mut SequenceSpan, sequence: u32, keyframe: bool, now: Instant) {
+        let paused = self
+            .last_frame
+            .is_some_and(|at| now.saturating_duration_since(at) >= PAUSE);
+        self.last_frame = Some(now);
+        if paused {
+            self.resuming = None;
+            if keyframe {
+                span.restart();
+            } else {
+                self.resuming = Some(Resuming {
+                    at: now,
+                    before: span.clone(),
+                    seen: vec![sequence],
+                });
+            }
+            span.see(sequence);
+            return;
+        }
+        let overtaken = keyframe
+            && self
+                .resuming
+                .as_ref()
+                .is_some_and(|resuming| resuming.resumes_at(sequence, now));
+        if overtaken && let Some(resuming) = self.resuming.take() {
+            // The keyframe the relay resumed at: the run starts here, with what overtook it
+            // (stragglers from before the pause belong to the old run).
+            let (old, newer): (Vec<u32>, Vec<u32>) =
+                resuming.seen.iter().partition(|&&s| resuming.old(s));
+            *span = resuming.before;
+            for straggler in old {
+                span.see(straggler);
+            }
+            span.restart();
+            span.see(sequence);
+            for later in newer {
+                span.see(later);
+            }
+            return;
+        }
+        match &mut self.resuming {
+            Some(resuming) if !keyframe && resuming.seen.len() < OVERTAKEN_HELD => {
+                resuming.seen.push(sequence);
+            }
+            _ => self.resuming = None,
+        }
+        span.see(sequence);
+    }
+
+    /// The span started a new run for another reason (a switch of layer).
+    pub fn restarted(&mut self) {
+        self.resuming = None;
     }
 }
 
@@ -310,6 +435,82 @@ mod tests {
         assert_eq!(percentile(&reservoir.samples, 0.5), 10.0);
     }
 
+    /// Milliseconds from a start, as instants.
+    fn clock() -> impl Fn(u64) -> Instant {
+        let start = Instant::now();
+        move |ms| start + Duration::from_millis(ms)
+    }
+
+    /// A video's first 20 frames at 30 fps (a keyframe, then deltas), counted.
+    fn twenty_frames(at: &impl Fn(u64) -> Instant) -> (Pauses, SequenceSpan) {
+        let (mut pauses, mut span) = (Pauses::default(), SequenceSpan::default());
+        for sequence in 0..20 {
+            let ms = u64::from(sequence) * 33;
+            pauses.see(&mut span, sequence, sequence == 0, at(ms));
+        }
+        (pauses, span)
+    }
+
+    #[test]
+    fn a_resumed_video_counts_from_its_keyframe_even_when_overtaken() {
+        let at = clock();
+        let (mut pauses, mut span) = twenty_frames(&at);
+        assert_eq!(span.count(), 20);
+        // 3.5 s of nothing; the relay resumed at keyframe 114, but 115 came in first.
+        pauses.see(&mut span, 115, false, at(4_000));
+        pauses.see(&mut span, 114, true, at(4_010));
+        pauses.see(&mut span, 116, false, at(4_040));
+        assert_eq!(
+            span.count(),
+            20 + 3,
+            "94 frames never sent are not lost ones"
+        );
+
+        // A keyframe in order after a pause starts a run as before.
+        pauses.see(&mut span, 200, true, at(6_000));
+        pauses.see(&mut span, 201, false, at(6_030));
+        assert_eq!(span.count(), 23 + 2);
+    }
+
+    #[test]
+    fn a_straggler_first_after_the_pause_does_not_hide_the_resume() {
+        let at = clock();
+        let (mut pauses, mut span) = twenty_frames(&at);
+        // Frame 18 was retransmitted long after; then the resumed run 114, 115 overtaken.
+        pauses.see(&mut span, 18, false, at(2_000));
+        pauses.see(&mut span, 115, false, at(2_010));
+        pauses.see(&mut span, 114, true, at(2_020));
+        assert_eq!(span.count(), 20 + 2);
+    }
+
+    #[test]
+    fn frames_lost_after_a_pause_still_count_when_no_keyframe_resumed_it() {
+        let at = clock();
+        let (mut pauses, mut span) = (Pauses::default(), SequenceSpan::default());
+        pauses.see(&mut span, 0, true, at(0));
+        pauses.see(&mut span, 1, false, at(33));
+        // A late link, not a pause the relay made: frames 2..9 lost, then 10 and on, and a
+        // later keyframe (the encoder's own) is no reason to forget them.
+        pauses.see(&mut span, 10, false, at(1_500));
+        pauses.see(&mut span, 11, false, at(1_530));
+        pauses.see(&mut span, 30, true, at(2_100));
+        assert_eq!(span.count(), 31);
+        // Nor is a keyframe from before the frames that came after the pause but too late.
+        let (mut pauses, mut span) = (Pauses::default(), SequenceSpan::default());
+        pauses.see(&mut span, 0, true, at(0));
+        pauses.see(&mut span, 50, false, at(1_500));
+        pauses.see(&mut span, 51, false, at(2_000));
+        pauses.see(&mut span, 52, false, at(2_400));
+        pauses.see(&mut span, 49, true, at(2_600));
+        assert_eq!(span.count(), 53);
+        // Nor a keyframe far behind what came after the pause (an encoder's, delayed).
+        let (mut pauses, mut span) = (Pauses::default(), SequenceSpan::default());
+        pauses.see(&mut span, 0, true, at(0));
+        pauses.see(&mut span, 60, false, at(1_500));
+        pauses.see(&mut span, 30, true, at(1_510));
+        assert_eq!(span.count(), 61);
+    }
+
     #[test]
     fn spans_count_what_was_sent_while_we_were_there() {
         let mut span = SequenceSpan::default();
@@ -333,6 +534,28 @@ mod tests {
         assert_eq!(reservoir.samples.len(), Reservoir::CAPACITY);
         let median = percentile(&reservoir.samples, 0.5);
         assert!((40.0..60.0).contains(&median), "median {median}");
+    }
+
+    #[test]
+    fn a_straggler_does_not_stretch_a_resumed_run_over_the_pause() {
+        let mut span = SequenceSpan::default();
+        for sequence in 0..20 {
+            span.see(sequence);
+        }
+        // The relay paused us, then resumed at the keyframe numbered 120; a frame sent before
+        // the pause comes after it.
+        span.restart();
+        span.see(120);
+        span.see(21);
+        for sequence in 121..130 {
+            span.see(sequence);
+        }
+        assert_eq!(span.count(), 30);
+        // Before any restart the first frames may come out of order.
+        let mut fresh = SequenceSpan::default();
+        fresh.see(5);
+        fresh.see(3);
+        assert_eq!(fresh.count(), 3);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! One codec interface for both platforms, shaped like WebCodecs: input is pushed (`encode`,
 //! `decode`, `conceal`) and output is polled (`poll_output`) once the codec delivered it, in the
 //! order the input went in. Natively openh264 and libopus implement it ([`native`]: video on a
-//! thread per codec, as a browser runs them); in the browser WebCodecs does (`web`).
+//! thread per codec, as a browser runs them); in the browser WebCodecs does (`web`), but for
+//! the Opus decoder, which runs in the worker itself (`pure_opus`).
 //!
 //! A codec that has output waiting wakes the driver through the [`Wake`] it was made with, so
 //! the call takes it in at once rather than at its next tick.
@@ -11,9 +12,12 @@
 
 #[cfg(native)]
 pub mod native;
+#[cfg(any(web, test))]
+pub mod pure_opus;
 #[cfg(web)]
 pub mod web;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -172,6 +176,103 @@ pub trait AudioDecoder: MaybeSend {
     fn conceal(&mut self, timestamp_us: u64) -> Result<(), CodecError>;
     /// The next 20 ms, or a packet that could not be decoded.
     fn poll_output(&mut self) -> Option<Result<DecodedAudio, CodecError>>;
+}
+
+/// An Opus decoder that answers on the caller's thread: libopus natively, opus-rs in the
+/// browser's call worker ([`pure_opus`]).
+pub(crate) trait OpusFrames: MaybeSend {
+    /// Decodes `packet` into `out` (20 ms), or makes up a lost one from what came before when
+    /// `packet` is empty; the samples written.
+    fn frame(&mut self, packet: &[u8], out: &mut [f32]) -> Result<usize, CodecError>;
+}
+
+/// Decoded frames held for the call to take; older ones are dropped.
+const AUDIO_OUTPUTS_KEPT: usize = 64;
+
+/// The [`AudioDecoder`] over an [`OpusFrames`]: output is ready when `decode` returns, and a
+/// lost packet is concealed by the decoder itself.
+pub(crate) struct InlineOpus<D> {
+    decoder: D,
+    out: VecDeque<Result<DecodedAudio, CodecError>>,
+}
+
+impl<D: OpusFrames> InlineOpus<D> {
+    pub(crate) fn new(decoder: D) -> Self {
+        Self {
+            decoder,
+            out: VecDeque::new(),
+        }
+    }
+
+    fn run(&mut self, packet: &[u8], timestamp_us: u64) {
+        // A buffer of its own each time: a short packet must never leave older samples behind.
+        let mut samples = vec![0.0f32; AUDIO_FRAME_SAMPLES];
+        let decoded = self.decoder.frame(packet, &mut samples).map(|n| {
+            samples.truncate(n.min(AUDIO_FRAME_SAMPLES));
+            DecodedAudio {
+                samples,
+                timestamp_us,
+                concealed: packet.is_empty(),
+            }
+        });
+        if self.out.len() >= AUDIO_OUTPUTS_KEPT {
+            self.out.pop_front();
+        }
+        self.out.push_back(decoded);
+    }
+}
+
+impl<D: OpusFrames> AudioDecoder for InlineOpus<D> {
+    fn decode(&mut self, packet: Bytes, timestamp_us: u64) -> Result<(), CodecError> {
+        let refused = |reason: String| {
+            Err(CodecError::Failed {
+                codec: CodecName::Opus,
+                reason,
+            })
+        };
+        // A packet this short is one a decoder takes for a lost one: no peer sends it
+        // (silence is not sent at all).
+        if packet.len() <= DTX_PACKET_BYTES {
+            return refused(format!("a {}-byte packet", packet.len()));
+        }
+        // Every client sends 20 ms a packet; anything else is a peer's junk, refused before
+        // the decoder looks further.
+        match opus_packet_ms_x2(&packet) {
+            Some(40) => {}
+            Some(half_ms) => return refused(format!("a packet of {} ms", half_ms / 2)),
+            None => return refused("a malformed packet".into()),
+        }
+        self.run(&packet, timestamp_us);
+        Ok(())
+    }
+
+    fn conceal(&mut self, timestamp_us: u64) -> Result<(), CodecError> {
+        self.run(&[], timestamp_us);
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<Result<DecodedAudio, CodecError>> {
+        self.out.pop_front()
+    }
+}
+
+/// How long an Opus packet plays, in half milliseconds, from its table of contents (RFC 6716,
+/// 3.1-3.2); `None` when it names no frame count.
+fn opus_packet_ms_x2(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = u32::from(toc >> 3);
+    // Frame sizes, in half milliseconds: SILK 10/20/40/60, hybrid 10/20, CELT 2.5/5/10/20.
+    let frame = match config {
+        0..=11 => [20, 40, 80, 120][config as usize % 4],
+        12..=15 => [20, 40][config as usize % 2],
+        _ => [5, 10, 20, 40][config as usize % 4],
+    };
+    let frames = match toc & 0b11 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0b11_1111),
+    };
+    (frames > 0).then_some(frame * frames)
 }
 
 /// Makes the codecs of one call.

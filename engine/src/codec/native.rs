@@ -20,8 +20,8 @@ use openh264::encoder::{
 use openh264::formats::{YUVSlices, YUVSource};
 
 use super::{
-    AudioDecoder, AudioEncoder, CodecError, CodecName, Codecs, DecodedAudio, DecodedVideo,
-    EncodedAudio, EncodedVideo, VideoDecoder, VideoEncoder, VideoEncoderConfig, Wake,
+    AudioDecoder, AudioEncoder, CodecError, CodecName, Codecs, DecodedVideo, EncodedAudio,
+    EncodedVideo, InlineOpus, OpusFrames, VideoDecoder, VideoEncoder, VideoEncoderConfig, Wake,
 };
 use crate::media::frame::copy_plane;
 use crate::media::{AUDIO_FRAME_SAMPLES, SAMPLE_RATE, VideoFrame};
@@ -117,7 +117,8 @@ impl Codecs for NativeCodecs {
     }
 
     fn audio_decoder(&mut self) -> Result<Box<dyn AudioDecoder>, CodecError> {
-        Ok(Box::new(OpusDecoder::new()?))
+        let decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(opus_start)?;
+        Ok(Box::new(InlineOpus::new(Libopus(decoder))))
     }
 }
 
@@ -257,60 +258,12 @@ impl AudioEncoder for OpusEncoder {
     }
 }
 
-/// Opus decoder with libopus's own packet-loss concealment.
-struct OpusDecoder {
-    decoder: opus::Decoder,
-    out: VecDeque<Result<DecodedAudio, CodecError>>,
-}
+/// libopus, with its own packet-loss concealment.
+struct Libopus(opus::Decoder);
 
-impl OpusDecoder {
-    fn new() -> Result<Self, CodecError> {
-        Ok(Self {
-            decoder: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(opus_start)?,
-            out: VecDeque::new(),
-        })
-    }
-
-    fn run(&mut self, packet: &[u8], timestamp_us: u64) {
-        // A buffer of its own each time: a short packet must never leave older samples behind.
-        let mut samples = vec![0.0f32; AUDIO_FRAME_SAMPLES];
-        let decoded = self
-            .decoder
-            .decode_float(packet, &mut samples, false)
-            .map_err(opus_failed)
-            .map(|n| {
-                samples.truncate(n.min(AUDIO_FRAME_SAMPLES));
-                DecodedAudio {
-                    samples,
-                    timestamp_us,
-                    concealed: packet.is_empty(),
-                }
-            });
-        if self.out.len() < 64 {
-            self.out.push_back(decoded);
-        }
-    }
-}
-
-impl AudioDecoder for OpusDecoder {
-    fn decode(&mut self, packet: Bytes, timestamp_us: u64) -> Result<(), CodecError> {
-        if packet.is_empty() {
-            return Err(CodecError::Failed {
-                codec: OPUS,
-                reason: "an empty packet".into(),
-            });
-        }
-        self.run(&packet, timestamp_us);
-        Ok(())
-    }
-
-    fn conceal(&mut self, timestamp_us: u64) -> Result<(), CodecError> {
-        self.run(&[], timestamp_us);
-        Ok(())
-    }
-
-    fn poll_output(&mut self) -> Option<Result<DecodedAudio, CodecError>> {
-        self.out.pop_front()
+impl OpusFrames for Libopus {
+    fn frame(&mut self, packet: &[u8], out: &mut [f32]) -> Result<usize, CodecError> {
+        self.0.decode_float(packet, out, false).map_err(opus_failed)
     }
 }
 
@@ -616,9 +569,10 @@ mod tests {
             made_up.samples.iter().any(|s| s.abs() > 0.01),
             "not silence"
         );
-        decoder
-            .decode(Bytes::from_static(&[0xff; 3]), 0)
-            .expect("queued");
-        assert!(decoder.poll_output().expect("output").is_err(), "garbage");
+        assert!(
+            decoder.decode(Bytes::from_static(&[0xff; 3]), 0).is_err(),
+            "garbage (63 frames of 20 ms) is refused"
+        );
+        assert!(decoder.poll_output().is_none());
     }
 }

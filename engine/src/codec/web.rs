@@ -3,8 +3,8 @@
 //!
 //! WebCodecs answers through callbacks on this thread's event loop: each codec queues what it
 //! produced (copying pictures out of the browser's `VideoFrame` first, which is itself
-//! asynchronous) and wakes the driver. WebCodecs' Opus decoder has no packet-loss concealment,
-//! so [`Concealer`] makes up what a lost packet would have held.
+//! asynchronous) and wakes the driver. Opus is decoded in the worker itself
+//! ([`super::pure_opus`]), not here.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -17,11 +17,9 @@ use wasm_bindgen::prelude::*;
 use web_sys::{AudioData, CodecState, EncodedAudioChunk, EncodedVideoChunk, VideoPixelFormat};
 
 use super::{
-    AUDIO_CODEC, AudioDecoder, AudioEncoder, CodecError, CodecName, Codecs, DecodedAudio,
-    DecodedVideo, EncodedAudio, EncodedVideo, VIDEO_CODEC, VideoDecoder, VideoEncoder,
-    VideoEncoderConfig, Wake,
+    AUDIO_CODEC, AudioDecoder, AudioEncoder, CodecError, CodecName, Codecs, DecodedVideo,
+    EncodedAudio, EncodedVideo, VIDEO_CODEC, VideoDecoder, VideoEncoder, VideoEncoderConfig, Wake,
 };
-use crate::audio::conceal::Concealer;
 use crate::js::{self, get, object, spawn, wait};
 use crate::media::frame::copy_plane;
 use crate::media::{AUDIO_FRAME_SAMPLES, SAMPLE_RATE, VideoFrame, rgb_to_i420};
@@ -61,7 +59,7 @@ impl Codecs for WebCodecs {
     }
 
     fn audio_decoder(&mut self) -> Result<Box<dyn AudioDecoder>, CodecError> {
-        Ok(Box::new(WebAudioDecoder::new(self.wake.clone())?))
+        super::pure_opus::decoder()
     }
 }
 
@@ -563,138 +561,4 @@ impl Drop for WebAudioEncoder {
             let _ = self.encoder.close();
         }
     }
-}
-
-/// What went into the audio decoder, in order: a packet (decoded by the browser) or a loss
-/// (made up here, in its place in the order).
-enum Pending {
-    Packet(u64),
-    Lost(u64),
-}
-
-/// Opus decoder (WebCodecs `AudioDecoder`) with the concealment WebCodecs lacks.
-struct WebAudioDecoder {
-    decoder: web_sys::AudioDecoder,
-    /// Samples the browser decoded and not yet put in order.
-    decoded: Queue<Vec<f32>>,
-    pending: VecDeque<Pending>,
-    concealer: Concealer,
-    _callbacks: Callbacks,
-}
-
-impl WebAudioDecoder {
-    fn new(wake: Wake) -> Result<Self, CodecError> {
-        let decoded = queue();
-        let (delivered, waker) = (decoded.clone(), wake.clone());
-        let (init, callbacks) = callbacks(
-            move |data: JsValue, _| {
-                let data: AudioData = data.unchecked_into();
-                let samples = read_samples(&data).ok_or_else(|| CodecError::Failed {
-                    codec: OPUS,
-                    reason: "unreadable samples".into(),
-                });
-                data.close();
-                deliver(&delivered, &waker, samples);
-            },
-            decoded.clone(),
-            wake,
-        );
-        let decoder =
-            web_sys::AudioDecoder::new(init.unchecked_ref()).map_err(start_error(OPUS))?;
-        let settings = object(&[
-            ("codec", AUDIO_CODEC.into()),
-            ("sampleRate", SAMPLE_RATE.into()),
-            ("numberOfChannels", 1.into()),
-        ]);
-        decoder
-            .configure(settings.unchecked_ref())
-            .map_err(start_error(OPUS))?;
-        Ok(Self {
-            decoder,
-            decoded,
-            pending: VecDeque::new(),
-            concealer: Concealer::default(),
-            _callbacks: callbacks,
-        })
-    }
-}
-
-impl AudioDecoder for WebAudioDecoder {
-    fn decode(&mut self, packet: Bytes, timestamp_us: u64) -> Result<(), CodecError> {
-        if self.decoder.state() != CodecState::Configured {
-            return Err(CodecError::Closed(OPUS));
-        }
-        let init = object(&[
-            ("type", web_sys::EncodedAudioChunkType::Key.into()),
-            ("timestamp", (timestamp_us as f64).into()),
-            ("data", Uint8Array::from(&packet[..]).into()),
-        ]);
-        let chunk = EncodedAudioChunk::new(init.unchecked_ref()).map_err(failed(OPUS))?;
-        self.decoder.decode(&chunk).map_err(failed(OPUS))?;
-        if self.pending.len() >= OUTPUTS_KEPT {
-            self.pending.pop_front();
-        }
-        self.pending.push_back(Pending::Packet(timestamp_us));
-        Ok(())
-    }
-
-    fn conceal(&mut self, timestamp_us: u64) -> Result<(), CodecError> {
-        if self.pending.len() >= OUTPUTS_KEPT {
-            self.pending.pop_front();
-        }
-        self.pending.push_back(Pending::Lost(timestamp_us));
-        Ok(())
-    }
-
-    fn poll_output(&mut self) -> Option<Result<DecodedAudio, CodecError>> {
-        match self.pending.front()? {
-            Pending::Lost(timestamp_us) => {
-                let timestamp_us = *timestamp_us;
-                self.pending.pop_front();
-                Some(Ok(DecodedAudio {
-                    samples: self.concealer.conceal(AUDIO_FRAME_SAMPLES),
-                    timestamp_us,
-                    concealed: true,
-                }))
-            }
-            Pending::Packet(timestamp_us) => {
-                let timestamp_us = *timestamp_us;
-                let mut samples = match take(&self.decoded, OPUS)? {
-                    Ok(samples) => samples,
-                    Err(error) => {
-                        self.pending.pop_front();
-                        return Some(Err(error));
-                    }
-                };
-                self.pending.pop_front();
-                self.concealer.heard(&mut samples);
-                Some(Ok(DecodedAudio {
-                    samples,
-                    timestamp_us,
-                    concealed: false,
-                }))
-            }
-        }
-    }
-}
-
-impl Drop for WebAudioDecoder {
-    fn drop(&mut self) {
-        if self.decoder.state() != CodecState::Closed {
-            let _ = self.decoder.close();
-        }
-    }
-}
-
-/// The first channel of `data` as 32-bit floats.
-pub fn read_samples(data: &AudioData) -> Option<Vec<f32>> {
-    let frames = data.number_of_frames();
-    if frames == 0 || frames > 48_000 {
-        return None;
-    }
-    let options = object(&[("planeIndex", 0.into()), ("format", "f32-planar".into())]);
-    let samples = Float32Array::new_with_length(frames);
-    data.copy_to_with_buffer_source(&samples, options.unchecked_ref())
-        .ok()?;
-    Some(samples.to_vec())
 }

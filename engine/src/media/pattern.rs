@@ -132,8 +132,24 @@ impl VideoSource for TestPattern {
 
 /// Reads the marks from a decoded luma plane; `None` when they are unreadable (a value and its
 /// complement disagree).
+///
+/// The picture may be the pattern itself or a simulcast layer scaled down from it by 2 or 4,
+/// whose blocks are then the larger picture's halved or quartered (a 320x240 layer of a 640x480
+/// pattern has 8 px blocks, where a pattern drawn at 320 wide has 10 px ones).
 pub fn read_marks(y: &[u8], stride: usize, width: usize, height: usize) -> Option<Marks> {
-    let block = block_size(width);
+    [1usize, 2, 4].into_iter().find_map(|scale| {
+        let block = (block_size(width * scale) / scale).max(1);
+        read_marks_with(y, stride, width, height, block)
+    })
+}
+
+fn read_marks_with(
+    y: &[u8],
+    stride: usize,
+    width: usize,
+    height: usize,
+    block: usize,
+) -> Option<Marks> {
     if width < BLOCKS_PER_ROW * block || height < 2 * block || stride < width {
         return None;
     }
@@ -177,6 +193,33 @@ mod tests {
                         frame: n
                     }),
                     "{w}x{h}"
+                );
+            }
+        }
+    }
+
+    /// A simulcast layer is the top picture scaled down: its marks read back at every size
+    /// (a 320x240 layer of 640x480 once came out unreadable, its blocks 8 px where 10 were
+    /// looked for).
+    #[test]
+    fn marks_read_back_from_pictures_scaled_down() {
+        for (w, h) in [(640, 480), (1280, 720)] {
+            let mut pattern = TestPattern::new(0x0102, w, h);
+            let mut frame = VideoFrame::new(w, h);
+            pattern.next_frame(&mut frame);
+            for scale in [2, 4] {
+                let (sw, sh) = (w / scale, h / scale);
+                let small: Vec<u8> = (0..sh)
+                    .flat_map(|row| (0..sw).map(move |col| (row, col)))
+                    .map(|(row, col)| frame.y[row * scale * w + col * scale])
+                    .collect();
+                assert_eq!(
+                    read_marks(&small, sw, sw, sh),
+                    Some(Marks {
+                        sender: 0x0102,
+                        frame: 0
+                    }),
+                    "{w}x{h} scaled by 1/{scale}"
                 );
             }
         }
