@@ -25,7 +25,7 @@ use rotunda_engine::PanelView;
 use rotunda_engine::audio::Mixer;
 use rotunda_engine::audio::spatial::VoiceParams;
 use rotunda_proto::alloc::layer_for_height;
-use rotunda_proto::{LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose};
+use rotunda_proto::{Grants, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose};
 
 const STEP: Duration = Duration::from_millis(100);
 
@@ -44,6 +44,7 @@ fn info(id: u32, name: &str) -> ParticipantInfo {
     ParticipantInfo {
         id: ParticipantId(id),
         name: name.into(),
+        identity: name.into(),
         tracks: Vec::new(),
         audio_muted: false,
         video_muted: false,
@@ -55,6 +56,7 @@ fn join(app: &mut App, you: u32, others: &[(u32, &str)]) {
     app.world_mut().write_message(CallJoined {
         you: ParticipantId(you),
         name: "me".into(),
+        grants: Grants::ALL,
     });
     for (id, name) in others {
         app.world_mut()
@@ -564,4 +566,28 @@ fn the_window_measures_each_panel_and_one_walking_up_needs_a_larger_picture() {
     let gone = measured(&app);
     let ada = gone.iter().find(|p| p.id == ParticipantId(2)).expect("ada");
     assert_eq!(ada.height, 0, "{ada:?}");
+}
+
+#[test]
+fn what_the_token_grants_reaches_the_room() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice")]);
+    assert_eq!(app.world().resource::<Roster>().your_grants, Grants::ALL);
+    let watcher = Grants {
+        publish: false,
+        subscribe: true,
+        chat: false,
+    };
+    app.world_mut().write_message(CallJoined {
+        you: ParticipantId(5),
+        name: "Watcher".into(),
+        grants: watcher,
+    });
+    app.update();
+    let roster = app.world().resource::<Roster>();
+    assert_eq!(
+        (roster.your_name.as_str(), roster.your_grants),
+        ("Watcher", watcher),
+        "the name and grants the relay gave"
+    );
 }

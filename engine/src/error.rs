@@ -108,6 +108,11 @@ impl Error {
                         | ErrorCode::ProtocolViolation
                         | ErrorCode::RoomFull
                         | ErrorCode::Unauthorized
+                        | ErrorCode::TokenExpired
+                        | ErrorCode::TokenNotYetValid
+                        | ErrorCode::WrongRoom
+                        | ErrorCode::NotAllowed
+                        | ErrorCode::TooManyAttempts
                 )
             ),
             Error::Refused(code) => matches!(
@@ -127,7 +132,24 @@ impl Error {
     pub fn explain(&self) -> String {
         match self {
             Error::Refused(ErrorCode::RoomFull) => "The room is full.".into(),
-            Error::Refused(ErrorCode::Unauthorized) => "The relay refused the access token.".into(),
+            Error::Refused(ErrorCode::Unauthorized) => {
+                "The relay refused the access token: it is missing, or not signed by the relay's \
+                 issuer."
+                    .into()
+            }
+            Error::Refused(ErrorCode::TokenExpired) => {
+                "The access token has expired: ask for a new one.".into()
+            }
+            Error::Refused(ErrorCode::TokenNotYetValid) => {
+                "The access token is not valid yet (or this computer's clock is wrong).".into()
+            }
+            Error::Refused(ErrorCode::WrongRoom) => "The access token is for another room.".into(),
+            Error::Refused(ErrorCode::TooManyAttempts) => {
+                "Too many failed joins from this address: wait a minute and try again.".into()
+            }
+            Error::Refused(ErrorCode::NotAllowed) | Error::Closed(Some(ErrorCode::NotAllowed)) => {
+                "The access token does not allow that in this room.".into()
+            }
             Error::Refused(ErrorCode::UnsupportedVersion)
             | Error::Closed(Some(ErrorCode::UnsupportedVersion)) => {
                 "The relay speaks another version of Rotunda's protocol: update this client (or \
@@ -157,6 +179,8 @@ mod tests {
     fn refusals_are_final_and_losses_are_retried() {
         assert!(!Error::Refused(ErrorCode::RoomFull).is_retryable());
         assert!(!Error::Refused(ErrorCode::Unauthorized).is_retryable());
+        assert!(!Error::Refused(ErrorCode::TokenExpired).is_retryable());
+        assert!(!Error::Closed(Some(ErrorCode::NotAllowed)).is_retryable());
         assert!(Error::Refused(ErrorCode::ShuttingDown).is_retryable());
         assert!(Error::Closed(Some(ErrorCode::ShuttingDown)).is_retryable());
         assert!(Error::Closed(None).is_retryable());
@@ -189,6 +213,16 @@ mod tests {
             Error::Refused(ErrorCode::UnsupportedVersion)
                 .explain()
                 .contains("version")
+        );
+        assert!(
+            Error::Refused(ErrorCode::TokenExpired)
+                .explain()
+                .contains("expired")
+        );
+        assert!(
+            Error::Refused(ErrorCode::WrongRoom)
+                .explain()
+                .contains("another room")
         );
     }
 }

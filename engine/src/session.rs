@@ -1,7 +1,7 @@
 //! What a session is about, below both the call and the transport: where and as whom to join,
 //! and what the relay's welcome said.
 
-use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Resume};
+use rotunda_proto::{FromRelay, Grants, ParticipantId, ParticipantInfo, Resume};
 use serde::{Deserialize, Serialize};
 
 /// Where and as whom to join.
@@ -24,6 +24,10 @@ pub struct JoinOptions {
 pub struct Joined {
     /// Our id.
     pub you: ParticipantId,
+    /// Our name in the room (the access token may have chosen it).
+    pub name: String,
+    /// What we may do (what the access token grants; everything on an open relay).
+    pub grants: Grants,
     /// Everyone else present.
     pub roster: Vec<ParticipantInfo>,
     /// What to present to keep our place next time.
@@ -38,12 +42,16 @@ impl Joined {
         match message {
             FromRelay::Welcome {
                 you,
+                name,
+                grants,
                 participants,
                 resume_secret,
                 resumed,
                 ..
             } => Ok(Self {
                 you,
+                name,
+                grants,
                 roster: participants,
                 resume: Resume {
                     id: you,

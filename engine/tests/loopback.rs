@@ -1,6 +1,7 @@
 //! Loopback integration tests: the real relay on port 0, real QUIC clients, real codecs.
 
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 mod common;
 
@@ -14,9 +15,10 @@ use rotunda_engine::transport::{self, Event, Session};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::limits::MAX_VIDEO_PAYLOAD;
 use rotunda_proto::{
-    ErrorCode, FromRelay, LeaveReason, MediaHeader, PROTOCOL_VERSION, ParticipantId, ToRelay,
-    TrackId, TrackInfo, TrackKind, TrackSource,
+    ErrorCode, FromRelay, Grants, LeaveReason, MediaHeader, PROTOCOL_VERSION, ParticipantId,
+    ToRelay, TrackId, TrackInfo, TrackKind, TrackSource,
 };
+use rotunda_server::token::{IssuerKey, TokenRequest};
 use tokio::sync::mpsc;
 
 async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
@@ -239,6 +241,61 @@ async fn misbehaving_clients_are_removed_while_the_others_carry_on() {
     stream.write_all(&frame.wire).await.expect("writes");
     stream.finish().await.expect("finishes");
     assert_eq!(raw_error(&mut recv).await, ErrorCode::ProtocolViolation);
+
+    // A hoarder: it announces megabyte frames on every stream it may open and sends most of
+    // each, never the end. The relay holds what arrived, within one connection's budget, and
+    // stops the streams past it.
+    let (connection, mut send, mut recv) = raw_join(&relay, "busy", "hoarder").await;
+    let mut publish = Vec::new();
+    framing::encode_into(
+        &ToRelay::Publish {
+            index: 0,
+            info: TrackInfo {
+                kind: TrackKind::Video,
+                codec: "avc1.42E01F".into(),
+                source: TrackSource::Camera,
+                width: 640,
+                height: 480,
+                layers: Vec::new(),
+            },
+        },
+        &mut publish,
+    )
+    .expect("encodes");
+    framing::encode_into(&ToRelay::Ping { nonce: 8 }, &mut publish).expect("encodes");
+    send.write_all(&publish).await.expect("writes");
+    while raw_next(&mut recv).await != Some(FromRelay::Pong { nonce: 8 }) {}
+    let claimed = MediaHeader {
+        payload_len: MAX_VIDEO_PAYLOAD as u32,
+        ..header
+    };
+    let mut hoard = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let connection = connection.clone();
+        hoard.spawn(async move {
+            let mut stream = connection.open_uni().await.ok()?.await.ok()?;
+            stream.write_all(&claimed.encode()).await.ok()?;
+            // 900 KB of the megabyte, then nothing: written, or stopped by the relay.
+            let chunk = vec![0u8; 100_000];
+            for _ in 0..9 {
+                stream.write_all(&chunk).await.ok()?;
+            }
+            Some(stream)
+        });
+    }
+    let mut most_held = 0;
+    let mut kept = Vec::new();
+    while let Some(done) = hoard.join_next().await {
+        most_held = most_held.max(relay.media_held());
+        kept.extend(done.expect("task").into_iter());
+    }
+    // 24 frames of 900 KB arrived in part or whole: what the relay held is what came, never
+    // past one connection's 8 MiB (the claimed 24 MiB were never allocated).
+    assert!(
+        most_held > 0 && most_held <= 8 * 1024 * 1024,
+        "held {most_held} bytes for one connection"
+    );
+    drop((kept, connection, send, recv));
 
     // A subscriber that stops reading anything: the relay skips it, the others never notice.
     let (_sleepy, mut sleepy_send, mut control) = raw_join(&relay, "busy", "sleepy").await;
@@ -566,4 +623,296 @@ async fn a_lost_connection_takes_its_place_back_and_nobody_sees_it_go() {
     let (_cy, cy_joined, _) = session(&relay, "blip", "cy").await;
     assert!(cy_joined.roster.iter().any(|p| p.id == ada_joined.you));
     relay.stop().await;
+}
+
+/// A relay that asks for tokens signed by a fresh issuer; the issuer's secret key stays here.
+async fn start_signed_relay(dir: &std::path::Path) -> (TestRelay, IssuerKey) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("temp dir");
+    let (issuer, _) = IssuerKey::generate().expect("key pair");
+    let (_, public) = issuer.write(&dir.join("issuer")).expect("writes the keys");
+    let relay = start_relay(|config| config.issuer_key = Some(public)).await;
+    (relay, issuer)
+}
+
+fn token(issuer: &IssuerKey, room: &str, identity: &str, grants: Grants, at: SystemTime) -> String {
+    issuer
+        .sign(
+            &TokenRequest {
+                room: room.into(),
+                identity: identity.into(),
+                name: None,
+                ttl: Duration::from_secs(3600),
+                grants,
+            },
+            at,
+        )
+        .expect("signs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_tokens_admit_their_identity_and_bound_what_it_may_do() {
+    let dir = std::env::temp_dir().join(format!("rotunda-signed-{}", std::process::id()));
+    let (relay, issuer) = start_signed_relay(&dir).await;
+    let (stranger, _) = IssuerKey::generate().expect("key pair");
+    let now = SystemTime::now();
+    let hour = Duration::from_secs(3600);
+    let watcher = Grants {
+        publish: false,
+        subscribe: true,
+        chat: false,
+    };
+
+    // Each wrong token is refused with its own code, and the client explains it.
+    let mut join = relay.join("standup", "ada");
+    let refusals = [
+        (None, ErrorCode::Unauthorized),
+        (
+            Some(token(&stranger, "standup", "ada", Grants::ALL, now)),
+            ErrorCode::Unauthorized,
+        ),
+        (
+            Some(token(
+                &issuer,
+                "standup",
+                "ada",
+                Grants::ALL,
+                now - 2 * hour,
+            )),
+            ErrorCode::TokenExpired,
+        ),
+        (
+            Some(token(&issuer, "standup", "ada", Grants::ALL, now + hour)),
+            ErrorCode::TokenNotYetValid,
+        ),
+        (
+            Some(token(&issuer, "retro", "ada", Grants::ALL, now)),
+            ErrorCode::WrongRoom,
+        ),
+    ];
+    for (token, code) in refusals {
+        join.token = token;
+        let refused = transport::connect(&join, None).await.err();
+        assert!(
+            matches!(&refused, Some(Error::Refused(c)) if *c == code),
+            "{code:?}: {refused:?}"
+        );
+        let refused = refused.expect("refused");
+        assert!(!refused.is_retryable());
+        assert!(!refused.explain().is_empty());
+    }
+
+    // A good token admits its identity, named as the joiner asked, with every grant.
+    join.token = Some(token(
+        &issuer,
+        "standup",
+        "ada@example.org",
+        Grants::ALL,
+        now,
+    ));
+    let (ada, ada_joined, mut ada_events) = transport::connect(&join, None)
+        .await
+        .expect("joins with a signed token");
+    assert_eq!(ada_joined.grants, Grants::ALL);
+    assert_eq!(ada_joined.name, "ada");
+
+    // One who may only watch: the welcome says so, the others see its identity, and what it
+    // may not do is refused with its code.
+    let (connection, mut send, mut control) = raw_connect(&relay).await;
+    let mut hello = Vec::new();
+    for message in [
+        ToRelay::Hello {
+            version: PROTOCOL_VERSION,
+            agent: "raw".into(),
+        },
+        ToRelay::Join {
+            room: "standup".into(),
+            name: "watcher".into(),
+            token: Some(token(
+                &issuer,
+                "standup",
+                "watcher@example.org",
+                watcher,
+                now,
+            )),
+            resume: None,
+        },
+        ToRelay::Publish {
+            index: 0,
+            info: TrackInfo {
+                kind: TrackKind::Audio,
+                codec: "opus".into(),
+                source: TrackSource::Microphone,
+                width: 0,
+                height: 0,
+                layers: Vec::new(),
+            },
+        },
+    ] {
+        framing::encode_into(&message, &mut hello).expect("encodes");
+    }
+    send.write_all(&hello).await.expect("writes");
+    match raw_next(&mut control).await {
+        Some(FromRelay::Welcome {
+            grants, identity, ..
+        }) => assert_eq!(
+            (grants, identity.as_str()),
+            (watcher, "watcher@example.org")
+        ),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    let seen = wait_for(&mut ada_events, |message| match message {
+        FromRelay::ParticipantJoined(info) => Some(info.identity.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seen, "watcher@example.org");
+    assert_eq!(raw_error(&mut control).await, ErrorCode::NotAllowed);
+    assert_closed_with(&connection, ErrorCode::NotAllowed).await;
+    let (left, reason) = wait_for(&mut ada_events, |message| match message {
+        FromRelay::ParticipantLeft { id, reason } => Some((*id, *reason)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        reason,
+        LeaveReason::Removed(ErrorCode::NotAllowed),
+        "{left}"
+    );
+    drop(ada);
+    relay.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_sees_and_hears_and_sends_nothing() {
+    let dir = std::env::temp_dir().join(format!("rotunda-watcher-{}", std::process::id()));
+    let (relay, issuer) = start_signed_relay(&dir).await;
+    let now = SystemTime::now();
+    let mut ada = bot_config(relay.join("town-hall", "ada"), 5);
+    ada.join.token = Some(token(
+        &issuer,
+        "town-hall",
+        "ada@example.org",
+        Grants::ALL,
+        now,
+    ));
+    let mut bea = bot_config(relay.join("town-hall", "bea"), 5);
+    bea.join.token = Some(token(
+        &issuer,
+        "town-hall",
+        "bea@example.org",
+        Grants {
+            publish: false,
+            subscribe: true,
+            chat: false,
+        },
+        now,
+    ));
+    let reports = reports(spawn_bots(vec![ada, bea])).await;
+    let (ada, bea) = (&reports[0], &reports[1]);
+    // Bea receives Ada's picture and voice.
+    let from_ada = bea.peers.get("ada").expect("bea saw ada");
+    assert!(
+        from_ada.video_frames_decoded > 30 && from_ada.audio_frames_received > 50,
+        "{from_ada:?}"
+    );
+    // Bea sent nothing, said nothing, and Ada received nothing from her.
+    assert_eq!((bea.video_frames_sent, bea.audio_frames_sent), (0, 0));
+    // (A peer enters a report with its first media.)
+    let from_bea = ada.peers.get("bea").map_or((0, 0), |peer| {
+        (peer.video_frames_received, peer.audio_frames_received)
+    });
+    assert_eq!(from_bea, (0, 0));
+    assert!(
+        ada.chat_received.iter().all(|line| line.from != "bea"),
+        "{:?}",
+        ada.chat_received
+    );
+    assert!(bea.chat_received.iter().any(|line| line.from == "ada"));
+    relay.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn failed_joins_from_one_address_are_slowed() {
+    let dir = std::env::temp_dir().join(format!("rotunda-attempts-{}", std::process::id()));
+    let (relay, issuer) = start_signed_relay(&dir).await;
+    let mut join = relay.join("vault", "mallory");
+    join.token = Some("v4.public.guess".into());
+    for _ in 0..10 {
+        let refused = transport::connect(&join, None).await.err();
+        assert!(
+            matches!(refused, Some(Error::Refused(ErrorCode::Unauthorized))),
+            "{refused:?}"
+        );
+    }
+    // Now even a good token from this address waits its turn.
+    join.token = Some(token(
+        &issuer,
+        "vault",
+        "ada",
+        Grants::ALL,
+        SystemTime::now(),
+    ));
+    let refused = transport::connect(&join, None).await.err();
+    assert!(
+        matches!(refused, Some(Error::Refused(ErrorCode::TooManyAttempts))),
+        "{refused:?}"
+    );
+    relay.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_records_what_it_forwards_and_the_video_decodes() {
+    let dir = std::env::temp_dir().join(format!("rotunda-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let record = dir.clone();
+    let relay = start_relay(|config| config.record = Some(record)).await;
+    let mut ada = bot_config(relay.join("all hands", "ada"), 4);
+    ada.simulcast = false;
+    let bea = bot_config(relay.join("all hands", "bea"), 4);
+    let reports = reports(spawn_bots(vec![ada, bea])).await;
+    relay.stop().await;
+    let ada = &reports[0];
+
+    // One folder per room opening, the room's name made safe for a file system.
+    let rooms: Vec<_> = std::fs::read_dir(dir.join("all%20hands"))
+        .expect("the room's folder")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    let video = rooms[0].join(format!("p{}-t0-L0.h264", ada.id));
+    let bytes = std::fs::read(&video).expect("ada's video was recorded");
+    // Annex-B H.264 as sent: every picture decodes.
+    let mut decoder = openh264::decoder::Decoder::new().expect("decoder");
+    let mut pictures = 0u64;
+    for nal in openh264::nal_units(&bytes) {
+        if let Ok(Some(_)) = decoder.decode(nal) {
+            pictures += 1;
+        }
+    }
+    assert!(
+        pictures * 10 >= ada.video_frames_sent * 9 && pictures <= ada.video_frames_sent,
+        "{pictures} pictures decoded of {} sent",
+        ada.video_frames_sent
+    );
+    // The voice: length-prefixed packets, one per frame sent.
+    let audio = std::fs::read(rooms[0].join(format!("p{}-t1.opus-frames", ada.id)))
+        .expect("ada's voice was recorded");
+    let mut packets = 0u64;
+    let mut rest = audio.as_slice();
+    while let [high, low, tail @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*high, *low]));
+        assert!(len <= tail.len(), "a packet cut short");
+        rest = &tail[len..];
+        packets += 1;
+    }
+    assert!(
+        packets * 10 >= ada.audio_frames_sent * 9 && packets <= ada.audio_frames_sent,
+        "{packets} packets recorded of {} sent",
+        ada.audio_frames_sent
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -31,6 +31,9 @@ pub enum Error {
     /// The join token was missing or wrong.
     #[error("not authorized")]
     Unauthorized,
+    /// The participant's grants do not allow this (publish, subscribe or chat).
+    #[error("not allowed to {0}")]
+    NotAllowed(&'static str),
 }
 
 /// `Result` with this crate's [`Error`].
@@ -52,7 +55,7 @@ pub enum ErrorCode {
     UnsupportedVersion = 3,
     /// The room is full.
     RoomFull = 4,
-    /// The join token was missing or wrong.
+    /// The access token was missing, malformed, or not signed by the relay's issuer.
     Unauthorized = 5,
     /// A message arrived out of order (e.g. media before join).
     ProtocolViolation = 6,
@@ -64,6 +67,16 @@ pub enum ErrorCode {
     Timeout = 9,
     /// The client did not read its control messages fast enough.
     TooSlow = 10,
+    /// The access token has expired.
+    TokenExpired = 11,
+    /// The access token is not valid yet (its start lies ahead, beyond the allowed clock skew).
+    TokenNotYetValid = 12,
+    /// The access token is for another room.
+    WrongRoom = 13,
+    /// The participant's grants do not allow what it asked (publish, subscribe or chat).
+    NotAllowed = 14,
+    /// Too many failed joins from this address lately: wait and try again.
+    TooManyAttempts = 15,
 }
 
 impl ErrorCode {
@@ -87,6 +100,11 @@ impl ErrorCode {
             Internal,
             Timeout,
             TooSlow,
+            TokenExpired,
+            TokenNotYetValid,
+            WrongRoom,
+            NotAllowed,
+            TooManyAttempts,
         ]
         .into_iter()
         .find(|c| c.as_u32() == code)
@@ -103,6 +121,7 @@ impl Error {
             Error::Violation(_) => ErrorCode::ProtocolViolation,
             Error::RoomFull => ErrorCode::RoomFull,
             Error::Unauthorized => ErrorCode::Unauthorized,
+            Error::NotAllowed(_) => ErrorCode::NotAllowed,
         }
     }
 }

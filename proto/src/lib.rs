@@ -25,8 +25,8 @@ mod error;
 pub use error::{Error, ErrorCode, Result};
 pub use media::{FramePriority, MediaFrame, MediaHeader, SILENT_LEVEL, audio_level};
 pub use message::{
-    FromRelay, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay,
-    TrackId, TrackInfo, TrackKind, TrackSource, ViewWant,
+    FromRelay, Grants, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume,
+    ToRelay, TrackId, TrackInfo, TrackKind, TrackSource, ViewWant,
 };
 
 /// The protocol version a client announces in its hello; the relay refuses any other with
@@ -41,4 +41,8 @@ pub use message::{
 /// which layers anyone takes ([`FromRelay::LayersWanted`]); keyframe requests name a layer.
 ///
 /// 4: the relay tells each client its estimate of the client's downlink ([`FromRelay::Link`]).
-pub const PROTOCOL_VERSION: u16 = 4;
+///
+/// 5: access tokens. Participants have an identity ([`ParticipantInfo::identity`]); the welcome
+/// says what the joiner may do ([`Grants`]), its name and identity; a refused token or a
+/// missing grant has a code of its own ([`ErrorCode::TokenExpired`], …).
+pub const PROTOCOL_VERSION: u16 = 5;

@@ -8,6 +8,8 @@ use crate::{Error, Result};
 pub const MAX_ROOM_NAME: usize = 64;
 /// Longest display name, in bytes.
 pub const MAX_DISPLAY_NAME: usize = 64;
+/// Longest participant identity (from an access token), in bytes.
+pub const MAX_IDENTITY: usize = 64;
 /// Longest join token, in bytes.
 pub const MAX_TOKEN: usize = 1024;
 /// Longest client agent string in the hello, in bytes.

@@ -163,6 +163,33 @@ impl Pose {
     }
 }
 
+/// What a participant may do in its room: what its access token grants (everything, on a relay
+/// that asks for no tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Grants {
+    /// It may publish tracks.
+    pub publish: bool,
+    /// It may receive others' media.
+    pub subscribe: bool,
+    /// It may say something in the chat.
+    pub chat: bool,
+}
+
+impl Grants {
+    /// Everything: publish, subscribe and chat.
+    pub const ALL: Grants = Grants {
+        publish: true,
+        subscribe: true,
+        chat: true,
+    };
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
 /// A participant as the roster shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParticipantInfo {
@@ -170,6 +197,9 @@ pub struct ParticipantInfo {
     pub id: ParticipantId,
     /// Its display name.
     pub name: String,
+    /// Who it is: the subject of its access token, signed by the room's issuer; on a relay that
+    /// asks for no tokens, the name it gave (vouched for by nobody).
+    pub identity: String,
     /// What it publishes.
     pub tracks: Vec<(u8, TrackInfo)>,
     /// Its microphone is muted.
@@ -183,6 +213,7 @@ pub struct ParticipantInfo {
 impl ParticipantInfo {
     fn validate(&self) -> Result<()> {
         check_str("name", &self.name, MAX_DISPLAY_NAME, false)?;
+        check_str("identity", &self.identity, MAX_IDENTITY, false)?;
         check_len("tracks", self.tracks.len(), MAX_TRACKS_PER_PARTICIPANT)?;
         for (index, track) in &self.tracks {
             check_track_index(*index)?;
@@ -314,6 +345,12 @@ pub enum FromRelay {
         version: u16,
         /// The client's own id.
         you: ParticipantId,
+        /// Its name in the room (an access token may name it).
+        name: String,
+        /// Its identity ([`ParticipantInfo::identity`]).
+        identity: String,
+        /// What it may do.
+        grants: Grants,
         /// Everyone else already in the room.
         participants: Vec<ParticipantInfo>,
         /// The secret to present ([`Resume`]) to keep this place after a lost connection.
@@ -451,7 +488,14 @@ impl FromRelay {
     /// Checks every field against [`crate::limits`].
     pub fn validate(&self) -> Result<()> {
         match self {
-            FromRelay::Welcome { participants, .. } => {
+            FromRelay::Welcome {
+                participants,
+                name,
+                identity,
+                ..
+            } => {
+                check_str("name", name, MAX_DISPLAY_NAME, false)?;
+                check_str("identity", identity, MAX_IDENTITY, false)?;
                 check_len("participants", participants.len(), MAX_PARTICIPANTS)?;
                 participants.iter().try_for_each(ParticipantInfo::validate)
             }

@@ -25,8 +25,8 @@ use crate::limits::{CHAT_HISTORY, CONTROL_BURST, CONTROL_RATE};
 use crate::link::{LinkEstimate, LinkSample};
 use crate::media::MediaFrame;
 use crate::message::{
-    FromRelay, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume, ToRelay,
-    TrackId, TrackKind,
+    FromRelay, Grants, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume,
+    ToRelay, TrackId, TrackKind,
 };
 use crate::{Error, PROTOCOL_VERSION, Result};
 
@@ -37,6 +37,30 @@ pub struct Joined {
     pub id: ParticipantId,
     /// They took back a place they had (a new connection after a lost one).
     pub resumed: bool,
+}
+
+/// Who a relay lets into a room: what the access token (or, on a relay that asks for none, the
+/// join itself) says of the joiner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// The name the room shows.
+    pub name: String,
+    /// Who it is ([`ParticipantInfo::identity`]).
+    pub identity: String,
+    /// What it may do.
+    pub grants: Grants,
+}
+
+impl Admission {
+    /// A joiner on a relay that asks for no tokens: its identity is the name it gave, and it may
+    /// do everything.
+    pub fn open(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            identity: name.to_owned(),
+            grants: Grants::ALL,
+        }
+    }
 }
 
 /// Tunables of a [`Room`].
@@ -192,6 +216,8 @@ impl Subscription {
 #[derive(Debug)]
 struct Member {
     info: ParticipantInfo,
+    /// What it may do.
+    grants: Grants,
     /// What the participant presents to take its place back after a lost connection.
     secret: u64,
     /// Token bucket of control messages: one participant cannot flood everyone else's queues.
@@ -430,11 +456,22 @@ impl Room {
         secret: u64,
         now: Instant,
     ) -> Result<Joined> {
+        self.handle_admitted(Admission::open(name), resume, secret, now)
+    }
+
+    /// Someone the relay let in as `who` joins (see [`Room::handle_join`]). A place is taken
+    /// back only by the identity that had it.
+    pub fn handle_admitted(
+        &mut self,
+        who: Admission,
+        resume: Option<Resume>,
+        secret: u64,
+        now: Instant,
+    ) -> Result<Joined> {
         if let Some(resume) = resume
-            && self
-                .members
-                .get(&resume.id)
-                .is_some_and(|member| member.secret == resume.secret)
+            && self.members.get(&resume.id).is_some_and(|member| {
+                member.secret == resume.secret && member.info.identity == who.identity
+            })
         {
             self.take_back(resume.id, now);
             return Ok(Joined {
@@ -451,9 +488,15 @@ impl Room {
         }
         let id = ParticipantId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1).max(1);
+        let Admission {
+            name,
+            identity,
+            grants,
+        } = who;
         let info = ParticipantInfo {
             id,
-            name: name.to_owned(),
+            name: name.clone(),
+            identity: identity.clone(),
             tracks: Vec::new(),
             audio_muted: false,
             video_muted: false,
@@ -466,6 +509,9 @@ impl Room {
             FromRelay::Welcome {
                 version: PROTOCOL_VERSION,
                 you: id,
+                name,
+                identity,
+                grants,
                 participants: roster,
                 resume_secret: secret,
                 resumed: false,
@@ -478,6 +524,7 @@ impl Room {
             id,
             Member {
                 info,
+                grants,
                 secret,
                 budget: f64::from(CONTROL_BURST),
                 budget_at: None,
@@ -531,6 +578,9 @@ impl Room {
                 FromRelay::Welcome {
                     version: PROTOCOL_VERSION,
                     you: id,
+                    name: member.info.name.clone(),
+                    identity: member.info.identity.clone(),
+                    grants: member.grants,
                     participants: roster,
                     resume_secret: member.secret,
                     resumed: true,
@@ -605,6 +655,9 @@ impl Room {
             ToRelay::Leave => self.handle_leave(from, LeaveReason::Left),
             ToRelay::Publish { index, info } => {
                 let member = self.member_mut(from)?;
+                if !member.grants.publish {
+                    return Err(Error::NotAllowed("publish"));
+                }
                 if member.info.tracks.iter().any(|(i, _)| *i == index) {
                     return Err(Error::Violation("track index already published"));
                 }
@@ -637,6 +690,9 @@ impl Room {
                 }
             }
             ToRelay::Subscribe { track } => {
+                if !self.member_mut(from)?.grants.subscribe {
+                    return Err(Error::NotAllowed("subscribe"));
+                }
                 let kind = self.track_kind(track).filter(|_| track.participant != from);
                 let Some(kind) = kind else {
                     self.outbox
@@ -706,8 +762,12 @@ impl Room {
                 self.allocate(now);
             }
             ToRelay::Chat { text } => {
+                let member = self.member_mut(from)?;
+                if !member.grants.chat {
+                    return Err(Error::NotAllowed("chat"));
+                }
+                let name = member.info.name.clone();
                 self.chat_seq += 1;
-                let name = self.member_mut(from)?.info.name.clone();
                 let line = FromRelay::Chat {
                     seq: self.chat_seq,
                     from,

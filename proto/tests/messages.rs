@@ -30,6 +30,7 @@ fn participant() -> ParticipantInfo {
     ParticipantInfo {
         id: ParticipantId(3),
         name: "Ada".into(),
+        identity: "ada@example.org".into(),
         tracks: vec![(0, video_info())],
         audio_muted: true,
         video_muted: false,
@@ -113,6 +114,13 @@ fn every_from_relay_message_round_trips() {
         FromRelay::Welcome {
             version: PROTOCOL_VERSION,
             you: ParticipantId(9),
+            name: "Ada".into(),
+            identity: "ada@example.org".into(),
+            grants: Grants {
+                publish: false,
+                subscribe: true,
+                chat: false,
+            },
             participants: vec![participant(), participant()],
             resume_secret: 0xDEAD_BEEF,
             resumed: true,
@@ -331,12 +339,17 @@ fn media_frames_with_bad_lengths_or_flags_are_refused() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn error_codes_map_to_numbers_and_back() {
-    for code in 0..12 {
-        if let Some(known) = ErrorCode::from_u32(code) {
-            assert_eq!(known.as_u32(), code);
+    let mut known = 0;
+    for code in 0..32 {
+        if let Some(found) = ErrorCode::from_u32(code) {
+            assert_eq!(found.as_u32(), code);
+            known += 1;
         }
     }
+    assert_eq!(known, 16, "every code from 0 to 15 is one of ours");
     assert_eq!(ErrorCode::from_u32(4), Some(ErrorCode::RoomFull));
+    assert_eq!(ErrorCode::from_u32(11), Some(ErrorCode::TokenExpired));
+    assert_eq!(ErrorCode::from_u32(14), Some(ErrorCode::NotAllowed));
     assert_eq!(ErrorCode::from_u32(999), None);
     assert_eq!(Error::RoomFull.code(), ErrorCode::RoomFull);
 }

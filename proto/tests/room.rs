@@ -153,6 +153,9 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
             FromRelay::Welcome {
                 version: PROTOCOL_VERSION,
                 you: ada,
+                name: "Ada".into(),
+                identity: "Ada".into(),
+                grants: Grants::ALL,
                 participants: vec![],
                 resume_secret: SECRET,
                 resumed: false,
@@ -173,6 +176,9 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
                 FromRelay::Welcome {
                     version: PROTOCOL_VERSION,
                     you: bob,
+                    name: "Bob".into(),
+                    identity: "Bob".into(),
+                    grants: Grants::ALL,
                     participants: vec![ada_info.clone()],
                     resume_secret: SECRET,
                     resumed: false,
@@ -198,6 +204,9 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
         vec![FromRelay::Welcome {
             version: PROTOCOL_VERSION,
             you: cid,
+            name: "Cid".into(),
+            identity: "Cid".into(),
+            grants: Grants::ALL,
             participants: vec![ada_info.clone(), bob_info.clone()],
             resume_secret: SECRET,
             resumed: false,
@@ -233,6 +242,9 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
         vec![FromRelay::Welcome {
             version: PROTOCOL_VERSION,
             you: dan,
+            name: "Dan".into(),
+            identity: "Dan".into(),
+            grants: Grants::ALL,
             participants: vec![ada_info, cid_info],
             resume_secret: SECRET,
             resumed: false,
@@ -1280,6 +1292,9 @@ fn a_lost_connection_takes_its_place_back_and_nobody_sees_it_go() {
         FromRelay::Welcome {
             version: PROTOCOL_VERSION,
             you: ada,
+            name: "Ada".into(),
+            identity: "Ada".into(),
+            grants: Grants::ALL,
             participants: vec![bob_info],
             resume_secret: SECRET,
             resumed: true,
@@ -1685,4 +1700,120 @@ fn joining_a_room_of_200_may_subscribe_to_all_of_it_at_once() {
     }
     // Other messages still have their own budget.
     send(&mut room, joiner, ToRelay::Chat { text: "hi".into() }, t0);
+}
+
+#[test]
+fn grants_bound_what_a_participant_may_do_and_the_welcome_says_them() {
+    use rotunda_proto::room::Admission;
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let ada = join(&mut room, "Ada");
+    publish(&mut room, ada, 0, video_info(), t0);
+    let listener = Admission {
+        name: "Listener".into(),
+        identity: "listener@example.org".into(),
+        grants: Grants {
+            publish: false,
+            subscribe: true,
+            chat: false,
+        },
+    };
+    let lis = room
+        .handle_admitted(listener.clone(), None, SECRET, t0)
+        .expect("joins")
+        .id;
+    let welcome = sent_to(&drain_control(&mut room), lis);
+    let Some(FromRelay::Welcome {
+        name,
+        identity,
+        grants,
+        ..
+    }) = welcome.first()
+    else {
+        panic!("no welcome: {welcome:?}");
+    };
+    assert_eq!(
+        (name.as_str(), identity.as_str(), *grants),
+        ("Listener", "listener@example.org", listener.grants)
+    );
+    assert_eq!(
+        room.participant(lis).map(|p| p.identity.as_str()),
+        Some("listener@example.org"),
+        "the roster carries the identity"
+    );
+    // It may watch, not publish or chat; the refusals carry their code, and nobody hears of
+    // what was refused.
+    subscribe(&mut room, lis, track(ada, 0), t0);
+    let refused = room.handle_message(
+        lis,
+        ToRelay::Publish {
+            index: 0,
+            info: video_info(),
+        },
+        t0,
+    );
+    assert_eq!(refused, Err(Error::NotAllowed("publish")));
+    assert_eq!(Error::NotAllowed("publish").code(), ErrorCode::NotAllowed);
+    let refused = room.handle_message(
+        lis,
+        ToRelay::Chat {
+            text: "hello".into(),
+        },
+        t0,
+    );
+    assert_eq!(refused, Err(Error::NotAllowed("chat")));
+    assert!(
+        drain_control(&mut room)
+            .iter()
+            .all(|(_, m)| !matches!(m, FromRelay::TrackPublished { .. } | FromRelay::Chat { .. })),
+        "nothing refused reaches anyone"
+    );
+    assert_eq!(
+        room.participant(lis).map(|p| p.tracks.len()),
+        Some(0),
+        "no track was published"
+    );
+    // One who may not watch is refused a subscription.
+    let deaf = room
+        .handle_admitted(
+            Admission {
+                grants: Grants {
+                    publish: true,
+                    subscribe: false,
+                    chat: true,
+                },
+                ..Admission::open("Deaf")
+            },
+            None,
+            SECRET,
+            t0,
+        )
+        .expect("joins")
+        .id;
+    assert_eq!(
+        room.handle_message(
+            deaf,
+            ToRelay::Subscribe {
+                track: track(ada, 0)
+            },
+            t0
+        ),
+        Err(Error::NotAllowed("subscribe"))
+    );
+    // A place is taken back only by the identity that had it.
+    let resume = Resume {
+        id: lis,
+        secret: SECRET,
+    };
+    let other = room
+        .handle_admitted(Admission::open("Listener"), Some(resume), 7, t0)
+        .expect("joins");
+    assert!(
+        !other.resumed,
+        "another identity with the secret joins afresh"
+    );
+    let back = room
+        .handle_admitted(listener, Some(resume), 8, t0)
+        .expect("joins");
+    assert_eq!((back.id, back.resumed), (lis, true));
 }

@@ -9,7 +9,13 @@
 //! A `+N` scenario adds N subscribers that subscribe to everything, then stop reading anything
 //! (a dead or hopelessly slow participant); the table's figures are the healthy subscribers'.
 //!
-//! `cargo bench -p rotunda-server --bench relay [-- --seconds 10 --scenario 2x8+1]`
+//! `--hoarders N` adds N hostile clients in a room of their own while the scenario runs: each
+//! publishes a video track, then keeps every stream it may open (32) busy with a frame whose
+//! header claims a megabyte, sends 900 KB of it and never the end; the relay must hold no more
+//! than its budgets (8 MiB a connection, 256 MiB in all) and the scenario's media must not
+//! suffer.
+//!
+//! `cargo bench -p rotunda-server --bench relay [-- --seconds 10 --scenario 2x8+1 --hoarders 200]`
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -115,18 +121,20 @@ struct Client {
 
 impl Client {
     async fn join(relay: &RelayProcess, room: &str, name: &str) -> Self {
+        Self::join_at(&relay.url, relay.hash, room, name)
+            .await
+            .expect("the relay lets it in")
+    }
+
+    /// Joins `room` at the relay at `url`; `None` if it could not.
+    async fn join_at(url: &str, hash: [u8; 32], room: &str, name: &str) -> Option<Self> {
         let config = ClientConfig::builder()
             .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(relay.hash)])
+            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
             .build();
-        let endpoint = Endpoint::client(config).expect("endpoint");
-        let connection = endpoint.connect(&relay.url).await.expect("connects");
-        let (send, recv) = connection
-            .open_bi()
-            .await
-            .expect("opens")
-            .await
-            .expect("opened");
+        let endpoint = Endpoint::client(config).ok()?;
+        let connection = endpoint.connect(url).await.ok()?;
+        let (send, recv) = connection.open_bi().await.ok()?.await.ok()?;
         let mut client = Self {
             connection,
             send,
@@ -150,9 +158,9 @@ impl Client {
             .await;
         loop {
             match client.next().await {
-                Some(FromRelay::Welcome { .. }) => return client,
+                Some(FromRelay::Welcome { .. }) => return Some(client),
                 Some(_) => {}
-                None => panic!("the relay refused the join"),
+                None => return None,
             }
         }
     }
@@ -364,9 +372,86 @@ async fn subscriber(
     ready_rx
 }
 
-async fn scenario(publishers: usize, subscribers: usize, stalled: usize, seconds: f64) -> Row {
+/// A hostile client: see the module's documentation. Runs until `until`.
+async fn hoard(url: String, hash: [u8; 32], name: String, until: Instant) {
+    let Some(mut client) = Client::join_at(&url, hash, "hoard", &name).await else {
+        return;
+    };
+    client
+        .send(ToRelay::Publish {
+            index: 0,
+            info: TrackInfo {
+                kind: TrackKind::Video,
+                codec: "avc1.42E01F".into(),
+                source: TrackSource::Camera,
+                width: 640,
+                height: 480,
+                layers: Vec::new(),
+            },
+        })
+        .await;
+    let header = MediaHeader {
+        track: TrackId {
+            participant: ParticipantId(0),
+            index: 0,
+        },
+        sequence: 0,
+        capture_us: 0,
+        keyframe: true,
+        layer: 0,
+        level: 0,
+        payload_len: rotunda_proto::limits::MAX_VIDEO_PAYLOAD as u32,
+    }
+    .encode();
+    let mut streams = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let connection = client.connection.clone();
+        streams.spawn(async move {
+            let chunk = vec![0u8; 100_000];
+            while Instant::now() < until {
+                let Ok(opening) = connection.open_uni().await else {
+                    return;
+                };
+                let Ok(mut stream) = opening.await else {
+                    return;
+                };
+                if stream.write_all(&header).await.is_err() {
+                    continue;
+                }
+                for _ in 0..9 {
+                    if stream.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                // Never the end: held until the relay stops it (its budget or its timeout).
+                let left = until.saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(left, stream.stopped()).await;
+            }
+        });
+    }
+    while streams.join_next().await.is_some() {}
+    drop(client);
+}
+
+async fn scenario(
+    publishers: usize,
+    subscribers: usize,
+    stalled: usize,
+    hoarders: usize,
+    seconds: f64,
+) -> Row {
     let relay = RelayProcess::start();
     let room = "bench";
+    let until = Instant::now() + Duration::from_secs_f64(seconds + 5.0);
+    let mut hoard_tasks = Vec::new();
+    for h in 0..hoarders {
+        hoard_tasks.push(tokio::spawn(hoard(
+            relay.url.clone(),
+            relay.hash,
+            format!("hoarder{h}"),
+            until,
+        )));
+    }
     let want = publishers * 2;
     let mut subs = Vec::new();
     for s in 0..subscribers {
@@ -429,6 +514,9 @@ async fn scenario(publishers: usize, subscribers: usize, stalled: usize, seconds
     drop(stalled_clients);
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu_after, rss, peak) = relay.usage();
+    for task in hoard_tasks {
+        task.abort();
+    }
     let bytes: u64 = receivers
         .iter()
         .map(|r| r.bytes.load(Ordering::Relaxed))
@@ -452,10 +540,11 @@ async fn scenario(publishers: usize, subscribers: usize, stalled: usize, seconds
     let delivered_bits = bytes as f64 * 8.0;
     let cpu = cpu_after - cpu_before;
     Row {
-        scenario: if stalled > 0 {
-            format!("{publishers}x{subscribers} + {stalled} stalled")
-        } else {
-            format!("{publishers}x{subscribers}")
+        scenario: match (stalled, hoarders) {
+            (0, 0) => format!("{publishers}x{subscribers}"),
+            (_, 0) => format!("{publishers}x{subscribers} + {stalled} stalled"),
+            (0, _) => format!("{publishers}x{subscribers} + {hoarders} hoarders"),
+            _ => format!("{publishers}x{subscribers} + {stalled} stalled + {hoarders} hoarders"),
         },
         offered_mbps: (publishers * subscribers) as f64
             * (VIDEO_BPS as f64 + AUDIO_BYTES as f64 * 8.0 * 50.0)
@@ -475,11 +564,13 @@ async fn scenario(publishers: usize, subscribers: usize, stalled: usize, seconds
 fn main() {
     let mut seconds = 10.0;
     let mut only: Option<String> = None;
+    let mut hoarders = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
             "--scenario" => only = args.next(),
+            "--hoarders" => hoarders = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -509,7 +600,7 @@ fn main() {
         eprintln!(
             "running {p} publishers x {s} subscribers (+{stalled} stalled) for {seconds} s ..."
         );
-        rows.push(runtime.block_on(scenario(p, s, stalled, seconds)));
+        rows.push(runtime.block_on(scenario(p, s, stalled, hoarders, seconds)));
     }
     println!(
         "| P x S | offered Mb/s | delivered Mb/s | relay CPU % | relay CPU s / Gbit | latency p50 ms | latency p99 ms | video frames dropped | relay RSS MiB (peak) |"

@@ -22,7 +22,18 @@ pub struct Config {
     /// PEM private key for `--cert`.
     #[arg(long, env = "ROTUNDA_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// Token every join must carry; none by default.
+    /// The token issuer's public key (`PREFIX.pub` from `rotunda-relay keygen`): every join
+    /// must then carry a token it signed, for the room joined, within its validity, and may do
+    /// only what the token grants. Without it (and without `--token`) anyone may join any room.
+    #[arg(
+        long,
+        env = "ROTUNDA_ISSUER_KEY",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    pub issuer_key: Option<PathBuf>,
+    /// One shared string every join must carry (a development convenience; `--issuer-key` is
+    /// the real thing).
     #[arg(long, env = "ROTUNDA_TOKEN")]
     pub token: Option<String>,
     /// Most participants in one room (the protocol carries up to 256).
@@ -31,6 +42,26 @@ pub struct Config {
     /// Video frames queued per subscriber and track before it skips to the next keyframe.
     #[arg(long, env = "ROTUNDA_VIDEO_QUEUE", default_value_t = 15)]
     pub video_queue_frames: usize,
+    /// Record every published track as the relay receives it under this directory (see the
+    /// `record` module: Annex-B H.264 per video track and layer, length-prefixed audio). In an
+    /// end-to-end encrypted room that is ciphertext.
+    #[arg(long, env = "ROTUNDA_RECORD", value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Most connections open at once.
+    #[arg(long, env = "ROTUNDA_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Most connections open at once from one address (a load test from one machine counts
+    /// one per simulated publisher).
+    #[arg(
+        long,
+        env = "ROTUNDA_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 512
+    )]
+    pub max_connections_per_address: usize,
+    /// Megabytes of unfinished incoming video frames the relay holds at most, all connections
+    /// together (each also has its own 8 MiB); a frame that would go over is dropped.
+    #[arg(long, env = "ROTUNDA_MEDIA_BUFFER_MB", default_value_t = 256)]
+    pub media_buffer_mb: usize,
     /// Directory holding the browser client's bundle (`index.html`, the JS glue and the wasm),
     /// served over HTTP on the relay's TCP port. When unset: `wasm/dist` in this checkout, where
     /// the web build puts it.
@@ -45,9 +76,14 @@ impl Config {
             listen,
             cert: None,
             key: None,
+            issuer_key: None,
             token: None,
             max_participants: rotunda_proto::room::DEFAULT_MAX_PARTICIPANTS,
             video_queue_frames: 15,
+            record: None,
+            max_connections: 4096,
+            max_connections_per_address: 512,
+            media_buffer_mb: 256,
             web_root: None,
         }
     }

@@ -20,14 +20,18 @@
 mod cert;
 mod config;
 mod http;
+pub mod limits;
+pub mod record;
 pub mod rooms;
 pub mod session;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rotunda_quic::stream::Budget;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
@@ -44,6 +48,9 @@ pub struct Relay {
     addr: SocketAddr,
     certificate: cert::CertificateStore,
     rooms: Arc<rooms::Rooms>,
+    access: token::Access,
+    media: Budget,
+    recorder: Option<Arc<record::Recorder>>,
     config: Config,
 }
 
@@ -57,13 +64,39 @@ impl Relay {
         let endpoint = Endpoint::server(certificate.server_config(udp)?)
             .context("starting the WebTransport endpoint")?;
         let endpoint = Arc::new(endpoint);
-        let rooms = Arc::new(rooms::Rooms::new(config.room_config()));
+        let recorder = match &config.record {
+            Some(dir) => Some(record::Recorder::start(dir)?),
+            None => None,
+        };
+        let rooms = Arc::new(rooms::Rooms::new(config.room_config(), recorder.clone()));
+        let access = match (&config.issuer_key, &config.token) {
+            (Some(path), _) => {
+                let verifier = token::Verifier::load(path)?;
+                info!(issuer = %verifier.to_paserk(), "joins need a token from this issuer");
+                token::Access::Signed(verifier)
+            }
+            (None, Some(shared)) => {
+                warn!("joins need the shared --token; anyone holding it may do anything");
+                token::Access::Shared(shared.clone())
+            }
+            (None, None) => {
+                warn!(
+                    "open relay: anyone who reaches it may join any room (give it --issuer-key \
+                     to ask for signed tokens)"
+                );
+                token::Access::Open
+            }
+        };
+        let media = Budget::new(config.media_buffer_mb.saturating_mul(1024 * 1024));
         Ok(Self {
+            media,
+            recorder,
             endpoint,
             http,
             addr,
             certificate,
             rooms,
+            access,
             config,
         })
     }
@@ -87,6 +120,7 @@ impl Relay {
     /// dropped): what tests and the client's in-process relay use.
     pub fn spawn(self) -> Running {
         let (url, addr, hash) = (self.url(), self.local_addr(), self.certificate_hash().0);
+        let media = self.media.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async {
             let _ = stopped.await;
@@ -95,6 +129,7 @@ impl Relay {
             url,
             addr,
             hash,
+            media,
             stop: Some(stop),
             task,
         }
@@ -117,17 +152,29 @@ impl Relay {
         let mut sessions = JoinSet::new();
         let context = Arc::new(session::Context {
             rooms: self.rooms.clone(),
-            token: self.config.token.clone(),
+            access: self.access.clone(),
+            attempts: limits::Attempts::default(),
+            media: self.media.clone(),
             stop: stop_rx,
         });
+        let connections = limits::Connections::new(
+            self.config.max_connections,
+            self.config.max_connections_per_address,
+        );
         tokio::pin!(shutdown);
         let mut next_id: u64 = 0;
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
+                    let remote = incoming.remote_address();
+                    let Some(slot) = connections.enter(remote.ip()) else {
+                        info!(%remote, open = connections.open(), "connection refused: too many");
+                        incoming.refuse();
+                        continue;
+                    };
                     next_id += 1;
-                    let span = info_span!("session", id = next_id, remote = %incoming.remote_address());
-                    sessions.spawn(session::run(incoming, context.clone()).instrument(span));
+                    let span = info_span!("session", id = next_id, %remote);
+                    sessions.spawn(session::run(incoming, context.clone(), slot).instrument(span));
                 }
                 () = &mut shutdown => break,
             }
@@ -149,6 +196,11 @@ impl Relay {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         renew.abort();
         let _ = http.await;
+        if let Some(recorder) = &self.recorder {
+            // Everything received is on disk before the relay says it stopped.
+            let recorder = recorder.clone();
+            let _ = tokio::task::spawn_blocking(move || recorder.finish()).await;
+        }
         Ok(())
     }
 }
@@ -161,11 +213,17 @@ pub struct Running {
     pub addr: SocketAddr,
     /// SHA-256 of its certificate.
     pub hash: [u8; 32],
+    media: Budget,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
+    /// Bytes of unfinished incoming video frames the relay holds now, all connections together.
+    pub fn media_held(&self) -> usize {
+        self.media.used()
+    }
+
     /// Shuts the relay down (telling every client) and waits for it, at most a few seconds.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -8,11 +8,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use rotunda_proto::room::{ForwardStats, Joined, Room, RoomConfig};
-use rotunda_proto::{ErrorCode, FromRelay, LeaveReason, ParticipantId, Result, Resume};
+use rotunda_proto::room::{Admission, ForwardStats, Joined, Room, RoomConfig};
+use rotunda_proto::{
+    ErrorCode, FromRelay, LeaveReason, MediaFrame, ParticipantId, Result, Resume, TrackId,
+    TrackKind,
+};
 use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 use wtransport::{Connection, VarInt};
+
+use crate::record::Recorder;
 
 /// A session as its room sees it.
 pub struct Peer {
@@ -35,6 +40,8 @@ struct RoomState {
 pub struct SharedRoom {
     name: String,
     state: Mutex<RoomState>,
+    /// The recorder and this room's place in it, when the relay records.
+    recording: Option<(Arc<Recorder>, Arc<str>)>,
 }
 
 impl SharedRoom {
@@ -49,6 +56,24 @@ impl SharedRoom {
         let result = f(&mut state.room, Instant::now());
         state.flush();
         result
+    }
+
+    /// A media frame from participant `id`, arrived as `kind`: forwarded by the room (see
+    /// [`Room::handle_media`]), and recorded when the relay records and the track is published.
+    pub fn forward(&self, id: ParticipantId, frame: MediaFrame, kind: TrackKind) -> Result<()> {
+        let track = TrackId {
+            participant: id,
+            index: frame.header.track.index,
+        };
+        let recorded = self.recording.as_ref().map(|_| frame.clone());
+        let published = self.with(|room, now| {
+            let published = room.track_kind(track) == Some(kind);
+            room.handle_media(id, frame, kind, now).map(|()| published)
+        })?;
+        if let (true, Some((recorder, dir)), Some(frame)) = (published, &self.recording, recorded) {
+            recorder.frame(dir, track, kind, &frame);
+        }
+        Ok(())
     }
 
     /// Forwarding counters so far.
@@ -85,14 +110,16 @@ impl RoomState {
 pub struct Rooms {
     config: RoomConfig,
     rooms: Mutex<HashMap<String, Arc<SharedRoom>>>,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl Rooms {
-    /// No rooms yet.
-    pub fn new(config: RoomConfig) -> Self {
+    /// No rooms yet; every room records through `recorder` when there is one.
+    pub fn new(config: RoomConfig, recorder: Option<Arc<Recorder>>) -> Self {
         Self {
             config,
             rooms: Mutex::new(HashMap::new()),
+            recorder,
         }
     }
 
@@ -111,7 +138,7 @@ impl Rooms {
     pub fn join(
         &self,
         room: &str,
-        name: &str,
+        who: Admission,
         resume: Option<Resume>,
         peer: Peer,
     ) -> Result<(Arc<SharedRoom>, Joined)> {
@@ -126,13 +153,17 @@ impl Rooms {
                         room: Room::new(self.config.clone()),
                         peers: HashMap::new(),
                     }),
+                    recording: self
+                        .recorder
+                        .as_ref()
+                        .map(|recorder| (recorder.clone(), recorder.room_dir(room))),
                 })
             })
             .clone();
         let mut state = shared.lock();
         let joined = state
             .room
-            .handle_join(name, resume, new_secret(), Instant::now());
+            .handle_admitted(who, resume, new_secret(), Instant::now());
         match joined {
             Ok(joined) => {
                 if let Some(old) = state.peers.insert(joined.id, peer) {

@@ -11,12 +11,14 @@
 //! internal details go to the log only.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::link::{LinkSample, Pacer};
+use rotunda_proto::room::Admission;
 use rotunda_proto::{
     Error, ErrorCode, FramePriority, FromRelay, LeaveReason, MediaFrame, PROTOCOL_VERSION,
     ParticipantId, Resume, ToRelay, TrackId, TrackKind,
@@ -27,8 +29,10 @@ use tracing::{debug, info, warn};
 use wtransport::endpoint::IncomingSession;
 use wtransport::{Connection, RecvStream, SendStream, VarInt};
 
+use crate::limits::{Attempts, Slot};
 use crate::rooms::{Peer, Rooms, SharedRoom};
-use rotunda_quic::stream;
+use crate::token::Access;
+use rotunda_quic::stream::{self, Budget};
 
 /// Time a client has to open its control stream and join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +44,9 @@ const CONTROL_QUEUE: usize = 4096;
 const VIDEO_IN_FLIGHT: usize = 32;
 /// A video frame not delivered by then is abandoned (its stream reset).
 const STALE_VIDEO: Duration = Duration::from_secs(1);
+/// Bytes of unfinished video frames one connection may hold (more than a burst of keyframes of
+/// every layer of a few tracks); a frame that would go over is dropped, its stream stopped.
+const CONNECTION_MEDIA_BUDGET: usize = 8 * 1024 * 1024;
 /// A publisher's video frame not fully received by then is abandoned.
 const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a subscriber's link is sampled for its room.
@@ -58,8 +65,12 @@ const ERROR_GRACE: Duration = Duration::from_secs(1);
 pub struct Context {
     /// The relay's rooms.
     pub rooms: Arc<Rooms>,
-    /// The token joins must carry, if any.
-    pub token: Option<String>,
+    /// What a join must carry.
+    pub access: Access,
+    /// Failed joins by address.
+    pub attempts: Attempts,
+    /// Bytes of unfinished video frames the whole relay may hold.
+    pub media: Budget,
     /// Turns true when the relay shuts down.
     pub stop: watch::Receiver<bool>,
 }
@@ -81,7 +92,8 @@ impl From<Error> for End {
 }
 
 /// Runs one session to its end.
-pub async fn run(incoming: IncomingSession, context: Arc<Context>) {
+pub async fn run(incoming: IncomingSession, context: Arc<Context>, _slot: Slot) {
+    let from = incoming.remote_address().ip();
     // Handshake, WebTransport CONNECT and the control stream, all within one deadline.
     let opened = tokio::time::timeout(JOIN_TIMEOUT, async {
         let request = incoming
@@ -102,7 +114,7 @@ pub async fn run(incoming: IncomingSession, context: Arc<Context>) {
         Ok(Err(())) => return,
         Err(_) => return debug!("session not opened in time"),
     };
-    let end = serve(&connection, &mut send, recv, &context).await;
+    let end = serve(&connection, &mut send, recv, &context, from).await;
     match end {
         End::Left => {
             info!("left");
@@ -121,15 +133,27 @@ async fn serve(
     send: &mut SendStream,
     mut recv: RecvStream,
     context: &Context,
+    from: IpAddr,
 ) -> End {
     let mut decoder = FrameDecoder::new();
+    if !context.attempts.allowed(from, Instant::now()) {
+        info!(%from, "join refused unread: too many failed joins from this address");
+        return End::Failed(ErrorCode::TooManyAttempts);
+    }
     let joined =
         tokio::time::timeout(JOIN_TIMEOUT, handshake(&mut recv, &mut decoder, context)).await;
-    let (room_name, name, resume) = match joined {
+    let (room_name, who, resume) = match joined {
         Err(_) => return End::Failed(ErrorCode::Timeout),
-        Ok(Err(end)) => return end,
+        Ok(Err(end)) => {
+            if matches!(end, End::Failed(_)) {
+                context.attempts.failed(from, Instant::now());
+            }
+            return end;
+        }
         Ok(Ok(join)) => join,
     };
+    let name = who.name.clone();
+    let identity = who.identity.clone();
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE);
     let media = Arc::new(Notify::new());
     let session = connection.stable_id() as u64;
@@ -139,21 +163,26 @@ async fn serve(
         connection: connection.clone(),
         session,
     };
-    let (room, joined) = match context.rooms.join(&room_name, &name, resume, peer) {
+    let (room, joined) = match context.rooms.join(&room_name, who, resume, peer) {
         Ok(joined) => joined,
         Err(error) => return error.into(),
     };
     let id = joined.id;
     if joined.resumed {
-        info!(room = room_name, name, participant = %id, "took its place back");
+        info!(room = room_name, name, identity, participant = %id, "took its place back");
     } else {
-        info!(room = room_name, name, participant = %id, "joined");
+        info!(room = room_name, name, identity, participant = %id, "joined");
     }
 
     let mut tasks = JoinSet::new();
     tasks.spawn(read_control(recv, decoder, room.clone(), id));
     tasks.spawn(read_audio(connection.clone(), room.clone(), id));
-    tasks.spawn(read_video(connection.clone(), room.clone(), id));
+    tasks.spawn(read_video(
+        connection.clone(),
+        room.clone(),
+        id,
+        context.media.child(CONNECTION_MEDIA_BUDGET),
+    ));
     let pace = Arc::new(VideoPace::new());
     tasks.spawn(watch_link(
         connection.clone(),
@@ -204,7 +233,7 @@ async fn handshake(
     recv: &mut RecvStream,
     decoder: &mut FrameDecoder,
     context: &Context,
-) -> Result<(String, String, Option<Resume>), End> {
+) -> Result<(String, Admission, Option<Resume>), End> {
     match next_message(recv, decoder).await? {
         ToRelay::Hello { version, agent } => {
             if version != PROTOCOL_VERSION {
@@ -221,10 +250,16 @@ async fn handshake(
             token,
             resume,
         } => {
-            if context.token.is_some() && context.token != token {
-                return Err(Error::Unauthorized.into());
+            match context
+                .access
+                .admit(&room, &name, token.as_deref(), SystemTime::now())
+            {
+                Ok(who) => Ok((room, who, resume)),
+                Err(refusal) => {
+                    info!(room, name, reason = %refusal, "join refused");
+                    Err(End::Failed(refusal.code()))
+                }
             }
-            Ok((room, name, resume))
         }
         _ => Err(Error::Violation("expected join").into()),
     }
@@ -268,22 +303,26 @@ async fn read_audio(connection: Connection, room: Arc<SharedRoom>, id: Participa
         let Ok(datagram) = connection.receive_datagram().await else {
             return End::Disconnected;
         };
-        let result = MediaFrame::decode(datagram.payload(), TrackKind::Audio).and_then(|frame| {
-            room.with(|room, now| room.handle_media(id, frame, TrackKind::Audio, now))
-        });
+        let result = MediaFrame::decode(datagram.payload(), TrackKind::Audio)
+            .and_then(|frame| room.forward(id, frame, TrackKind::Audio));
         if let Err(error) = result {
             return error.into();
         }
     }
 }
 
-async fn read_video(connection: Connection, room: Arc<SharedRoom>, id: ParticipantId) -> End {
+async fn read_video(
+    connection: Connection,
+    room: Arc<SharedRoom>,
+    id: ParticipantId,
+    budget: Budget,
+) -> End {
     let mut streams = JoinSet::new();
     loop {
         tokio::select! {
             stream = connection.accept_uni() => {
                 let Ok(stream) = stream else { return End::Disconnected };
-                streams.spawn(read_video_frame(stream, room.clone(), id));
+                streams.spawn(read_video_frame(stream, room.clone(), id, budget.clone()));
             }
             Some(done) = streams.join_next() => {
                 match done {
@@ -303,11 +342,11 @@ async fn read_video_frame(
     mut stream: RecvStream,
     room: Arc<SharedRoom>,
     id: ParticipantId,
+    budget: Budget,
 ) -> Result<(), Error> {
-    match tokio::time::timeout(VIDEO_READ_TIMEOUT, read_video_wire(&mut stream, &room, id)).await {
-        Ok(Ok(Some(frame))) => {
-            room.with(|room, now| room.handle_media(id, frame, TrackKind::Video, now))
-        }
+    let read = read_video_wire(&mut stream, &room, id, &budget);
+    match tokio::time::timeout(VIDEO_READ_TIMEOUT, read).await {
+        Ok(Ok(Some(frame))) => room.forward(id, frame, TrackKind::Video),
         Ok(Ok(None)) => Ok(()),
         Ok(Err(error)) => Err(error),
         Err(_) => {
@@ -321,6 +360,7 @@ async fn read_video_wire(
     stream: &mut RecvStream,
     room: &SharedRoom,
     id: ParticipantId,
+    budget: &Budget,
 ) -> Result<Option<MediaFrame>, Error> {
     let Some((header, parsed)) = stream::read_header(stream).await? else {
         return Ok(None);
@@ -335,7 +375,7 @@ async fn read_video_wire(
         Some(TrackKind::Audio) => return Err(Error::Violation("video on an audio track")),
         None => return Ok(None), // not published (yet): dropped
     }
-    stream::read_payload(stream, header, parsed).await
+    stream::read_payload(stream, header, parsed, budget).await
 }
 
 async fn send_media(

@@ -20,7 +20,7 @@ use bevy::prelude::*;
 use rotunda_engine::handle::{self, EngineSide};
 pub use rotunda_engine::mailbox::{Pictures, Poses};
 pub use rotunda_engine::{BotReport, CallConfig, Command, Engine, Error, JoinOptions, LiveStats};
-use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, ParticipantInfo, Pose};
+use rotunda_proto::{FromRelay, Grants, LeaveReason, ParticipantId, ParticipantInfo, Pose};
 
 use crate::AppSystems;
 use crate::devices::{DeviceStates, Devices};
@@ -59,8 +59,10 @@ pub(super) fn io_plugin(app: &mut App) {
 pub struct CallJoined {
     /// Our id.
     pub you: ParticipantId,
-    /// Our name.
+    /// Our name (the relay's: an access token may have chosen it).
     pub name: String,
+    /// What we may do.
+    pub grants: Grants,
 }
 
 /// The connection was lost; the call is rejoining while the room stays on screen.
@@ -277,7 +279,6 @@ struct CallMessages<'w> {
 /// Turns up to [`EVENTS_PER_FRAME`] call events into messages.
 fn drain_call(
     call: Option<Res<Call>>,
-    settings: Res<Settings>,
     mut out: CallMessages,
     mut devices: ResMut<Devices>,
     mut connection: ResMut<Connection>,
@@ -317,11 +318,13 @@ fn drain_call(
         };
         use rotunda_engine::CallEvent;
         match event {
-            CallEvent::Joined { you, roster } => {
-                out.joined.write(CallJoined {
-                    you,
-                    name: settings.name.clone(),
-                });
+            CallEvent::Joined {
+                you,
+                name,
+                grants,
+                roster,
+            } => {
+                out.joined.write(CallJoined { you, name, grants });
                 for info in roster {
                     out.participants.write(ParticipantJoined(info));
                 }

@@ -118,6 +118,8 @@ pub struct Roster {
     pub you: Option<ParticipantId>,
     /// Our own name.
     pub your_name: String,
+    /// What we may do (what our access token grants).
+    pub your_grants: rotunda_proto::Grants,
     /// The entity of every remote participant present.
     pub entities: HashMap<ParticipantId, Entity>,
 }
@@ -135,6 +137,7 @@ fn note_local_participant(mut joined: MessageReader<CallJoined>, mut roster: Res
     for joined in joined.read() {
         roster.you = Some(joined.you);
         roster.your_name = joined.name.clone();
+        roster.your_grants = joined.grants;
     }
 }
 

@@ -84,16 +84,19 @@ pub fn place_in_ring(ids: &[ParticipantId], you: ParticipantId) -> Option<(Vec3,
     } else {
         ring * BACK_STEP
     };
-    let back = step.min(ROOM_RADIUS - 2.0 - ring).max(0.0);
+    let behind = (ROOM_RADIUS - 2.0 - ring).max(0.0);
     // A ring near the walls leaves no room to step back: the neighbours' panels would fill the
-    // view's sides. Step into the ring instead, past them.
-    let distance = if back < MIN_BACK_STEP {
+    // view's sides. Step into the ring instead, past them. (A small ring's short step back is
+    // no reason to: two people stepped past the centre and stood with their backs to each
+    // other.)
+    let distance = if behind < MIN_BACK_STEP {
         ring - IN_STEP
     } else {
-        ring + back
+        ring + step.min(behind)
     };
     let position = out * distance + Vec3::Y * EYE_HEIGHT;
-    let yaw = position.x.atan2(position.z);
+    // Facing the centre from the slot's side, wherever along that line we stand.
+    let yaw = out.x.atan2(out.z);
     Some((position, yaw))
 }
 
@@ -240,7 +243,8 @@ fn show_self_view(
         return;
     };
     for (mut view, mut visibility) in &mut views {
-        let on = devices.camera_on;
+        // One who may not publish sends no picture: no self-view either.
+        let on = devices.camera_on && roster.your_grants.publish;
         let wanted = if on {
             Visibility::Inherited
         } else {
@@ -274,6 +278,28 @@ pub struct SelfView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In a small ring everyone else is ahead, across the centre: two people once stood back
+    /// to back, each past the centre, and never saw each other.
+    #[test]
+    fn in_a_small_ring_everyone_else_is_ahead() {
+        for count in 2..=12 {
+            let ids: Vec<ParticipantId> = (1..=count as u32).map(ParticipantId).collect();
+            let slots = layout::ring(count);
+            for (mine, you) in ids.iter().enumerate() {
+                let (eye, yaw) = place_in_ring(&ids, *you).expect("a place");
+                let ahead = Vec3::new(-yaw.sin(), 0.0, -yaw.cos());
+                // Behind our own slot, looking at the centre.
+                let to_centre = (-eye).with_y(0.0);
+                assert!(to_centre.length() > slots[mine].translation.xz().length());
+                assert!(to_centre.normalize().dot(ahead) > 0.999, "{count}: {yaw}");
+                for (i, slot) in slots.iter().enumerate() {
+                    let to = (slot.translation - eye).with_y(0.0);
+                    assert!(i == mine || to.dot(ahead) > 0.0, "{count}: {i} behind");
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_viewer_stands_inside_the_walls_with_no_panel_close_ahead() {

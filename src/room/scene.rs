@@ -1,12 +1,17 @@
 //! The hall: floor, walls, centre piece, lamps; and the camera that is the viewer's eyes.
 
+use std::collections::VecDeque;
 use std::f32::consts::{FRAC_PI_2, TAU};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{CameraOutputMode, CameraUpdateSystems};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
+use bevy::platform::time::Instant;
 use bevy::prelude::*;
 use bevy::render::render_resource::BlendState;
+use bevy::render::{Render, RenderApp, RenderSystems};
 use bevy::window::RequestRedraw;
 use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
@@ -26,6 +31,17 @@ pub(super) fn plugin(app: &mut App) {
         keep_the_ring_in_sight.before(CameraUpdateSystems),
     );
     app.add_systems(Last, hold_the_pace.run_if(resource_exists::<PacedFrames>));
+    // A frame's end is known in the render world, where it is drawn.
+    let drawn = FrameDrawn::default();
+    app.insert_resource(drawn.clone());
+    app.add_systems(
+        First,
+        follow_the_cost.run_if(resource_exists::<PacedFrames>),
+    );
+    if let Some(render) = app.get_sub_app_mut(RenderApp) {
+        render.insert_resource(drawn);
+        render.add_systems(Render, note_drawn.in_set(RenderSystems::PostCleanup));
+    }
 }
 
 /// On a software renderer (llvmpipe, SwiftShader) every pixel costs: drop multisampling,
@@ -70,18 +86,112 @@ fn spare_software_renderer(
         }
     }
     if let Some(interval) = settings.software_frame_interval {
-        let pace = UpdateMode::reactive(interval);
-        commands.insert_resource(WinitSettings {
-            focused_mode: pace,
-            unfocused_mode: pace,
+        commands.insert_resource(paced(interval));
+        commands.insert_resource(PacedFrames {
+            least: interval,
+            interval,
+            costs: VecDeque::new(),
+            started: None,
         });
-        commands.insert_resource(PacedFrames);
     }
 }
 
-/// Frames are paced: nothing but the pace (and the user's input) asks for the next one.
-#[derive(Resource)]
-struct PacedFrames;
+/// Update settings that start a frame every `interval` (or at the user's input).
+fn paced(interval: Duration) -> WinitSettings {
+    let pace = UpdateMode::reactive(interval);
+    WinitSettings {
+        focused_mode: pace,
+        unfocused_mode: pace,
+    }
+}
+
+/// A paced frame may take at most this share of the time: the interval is this many times what
+/// a frame costs, so a machine that gets busier (a frame on SwiftShader takes 0.2 s on an idle
+/// 2-core machine, 1.5 s on a busy one) draws less often and leaves the call its CPU.
+const FRAME_COST_SHARE: u32 = 3;
+/// The slowest pace, however dear frames get.
+const SLOWEST_FRAME_INTERVAL: Duration = Duration::from_secs(6);
+/// Frame costs the pace follows the median of.
+const COSTS_KEPT: usize = 5;
+/// The pace changes only when it is off by more than this fraction (a change costs a frame).
+const PACE_HYSTERESIS: f64 = 0.25;
+
+/// Frames are paced: nothing but the pace (and the user's input) asks for the next one; the
+/// pace follows what frames cost.
+#[derive(Resource, Debug)]
+struct PacedFrames {
+    /// The pace the settings ask for: the fastest.
+    least: Duration,
+    /// The pace now.
+    interval: Duration,
+    /// What the last few frames cost (start to drawn).
+    costs: VecDeque<Duration>,
+    /// When the frame now running started.
+    started: Option<Instant>,
+}
+
+impl PacedFrames {
+    /// Takes what a frame cost, from its start to drawn; returns the new interval when the pace
+    /// should change.
+    fn frame_cost(&mut self, cost: Duration) -> Option<Duration> {
+        if self.costs.len() == COSTS_KEPT {
+            self.costs.pop_front();
+        }
+        self.costs.push_back(cost);
+        // The median of the last few: one slow frame (pipelines compiled at the start, a panel
+        // added) moves nothing, a busy machine moves the pace within three frames.
+        if self.costs.len() < COSTS_KEPT / 2 + 1 {
+            return None;
+        }
+        let wanted =
+            (self.typical_cost() * FRAME_COST_SHARE).clamp(self.least, SLOWEST_FRAME_INTERVAL);
+        let off = (wanted.as_secs_f64() - self.interval.as_secs_f64()).abs();
+        let back_to_least = wanted == self.least && self.interval != self.least;
+        (back_to_least || off > PACE_HYSTERESIS * self.interval.as_secs_f64()).then(|| {
+            self.interval = wanted;
+            wanted
+        })
+    }
+
+    /// What a frame typically costs now (the median of the last few).
+    fn typical_cost(&self) -> Duration {
+        let mut sorted: Vec<Duration> = self.costs.iter().copied().collect();
+        sorted.sort_unstable();
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// When the render world last finished drawing a frame (shared by both worlds).
+#[derive(Resource, Clone, Default)]
+struct FrameDrawn(Arc<Mutex<Option<Instant>>>);
+
+fn note_drawn(drawn: Res<FrameDrawn>) {
+    if let Ok(mut at) = drawn.0.lock() {
+        *at = Some(Instant::now());
+    }
+}
+
+/// At a frame's start: what the last one cost, and the pace that follows.
+fn follow_the_cost(
+    mut pace: ResMut<PacedFrames>,
+    drawn: Res<FrameDrawn>,
+    mut winit: ResMut<WinitSettings>,
+) {
+    let now = Instant::now();
+    let drawn = drawn.0.lock().ok().and_then(|at| *at);
+    if let (Some(started), Some(drawn)) = (pace.started, drawn)
+        && drawn > started
+        && let Some(interval) = pace.frame_cost(drawn - started)
+    {
+        info!(
+            "frames cost {:.0} ms: one every {:.1} s",
+            pace.typical_cost().as_secs_f64() * 1000.0,
+            interval.as_secs_f64()
+        );
+        *winit = paced(interval);
+    }
+    pace.started = Some(now);
+}
 
 /// Drops this frame's requests for another frame at once (egui asks for one while a text field
 /// has focus, for its blinking cursor), so that the pace holds.
@@ -295,5 +405,59 @@ fn build_hall(
                 Transform::from_translation(position),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pace(least_ms: u64) -> PacedFrames {
+        PacedFrames {
+            least: Duration::from_millis(least_ms),
+            interval: Duration::from_millis(least_ms),
+            costs: VecDeque::new(),
+            started: None,
+        }
+    }
+
+    fn feed(pace: &mut PacedFrames, cost_ms: u64, frames: usize) -> Vec<Option<Duration>> {
+        (0..frames)
+            .map(|_| pace.frame_cost(Duration::from_millis(cost_ms)))
+            .collect()
+    }
+
+    #[test]
+    fn cheap_frames_keep_the_fastest_pace() {
+        let mut frames = pace(1500);
+        assert!(feed(&mut frames, 300, 20).iter().all(Option::is_none));
+        assert_eq!(frames.interval, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn dear_frames_slow_the_pace_and_cheap_ones_bring_it_back() {
+        let mut frames = pace(1500);
+        // A busy machine: frames of 1.2 s are drawn at most a third of the time, once three
+        // of them said so.
+        let changes = feed(&mut frames, 1200, 6);
+        assert_eq!(changes[..2], [None, None]);
+        assert_eq!(changes[2], Some(Duration::from_millis(3600)));
+        assert_eq!(frames.interval, Duration::from_millis(3600));
+        // Dearer still: never slower than the slowest pace.
+        feed(&mut frames, 4000, 6);
+        assert_eq!(frames.interval, SLOWEST_FRAME_INTERVAL);
+        // Idle again: back to the settings' pace within three frames.
+        feed(&mut frames, 200, 3);
+        assert_eq!(frames.interval, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn one_slow_frame_moves_nothing() {
+        let mut frames = pace(1500);
+        // Pipelines compiled in the first frame.
+        assert_eq!(frames.frame_cost(Duration::from_secs(4)), None);
+        assert!(feed(&mut frames, 300, 5).iter().all(Option::is_none));
+        assert_eq!(frames.frame_cost(Duration::from_secs(3)), None);
+        assert_eq!(frames.interval, Duration::from_millis(1500));
     }
 }

@@ -17,7 +17,7 @@ use crate::participants::{Departing, Muted, Participant, Speaking};
 use crate::room::layout::PANEL_HEIGHT;
 use crate::settings::Settings;
 use crate::state::Screen;
-use model::{CallStats, ChatLog, Panels, ParticipantRows};
+use model::{Allowed, CallStats, ChatLog, Panels, ParticipantRows};
 
 /// The UI's model, without drawing (what tests build on).
 pub fn logic_plugin(app: &mut App) {
@@ -67,6 +67,7 @@ struct RoomUi<'w, 's> {
     meeting: ResMut<'w, MeetingMode>,
     panels: ResMut<'w, Panels>,
     log: ResMut<'w, ChatLog>,
+    allowed: Res<'w, Allowed>,
     rows: Res<'w, ParticipantRows>,
     cameras: Query<'w, 's, (&'static mut Camera, &'static GlobalTransform), With<Ears>>,
     participants: Query<
@@ -176,8 +177,10 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
         meeting,
         panels,
         log,
+        allowed,
         ..
     } = room;
+    let may_publish = allowed.0.publish;
     egui::Panel::top("top").show(ui, |ui| {
         // Wrapped: in a small window every control stays reachable, Leave included.
         ui.horizontal_wrapped(|ui| {
@@ -196,10 +199,14 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
                 }
             }
             ui.separator();
+            if !may_publish {
+                ui.colored_label(egui::Color32::LIGHT_BLUE, "watching only")
+                    .on_hover_text("Your access token does not let you publish in this room.");
+            }
             let mut microphone = devices.microphone_on;
             if ui
                 .add_enabled(
-                    devices.microphone.sends(),
+                    devices.microphone.sends() && may_publish,
                     egui::Checkbox::new(&mut microphone, "Microphone (M)"),
                 )
                 .changed()
@@ -209,7 +216,7 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
             let mut camera = devices.camera_on;
             if ui
                 .add_enabled(
-                    devices.camera.sends(),
+                    devices.camera.sends() && may_publish,
                     egui::Checkbox::new(&mut camera, "Camera (V)"),
                 )
                 .changed()
@@ -293,8 +300,13 @@ fn draw_participants(ui: &mut egui::Ui, room: &RoomUi) {
 
 fn draw_chat(ui: &mut egui::Ui, room: &mut RoomUi) {
     let RoomUi {
-        panels, log, call, ..
+        panels,
+        log,
+        call,
+        allowed,
+        ..
     } = room;
+    let may_chat = allowed.0.chat;
     if !panels.chat {
         return;
     }
@@ -327,6 +339,10 @@ fn draw_chat(ui: &mut egui::Ui, room: &mut RoomUi) {
                         });
                     }
                 });
+            if !may_chat {
+                ui.weak("Your access token does not let you chat in this room.");
+                return;
+            }
             let response = ui.add(
                 egui::TextEdit::singleline(&mut log.draft)
                     .hint_text("Say something… (Enter)")

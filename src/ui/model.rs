@@ -13,16 +13,27 @@ pub const CHAT_KEPT: usize = 1_000;
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<ChatLog>()
+        .init_resource::<Allowed>()
         .init_resource::<Panels>()
         .init_resource::<CallStats>()
         .init_resource::<ParticipantRows>();
     app.add_systems(
         Update,
-        (record_chat, record_stats, list_participants)
+        (record_chat, record_stats, list_participants, note_grants)
             .after(AppSystems::Update)
             .before(AppSystems::Present),
     );
     app.add_systems(OnEnter(Screen::Connecting), clear_call_state);
+}
+
+/// What the relay lets us do in this room (what our access token grants).
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowed(pub rotunda_proto::Grants);
+
+fn note_grants(mut joined: MessageReader<CallJoined>, mut allowed: ResMut<Allowed>) {
+    if let Some(joined) = joined.read().last() {
+        allowed.0 = joined.grants;
+    }
 }
 
 /// One chat line.

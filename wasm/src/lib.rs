@@ -2,7 +2,8 @@
 //! the same Bevy client as the desktop program, drawing into the page's canvas.
 //!
 //! URL parameters: `room` and `name` (with `room`, the client joins at once; without it, the
-//! join form shows), `relay` (default: the page's own host and port), `camera` and `mic`
+//! join form shows), `token` (an access token, when the relay asks for one: a refused one is
+//! explained on the page), `relay` (default: the page's own host and port), `camera` and `mic`
 //! (`default`, `synthetic` or `none`), `video` (`WIDTHxHEIGHT@FPS`), `chat` (a line said once
 //! after joining), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off), `frames`
 //! (`continuous`: draw back to back even without a GPU).
@@ -58,6 +59,9 @@ fn settings_from_page() -> Result<Settings, String> {
     }
     if let Some(name) = param("name") {
         settings.name = name;
+    }
+    if let Some(token) = param("token") {
+        settings.token = Some(token.trim().to_owned());
     }
     if let Some(camera) = param("camera") {
         settings.camera = camera.parse()?;

@@ -1,6 +1,6 @@
 //! What the application and the call say to each other: [`Command`]s in, [`CallEvent`]s out.
 
-use rotunda_proto::{FromRelay, ParticipantId, ParticipantInfo, Pose};
+use rotunda_proto::{FromRelay, Grants, ParticipantId, ParticipantInfo, Pose};
 use serde::{Deserialize, Serialize};
 
 use super::{BotReport, PanelView};
@@ -42,6 +42,11 @@ pub enum CallEvent {
     Joined {
         /// Our id.
         you: ParticipantId,
+        /// Our name in the room (an access token may have chosen it).
+        name: String,
+        /// What we may do: a participant without the publish grant sends nothing, one without
+        /// the subscribe grant receives nothing, one without the chat grant says nothing.
+        grants: Grants,
         /// Everyone else present.
         roster: Vec<ParticipantInfo>,
     },

@@ -26,8 +26,8 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use rotunda_proto::{
-    FromRelay, LayerInfo, MediaFrame, MediaHeader, ParticipantId, Pose, Resume, ToRelay, TrackId,
-    TrackInfo, TrackKind, TrackSource,
+    FromRelay, Grants, LayerInfo, MediaFrame, MediaHeader, ParticipantId, Pose, Resume, ToRelay,
+    TrackId, TrackInfo, TrackKind, TrackSource,
 };
 use web_time::Instant;
 
@@ -40,7 +40,7 @@ pub use view::PanelView;
 use self::backoff::Backoff;
 use self::camera::Camera;
 use self::limiter::ControlLimiter;
-use self::stats::{Stats, percentile};
+use self::stats::{Pauses, Stats, percentile};
 use self::view::ViewState;
 use crate::Error;
 use crate::audio::{JitterBuffer, Mixer, Playout, Voices};
@@ -168,13 +168,9 @@ struct VideoTrack {
     /// The newest capture time received: a late frame of a layer left behind is not taken
     /// for a switch back.
     newest_us: u64,
-    /// When its last frame came.
-    last_frame: Option<Instant>,
+    /// Where its runs of numbers start again after a pause.
+    pauses: Pauses,
 }
-
-/// Nothing of a video for this long, then a keyframe: the relay paused it (out of sight, or
-/// more than the link carries) and resumed it; the frames between were never sent to us.
-const PAUSE: Duration = Duration::from_secs(1);
 
 /// Frames of a layer being switched to held until its keyframe.
 const SWITCH_HELD: usize = 30;
@@ -231,6 +227,8 @@ pub struct Call {
     rtt_ms: f64,
     /// The relay's estimate of our downlink, in kb/s, as last told.
     link_kbps: Option<u32>,
+    /// What the relay's welcome says we may do.
+    grants: Grants,
     next_audio: Instant,
     next_stats: Instant,
     next_levels: Instant,
@@ -307,6 +305,7 @@ impl Call {
             next_ping: now,
             rtt_ms: 0.0,
             link_kbps: None,
+            grants: Grants::ALL,
             next_audio: now,
             next_stats: now + STATS_EVERY,
             next_levels: now + LEVELS_EVERY,
@@ -378,10 +377,16 @@ impl Call {
         self.view.reset();
         let Joined {
             you,
+            name,
+            grants,
             roster,
             resume,
             resumed,
         } = joined;
+        if grants != Grants::ALL {
+            tracing::info!(?grants, "the access token limits what we may do");
+        }
+        self.grants = grants;
         self.you = Some(you);
         self.resume = Some(resume);
         self.report.id = you.0;
@@ -429,13 +434,18 @@ impl Call {
         if !self.chat_sent {
             self.chat_sent = true;
             for text in self.config.chat.clone() {
-                self.send(ToRelay::Chat { text });
+                self.say(text);
             }
         }
         self.events.push_back(if rejoin {
             CallEvent::Rejoined { you, roster }
         } else {
-            CallEvent::Joined { you, roster }
+            CallEvent::Joined {
+                you,
+                name,
+                grants,
+                roster,
+            }
         });
     }
 
@@ -643,20 +653,16 @@ impl Call {
                     // old one after this, or of this one before its keyframe, counts for
                     // nothing: it was never meant to be shown).
                     self.stats.peer(track.participant).video_span[layer].restart();
+                    video.pauses.restarted();
                 }
-                let resumed = header.keyframe
-                    && video
-                        .last_frame
-                        .is_some_and(|at| now.saturating_duration_since(at) >= PAUSE);
-                video.last_frame = Some(now);
                 video.layer = Some(header.layer);
                 video.newest_us = video.newest_us.max(header.capture_us);
                 let span = &mut self.stats.peer(track.participant).video_span[layer];
-                if resumed {
-                    span.restart();
-                }
                 for frame in &frames {
-                    span.see(frame.header.sequence);
+                    let header = &frame.header;
+                    video
+                        .pauses
+                        .see(span, header.sequence, header.keyframe, now);
                 }
                 let mut released_frames = Vec::new();
                 let mut need_keyframe = false;
@@ -688,7 +694,7 @@ impl Call {
         match command {
             Command::Chat(text) => {
                 if self.phase == Phase::Joined {
-                    self.send(ToRelay::Chat { text });
+                    self.say(text);
                 }
             }
             Command::Pose(pose) => {
@@ -891,7 +897,19 @@ impl Call {
         }
     }
 
+    /// Says something in the chat, when we may.
+    fn say(&mut self, text: String) {
+        if self.grants.chat {
+            self.send(ToRelay::Chat { text });
+        } else {
+            tracing::warn!("not said: the access token does not let us chat");
+        }
+    }
+
     fn send_mute(&mut self) {
+        if !self.grants.publish {
+            return;
+        }
         self.send(ToRelay::Mute {
             audio: !self.microphone_on,
             video: !self.camera_on,
@@ -900,6 +918,9 @@ impl Call {
 
     /// Announces our tracks (and our mute state when something is off).
     fn publish(&mut self) {
+        if !self.grants.publish {
+            return;
+        }
         if let Some(camera) = &self.camera {
             let spec = camera.top();
             let layers = camera.layer_infos();
@@ -935,7 +956,7 @@ impl Call {
 
     /// Subscribes to a track we can decode.
     fn subscribe(&mut self, track: TrackId, info: &TrackInfo) {
-        if !self.config.subscribe {
+        if !self.config.subscribe || !self.grants.subscribe {
             return;
         }
         match info.kind {
@@ -950,7 +971,7 @@ impl Call {
                         layer: None,
                         switching: Vec::new(),
                         newest_us: 0,
-                        last_frame: None,
+                        pauses: Pauses::default(),
                     },
                 );
             }
@@ -1038,7 +1059,7 @@ impl Call {
             // The source is read even when nothing is sent, so it never backs up.
             microphone.source.next_samples(&mut microphone.samples);
             microphone.level = rotunda_proto::audio_level(&microphone.samples);
-            if joined && self.microphone_on {
+            if joined && self.microphone_on && self.grants.publish {
                 if microphone.encoder.is_none() {
                     match self.codecs.audio_encoder(AUDIO_BITRATE) {
                         Ok(encoder) => microphone.encoder = Some(encoder),
@@ -1113,7 +1134,7 @@ impl Call {
             camera.next = now;
         }
         camera.next += interval;
-        if !joined || !self.camera_on {
+        if !joined || !self.camera_on || !self.grants.publish {
             return;
         }
         // The self-view, at up to 15 pictures a second.

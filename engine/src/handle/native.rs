@@ -109,7 +109,7 @@ impl Console {
 impl Outputs for Console {
     fn event(&mut self, event: CallEvent) {
         match &event {
-            CallEvent::Joined { you, roster } | CallEvent::Rejoined { you, roster } => {
+            CallEvent::Joined { you, roster, .. } | CallEvent::Rejoined { you, roster } => {
                 self.you = Some(*you);
                 self.present = roster.iter().map(|p| p.id).collect();
                 self.look();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::{ErrorCode, FramePriority, FromRelay, MediaFrame, Resume, ToRelay, TrackKind};
-use rotunda_quic::stream;
+use rotunda_quic::stream::{self, Budget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::debug;
@@ -32,6 +32,9 @@ use crate::sync::lock;
 const STALE_VIDEO: Duration = Duration::from_secs(1);
 /// A video frame from the relay not fully received by then is abandoned.
 const VIDEO_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes of unfinished video frames held at once (a room's worth of keyframes arriving
+/// together); a frame that would go over is dropped.
+const MEDIA_BUDGET: usize = 64 * 1024 * 1024;
 /// QUIC's own idle timeout: longer than the call's silence check, which notices a dead relay
 /// first (and lets the relay hold our place meanwhile).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -388,10 +391,12 @@ async fn read_datagrams(connection: Connection, events: mpsc::Sender<Event>) {
 }
 
 async fn read_streams(connection: Connection, events: mpsc::Sender<Event>) {
+    let budget = Budget::new(MEDIA_BUDGET);
     while let Ok(stream) = connection.accept_uni().await {
         let events = events.clone();
+        let budget = budget.clone();
         tokio::spawn(async move {
-            let read = tokio::time::timeout(VIDEO_READ_TIMEOUT, read_frame(stream)).await;
+            let read = tokio::time::timeout(VIDEO_READ_TIMEOUT, read_frame(stream, &budget)).await;
             if let Ok(Some(frame)) = read {
                 let _ = events.try_send(Event::Media(frame, TrackKind::Video));
             }
@@ -399,9 +404,9 @@ async fn read_streams(connection: Connection, events: mpsc::Sender<Event>) {
     }
 }
 
-async fn read_frame(mut stream: RecvStream) -> Option<MediaFrame> {
+async fn read_frame(mut stream: RecvStream, budget: &Budget) -> Option<MediaFrame> {
     let (header, parsed) = stream::read_header(&mut stream).await.ok()??;
-    stream::read_payload(&mut stream, header, parsed)
+    stream::read_payload(&mut stream, header, parsed, budget)
         .await
         .ok()?
 }
