@@ -34,6 +34,11 @@ status=${PIPESTATUS[0]}
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test -p rotunda-proto --target wasm32-unknown-unknown --test messages 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# End-to-end encryption in the browser's build: an MLS group made in wasm, and frames sealed
+# natively opened there.
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    cargo test -p rotunda-e2ee --target wasm32-unknown-unknown --test wasm 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 # Every failure's message again at the end, where a log cut short in the middle still shows it.
 awk '/panicked at/ { p = 1 } /^stack backtrace:|^note: / { p = 0 } p && !/^\[(driver|bot)\]/ { print }' "$log"
