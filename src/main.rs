@@ -52,6 +52,10 @@ struct LoadTestArgs {
     /// Access token, when the relay asks for one.
     #[arg(long, env = "ROTUNDA_TOKEN")]
     token: Option<String>,
+    /// Create the room end-to-end encrypted: every publisher is then a member of its MLS group
+    /// and seals its media (it costs the publishers, not the relay; off by default here).
+    #[arg(long)]
+    e2ee: bool,
     /// How many publishers.
     #[arg(long, default_value_t = 10)]
     publishers: usize,
@@ -94,6 +98,11 @@ struct RoomArgs {
     /// Access token, when the relay asks for one.
     #[arg(long, env = "ROTUNDA_TOKEN")]
     token: Option<String>,
+    /// Create the room end-to-end encrypted: media and chat sealed with keys the people in it
+    /// agree (MLS and SFrame), a safety code to compare. Joining a room someone else created
+    /// follows that room; a room without it is marked so for everyone in it.
+    #[arg(long)]
+    e2ee: bool,
     /// Camera: an index or name from the list the join screen shows, `synthetic` (test
     /// pattern) or `none`.
     #[arg(long, default_value = "default")]
@@ -144,6 +153,11 @@ struct BotArgs {
     /// Access token, when the relay asks for one.
     #[arg(long, env = "ROTUNDA_TOKEN")]
     token: Option<String>,
+    /// Create the room end-to-end encrypted: media and chat sealed with keys the people in it
+    /// agree (MLS and SFrame), a safety code to compare. Joining a room someone else created
+    /// follows that room; a room without it is marked so for everyone in it.
+    #[arg(long)]
+    e2ee: bool,
     /// How long to stay, e.g. 20s or 2m.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -193,6 +207,7 @@ async fn run_load_test(args: LoadTestArgs) -> anyhow::Result<()> {
             room: args.room,
             name: "load".into(),
             token: args.token,
+            e2ee: args.e2ee,
         },
         publishers: args.publishers,
         speakers: args.speakers.min(args.publishers),
@@ -264,6 +279,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         room: args.room.unwrap_or(defaults.room),
         name: args.name.unwrap_or(defaults.name),
         token: args.token,
+        e2ee: args.e2ee,
         camera: args.camera,
         microphone: args.mic,
         speakers: args.speakers,
@@ -295,6 +311,7 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
         room: args.room,
         name: args.name,
         token: args.token,
+        e2ee: args.e2ee,
     });
     config.duration = Some(args.duration);
     config.video = (!args.no_video).then_some(args.video);

@@ -62,6 +62,9 @@ pub struct Settings {
     pub name: String,
     /// Access token.
     pub token: Option<String>,
+    /// Ask for end-to-end encryption when this join creates the room (opt-in while it is new;
+    /// a room without it is marked so for everyone in it).
+    pub e2ee: bool,
     /// Camera.
     pub camera: DeviceChoice,
     /// Microphone.
@@ -108,6 +111,7 @@ impl Default for Settings {
             room: "lobby".into(),
             name: default_name(),
             token: None,
+            e2ee: false,
             camera: DeviceChoice::Default,
             microphone: DeviceChoice::Default,
             speakers: DeviceChoice::Default,

@@ -22,6 +22,10 @@ use crate::{Error, Result, mls};
 /// provider has.
 const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 
+/// Epochs before the current one whose chat lines still open: a line sealed just before a join
+/// or leave reaches its readers after it (media keys are kept [`crate::PREVIOUS_EPOCH_KEPT`]).
+const PAST_EPOCHS: usize = 2;
+
 /// The exporter label and length of an epoch's SFrame base key (RFC 9605 section 5.2).
 const SFRAME_LABEL: &str = "SFrame 1.0 Base Key";
 
@@ -137,6 +141,7 @@ impl Member {
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
             .use_ratchet_tree_extension(true)
+            .max_past_epochs(PAST_EPOCHS)
             .build();
         let group = MlsGroup::new(
             &self.provider,
@@ -306,6 +311,7 @@ impl Member {
         };
         let config = MlsGroupJoinConfig::builder()
             .use_ratchet_tree_extension(true)
+            .max_past_epochs(PAST_EPOCHS)
             .build();
         let staged =
             StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None).map_err(mls)?;

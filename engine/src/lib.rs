@@ -39,7 +39,7 @@ pub mod worker;
 
 pub use call::{
     BotReport, Call, CallConfig, CallEvent, Command, JoinOptions, LivePeer, LiveStats, PanelView,
-    PeerReport, VideoSpec,
+    PeerReport, Security, VideoSpec,
 };
 pub use driver::{Outputs, Parts, run};
 pub use error::{Error, Result};

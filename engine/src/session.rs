@@ -17,6 +17,10 @@ pub struct JoinOptions {
     pub name: String,
     /// Access token, if the relay wants one.
     pub token: Option<String>,
+    /// Ask for end-to-end encryption in a room this join creates (a room's first joiner
+    /// decides; the welcome says what the room is).
+    #[serde(default)]
+    pub e2ee: bool,
 }
 
 /// A session the driver opened: what the relay's welcome said.
@@ -26,8 +30,12 @@ pub struct Joined {
     pub you: ParticipantId,
     /// Our name in the room (the access token may have chosen it).
     pub name: String,
+    /// Our identity (the access token's, or our name on an open relay).
+    pub identity: String,
     /// What we may do (what the access token grants; everything on an open relay).
     pub grants: Grants,
+    /// The room is end-to-end encrypted.
+    pub e2ee: bool,
     /// Everyone else present.
     pub roster: Vec<ParticipantInfo>,
     /// What to present to keep our place next time.
@@ -43,15 +51,19 @@ impl Joined {
             FromRelay::Welcome {
                 you,
                 name,
+                identity,
                 grants,
                 participants,
                 resume_secret,
                 resumed,
+                e2ee,
                 ..
             } => Ok(Self {
                 you,
                 name,
+                identity,
                 grants,
+                e2ee,
                 roster: participants,
                 resume: Resume {
                     id: you,

@@ -231,6 +231,7 @@ async fn an_unreachable_relay_is_reported_not_hung() {
         room: "room".into(),
         name: "lonely".into(),
         token: None,
+        e2ee: false,
     });
     config.video = None;
     config.audio = false;
@@ -262,6 +263,7 @@ async fn a_join_that_gets_no_answer_times_out_with_a_clear_message() {
         room: "room".into(),
         name: "patient".into(),
         token: None,
+        e2ee: false,
     });
     config.video = None;
     let (_linked, events) = start_call(config);

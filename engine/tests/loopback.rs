@@ -9,9 +9,9 @@ use common::{
     Joining, PATIENCE, TestRelay, assert_decoded_everyone, bot_config, reports, spawn_bots,
     start_relay,
 };
-use rotunda_engine::Error;
 use rotunda_engine::call::Joined;
 use rotunda_engine::transport::{self, Event, Session};
+use rotunda_engine::{BotReport, Error};
 use rotunda_proto::framing::{self, FrameDecoder};
 use rotunda_proto::limits::MAX_VIDEO_PAYLOAD;
 use rotunda_proto::{
@@ -109,6 +109,7 @@ async fn raw_join(
             name: name.into(),
             token: None,
             resume: None,
+            e2ee: false,
         },
         &mut hello,
     )
@@ -736,6 +737,7 @@ async fn signed_tokens_admit_their_identity_and_bound_what_it_may_do() {
                 now,
             )),
             resume: None,
+            e2ee: false,
         },
         ToRelay::Publish {
             index: 0,
@@ -870,12 +872,20 @@ async fn the_relay_records_what_it_forwards_and_the_video_decodes() {
     let _ = std::fs::remove_dir_all(&dir);
     let record = dir.clone();
     let relay = start_relay(|config| config.record = Some(record)).await;
+    // A room created without end-to-end encryption: the relay holds the media as sent.
     let mut ada = bot_config(relay.join("all hands", "ada"), 4);
+    ada.join.e2ee = false;
     ada.simulcast = false;
-    let bea = bot_config(relay.join("all hands", "bea"), 4);
+    let mut bea = bot_config(relay.join("all hands", "bea"), 4);
+    bea.join.e2ee = false;
     let reports = reports(spawn_bots(vec![ada, bea])).await;
     relay.stop().await;
     let ada = &reports[0];
+    assert!(
+        !ada.e2ee && !reports[1].e2ee,
+        "the room says it is not encrypted"
+    );
+    assert_eq!(ada.safety_code, None);
 
     // One folder per room opening, the room's name made safe for a file system.
     let rooms: Vec<_> = std::fs::read_dir(dir.join("all%20hands"))
@@ -913,6 +923,88 @@ async fn the_relay_records_what_it_forwards_and_the_video_decodes() {
         packets * 10 >= ada.audio_frames_sent * 9 && packets <= ada.audio_frames_sent,
         "{packets} packets recorded of {} sent",
         ada.audio_frames_sent
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_room_shares_one_safety_code_and_its_relay_holds_only_ciphertext() {
+    let dir = std::env::temp_dir().join(format!("rotunda-sealed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let record = dir.clone();
+    let relay = start_relay(|config| config.record = Some(record)).await;
+    let mut ada = bot_config(relay.join("sealed", "ada"), 5);
+    ada.simulcast = false;
+    ada.chat = vec!["hello bea".into()];
+    ada.join.e2ee = true;
+    let mut bea = bot_config(relay.join("sealed", "bea"), 5);
+    bea.chat = vec!["hello ada".into()];
+    bea.join.e2ee = true;
+    let all = reports(spawn_bots(vec![ada, bea])).await;
+    relay.stop().await;
+    let (ada, bea) = (&all[0], &all[1]);
+    for report in [ada, bea] {
+        assert!(
+            report.error.is_none(),
+            "{}: {:?}",
+            report.name,
+            report.error
+        );
+        assert!(
+            report.e2ee,
+            "{} was told the room is encrypted",
+            report.name
+        );
+    }
+    let code = ada.safety_code.clone().expect("ada holds the group's keys");
+    assert_eq!(
+        bea.safety_code.as_ref(),
+        Some(&code),
+        "one code for the room"
+    );
+    // Each sees and hears the other through the seals.
+    let from_ada = &bea.peers["ada"];
+    let from_bea = &ada.peers["bea"];
+    for (peer, who) in [(from_ada, "bea <- ada"), (from_bea, "ada <- bea")] {
+        assert!(
+            peer.video_frames_decoded * 10 >= peer.video_frames_expected * 8,
+            "{who}: {peer:?}"
+        );
+        assert!(peer.audio_frames_decoded > 50, "{who}: {peer:?}");
+        assert_eq!(peer.video_frames_wrong_sender, 0, "{who}");
+    }
+    // Each says a line once it holds the group's keys: whoever came second said it to both
+    // (the first, alone in the group when it spoke, was heard by no one: a later member holds
+    // no key to an earlier epoch).
+    let heard = |report: &BotReport, from: &str, text: &str| {
+        report
+            .chat_received
+            .iter()
+            .any(|line| line.from == from && line.text == text)
+    };
+    assert!(
+        heard(ada, "bea", "hello ada") || heard(bea, "ada", "hello bea"),
+        "{:?} / {:?}",
+        ada.chat_received,
+        bea.chat_received
+    );
+    assert!(heard(ada, "ada", "hello bea") && heard(bea, "bea", "hello ada"));
+
+    // What the relay recorded of Ada's picture is ciphertext: not one picture decodes.
+    let rooms: Vec<_> = std::fs::read_dir(dir.join("sealed"))
+        .expect("the room's folder")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    let bytes = std::fs::read(rooms[0].join(format!("p{}-t0-L0.h264", ada.id)))
+        .expect("ada's video was recorded");
+    assert!(bytes.len() > 10_000, "{} bytes recorded", bytes.len());
+    let mut decoder = openh264::decoder::Decoder::new().expect("decoder");
+    let pictures = openh264::nal_units(&bytes)
+        .filter(|nal| matches!(decoder.decode(nal), Ok(Some(_))))
+        .count();
+    assert_eq!(
+        pictures, 0,
+        "a relay decoded a picture of an encrypted room"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

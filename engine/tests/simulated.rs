@@ -47,6 +47,7 @@ fn config(name: &str, video: bool) -> CallConfig {
         room: "sim".into(),
         name: name.into(),
         token: None,
+        e2ee: false,
     });
     config.video = video.then_some(VideoSpec {
         width: 160,
@@ -228,7 +229,7 @@ impl Sim {
             Action::Disconnect => {}
             Action::Leave => {
                 if let Some(id) = peer.id {
-                    self.room.handle_leave(id, LeaveReason::Left);
+                    self.room.handle_leave(id, LeaveReason::Left, now);
                 }
                 peer.call.handle_left(now);
             }

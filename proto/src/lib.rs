@@ -6,6 +6,7 @@
 //!   the relay (it may be end-to-end encrypted); audio travels in datagrams, each video frame on a
 //!   unidirectional stream of its own.
 //! - [`limits`]: the size limit of every field; decoders reject anything larger.
+//! - [`group`]: the relay as the MLS delivery service of an end-to-end encrypted room.
 //! - [`room`]: the relay's sans-IO room logic: membership, presence, chat, and selective
 //!   forwarding through bounded per-subscriber queues that skip to the next keyframe when a
 //!   subscriber falls behind. Callers pass `now` in and pull results out with `poll_*`.
@@ -14,6 +15,7 @@
 
 pub mod alloc;
 pub mod framing;
+pub mod group;
 pub mod limits;
 pub mod link;
 pub mod media;
@@ -45,4 +47,8 @@ pub use message::{
 /// 5: access tokens. Participants have an identity ([`ParticipantInfo::identity`]); the welcome
 /// says what the joiner may do ([`Grants`]), its name and identity; a refused token or a
 /// missing grant has a code of its own ([`ErrorCode::TokenExpired`], …).
-pub const PROTOCOL_VERSION: u16 = 5;
+///
+/// 6: end-to-end encryption. A join says whether a room it creates is encrypted; the welcome
+/// says whether the room is; MLS key packages, commit requests, commits, welcomes and sealed
+/// chat travel as control messages ([`group`]).
+pub const PROTOCOL_VERSION: u16 = 6;

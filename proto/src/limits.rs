@@ -41,6 +41,13 @@ pub const CONTROL_BURST: u32 = 120;
 /// Largest audio payload, in bytes: an Opus packet plus the header fits in the 1211-byte datagram
 /// Chromium allows.
 pub const MAX_AUDIO_PAYLOAD: usize = 1024;
+/// Largest MLS key package, in bytes (one is about 300 with Rotunda's labels).
+pub const MAX_KEY_PACKAGE: usize = 1024;
+/// Largest MLS commit, welcome or sealed chat line, in bytes (a welcome to a group of 200 is
+/// about 36 kB).
+pub const MAX_MLS_MESSAGE: usize = 60 * 1024;
+/// Most key packages one commit request carries (they fit a control message together).
+pub const MAX_ADDS_PER_ROUND: usize = 48;
 /// Largest video dimension, in pixels.
 pub const MAX_DIMENSION: u16 = 8192;
 

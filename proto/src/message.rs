@@ -276,6 +276,9 @@ pub enum ToRelay {
         token: Option<String>,
         /// The place to take back after a lost connection, if any.
         resume: Option<Resume>,
+        /// End-to-end encryption for a room this join creates (a room's first joiner decides
+        /// for everyone: [`FromRelay::Welcome::e2ee`]).
+        e2ee: bool,
     },
     /// Start publishing a track under the client's own index.
     Publish {
@@ -334,6 +337,27 @@ pub enum ToRelay {
     },
     /// Goodbye.
     Leave,
+    /// Our MLS key package, so a member adds us to the room's group (end-to-end encrypted
+    /// rooms; see [`crate::group`]).
+    KeyPackage {
+        /// The key package (an MLS message).
+        package: Vec<u8>,
+    },
+    /// Our answer to [`FromRelay::GroupPropose`].
+    GroupCommit {
+        /// The round answered.
+        round: u64,
+        /// The commit (an MLS message).
+        commit: Vec<u8>,
+        /// The welcome for those it adds (an MLS message), when it adds anyone.
+        welcome: Option<Vec<u8>>,
+    },
+    /// A chat line sealed for the group (an MLS application message), in an end-to-end
+    /// encrypted room.
+    SealedChat {
+        /// The sealed line.
+        sealed: Vec<u8>,
+    },
 }
 
 /// A message from the relay to a client.
@@ -358,6 +382,10 @@ pub enum FromRelay {
         /// The place asked for was kept: same id, tracks and subscriptions, and nobody was told
         /// we had gone.
         resumed: bool,
+        /// The room is end-to-end encrypted: media and chat are sealed with keys the room's
+        /// MLS group agrees (send a [`ToRelay::KeyPackage`] to be added); when false, everyone
+        /// in it is told plainly that the relay can read what it forwards.
+        e2ee: bool,
     },
     /// Someone entered the room.
     ParticipantJoined(ParticipantInfo),
@@ -438,6 +466,50 @@ pub enum FromRelay {
         /// The estimate.
         kbps: u32,
     },
+    /// You are the first of the room's group: start it.
+    GroupCreate,
+    /// Commit these changes to the group, from this epoch, and answer with
+    /// [`ToRelay::GroupCommit`] naming the round.
+    GroupPropose {
+        /// The request's number.
+        round: u64,
+        /// The epoch the commit starts from.
+        epoch: u64,
+        /// Who to add, with their key packages.
+        add: Vec<(ParticipantId, Vec<u8>)>,
+        /// Who to remove (they left the room).
+        remove: Vec<ParticipantId>,
+    },
+    /// The commit that moves the group on from `epoch`: apply it (once it checks out against the
+    /// roster).
+    GroupCommit {
+        /// The epoch it starts from.
+        epoch: u64,
+        /// The commit (an MLS message).
+        commit: Vec<u8>,
+    },
+    /// You were added to the room's group: join with this welcome.
+    GroupWelcome {
+        /// The welcome (an MLS message).
+        welcome: Vec<u8>,
+    },
+    /// A chat line sealed for the group.
+    SealedChat {
+        /// Who sent it.
+        from: ParticipantId,
+        /// Their display name when they sent it.
+        name: String,
+        /// The sealed line.
+        sealed: Vec<u8>,
+    },
+}
+
+/// An MLS message: not empty, and within its limit.
+fn check_bytes(field: &'static str, bytes: &[u8], max: usize) -> Result<()> {
+    if bytes.is_empty() {
+        return Err(Error::Empty(field));
+    }
+    check_len(field, bytes.len(), max)
 }
 
 fn check_track_index(index: u8) -> Result<()> {
@@ -480,6 +552,17 @@ impl ToRelay {
             ToRelay::Chat { text } => check_str("chat", text, MAX_CHAT, false),
             ToRelay::Pose(pose) => pose.validate(),
             ToRelay::Mute { .. } | ToRelay::Ping { .. } | ToRelay::Leave => Ok(()),
+            ToRelay::KeyPackage { package } => check_bytes("key package", package, MAX_KEY_PACKAGE),
+            ToRelay::GroupCommit {
+                commit, welcome, ..
+            } => {
+                check_bytes("commit", commit, MAX_MLS_MESSAGE)?;
+                match welcome {
+                    Some(welcome) => check_bytes("welcome", welcome, MAX_MLS_MESSAGE),
+                    None => Ok(()),
+                }
+            }
+            ToRelay::SealedChat { sealed } => check_bytes("sealed chat", sealed, MAX_MLS_MESSAGE),
         }
     }
 }
@@ -515,7 +598,21 @@ impl FromRelay {
                 check_str("chat", text, MAX_CHAT, false)
             }
             FromRelay::Pose { pose, .. } => pose.validate(),
+            FromRelay::GroupPropose { add, remove, .. } => {
+                check_len("adds", add.len(), MAX_ADDS_PER_ROUND)?;
+                check_len("removals", remove.len(), MAX_PARTICIPANTS)?;
+                add.iter().try_for_each(|(_, package)| {
+                    check_bytes("key package", package, MAX_KEY_PACKAGE)
+                })
+            }
+            FromRelay::GroupCommit { commit, .. } => check_bytes("commit", commit, MAX_MLS_MESSAGE),
+            FromRelay::GroupWelcome { welcome } => check_bytes("welcome", welcome, MAX_MLS_MESSAGE),
+            FromRelay::SealedChat { name, sealed, .. } => {
+                check_str("name", name, MAX_DISPLAY_NAME, false)?;
+                check_bytes("sealed chat", sealed, MAX_MLS_MESSAGE)
+            }
             FromRelay::ParticipantLeft { .. }
+            | FromRelay::GroupCreate
             | FromRelay::Mute { .. }
             | FromRelay::Link { .. }
             | FromRelay::Pong { .. }

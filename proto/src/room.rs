@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::alloc::{self, Candidate};
+use crate::group::Delivery;
 use crate::limits::{CHAT_HISTORY, CONTROL_BURST, CONTROL_RATE};
 use crate::link::{LinkEstimate, LinkSample};
 use crate::media::MediaFrame;
@@ -266,6 +267,10 @@ pub struct Room {
     /// What each layer of each video has been costing.
     rates: HashMap<(TrackId, u8), LayerRate>,
     stats: ForwardStats,
+    /// Media and chat are end-to-end encrypted (the first joiner chose).
+    e2ee: bool,
+    /// The room's MLS group, as its delivery service sees it (end-to-end encrypted rooms).
+    delivery: Delivery,
 }
 
 impl Room {
@@ -287,7 +292,28 @@ impl Room {
             next_loudest: None,
             rates: HashMap::new(),
             stats: ForwardStats::default(),
+            e2ee: false,
+            delivery: Delivery::default(),
         }
+    }
+
+    /// Makes the room end-to-end encrypted or not: what its first joiner asks (`ToRelay::Join`'s
+    /// `e2ee`). Only while no one is in it; everyone who joins later learns it in the welcome.
+    pub fn set_e2ee(&mut self, on: bool) {
+        if self.members.is_empty() {
+            self.e2ee = on;
+            self.delivery = Delivery::default();
+        }
+    }
+
+    /// Whether the room is end-to-end encrypted.
+    pub fn e2ee(&self) -> bool {
+        self.e2ee
+    }
+
+    /// The room's MLS group as the relay sees it.
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
     }
 
     /// No one is in the room.
@@ -421,6 +447,7 @@ impl Room {
     /// Time passed: allocations whose inputs changed run again (every one of them each
     /// `allocate_every`). Call at least that often.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.delivery.handle_timeout(now, &mut self.outbox);
         let all = self.next_allocate.is_none_or(|at| now >= at);
         if all {
             self.next_allocate = Some(now + self.config.allocate_every);
@@ -515,8 +542,12 @@ impl Room {
                 participants: roster,
                 resume_secret: secret,
                 resumed: false,
+                e2ee: self.e2ee,
             },
         ));
+        if self.e2ee {
+            self.delivery.joined(id);
+        }
         for line in &self.chat_history {
             self.outbox.push_back((id, line.clone()));
         }
@@ -584,6 +615,7 @@ impl Room {
                     participants: roster,
                     resume_secret: member.secret,
                     resumed: true,
+                    e2ee: self.e2ee,
                 },
             ));
         }
@@ -608,10 +640,13 @@ impl Room {
     }
 
     /// Someone leaves (or is removed): their tracks end and everyone else is told.
-    pub fn handle_leave(&mut self, id: ParticipantId, reason: LeaveReason) {
+    pub fn handle_leave(&mut self, id: ParticipantId, reason: LeaveReason, now: Instant) {
         let Some(member) = self.members.remove(&id) else {
             return;
         };
+        if self.e2ee {
+            self.delivery.left(id, now, &mut self.outbox);
+        }
         self.woken.remove(&id);
         self.outbox.retain(|(to, _)| *to != id);
         for (index, _) in &member.info.tracks {
@@ -652,7 +687,46 @@ impl Room {
             ToRelay::Hello { .. } | ToRelay::Join { .. } => {
                 return Err(Error::Violation("already joined"));
             }
-            ToRelay::Leave => self.handle_leave(from, LeaveReason::Left),
+            ToRelay::Leave => self.handle_leave(from, LeaveReason::Left, now),
+            ToRelay::KeyPackage { package } => {
+                if !self.e2ee {
+                    return Err(Error::Violation(
+                        "a key package in a room not end-to-end encrypted",
+                    ));
+                }
+                self.delivery
+                    .key_package(from, package, now, &mut self.outbox);
+            }
+            ToRelay::GroupCommit {
+                round,
+                commit,
+                welcome,
+            } => {
+                if !self.e2ee {
+                    return Err(Error::Violation(
+                        "a commit in a room not end-to-end encrypted",
+                    ));
+                }
+                // A stale commit (its round lapsed, or another answered) is dropped quietly:
+                // its member will apply the one forwarded.
+                self.delivery
+                    .commit(from, round, commit, welcome, now, &mut self.outbox);
+            }
+            ToRelay::SealedChat { sealed } => {
+                let member = self.member_mut(from)?;
+                if !member.grants.chat {
+                    return Err(Error::NotAllowed("chat"));
+                }
+                let name = member.info.name.clone();
+                if !self.e2ee {
+                    return Err(Error::Violation(
+                        "sealed chat in a room not end-to-end encrypted",
+                    ));
+                }
+                // The sender cannot open its own line (MLS): it shows it as it sent it. Not
+                // kept for joiners, who hold no key to an earlier epoch.
+                self.broadcast(from, FromRelay::SealedChat { from, name, sealed });
+            }
             ToRelay::Publish { index, info } => {
                 let member = self.member_mut(from)?;
                 if !member.grants.publish {
@@ -762,6 +836,11 @@ impl Room {
                 self.allocate(now);
             }
             ToRelay::Chat { text } => {
+                if self.e2ee {
+                    return Err(Error::Violation(
+                        "plain chat in an end-to-end encrypted room",
+                    ));
+                }
                 let member = self.member_mut(from)?;
                 if !member.grants.chat {
                     return Err(Error::NotAllowed("chat"));

@@ -4,7 +4,10 @@
 
 use bytes::Bytes;
 use rotunda_proto::framing::{self, FrameDecoder, Message};
-use rotunda_proto::limits::{MAX_CHAT, MAX_CONTROL_MESSAGE, MAX_DISPLAY_NAME, MAX_VIDEO_PAYLOAD};
+use rotunda_proto::limits::{
+    MAX_ADDS_PER_ROUND, MAX_CHAT, MAX_CONTROL_MESSAGE, MAX_DISPLAY_NAME, MAX_KEY_PACKAGE,
+    MAX_MLS_MESSAGE, MAX_VIDEO_PAYLOAD,
+};
 use rotunda_proto::*;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -74,6 +77,7 @@ fn every_to_relay_message_round_trips() {
             name: "Ada".into(),
             token: Some("secret".into()),
             resume: None,
+            e2ee: true,
         },
         ToRelay::Join {
             room: "team".into(),
@@ -83,6 +87,7 @@ fn every_to_relay_message_round_trips() {
                 id: ParticipantId(4),
                 secret: u64::MAX,
             }),
+            e2ee: false,
         },
         ToRelay::Publish {
             index: 1,
@@ -102,6 +107,22 @@ fn every_to_relay_message_round_trips() {
         },
         ToRelay::Ping { nonce: u64::MAX },
         ToRelay::Leave,
+        ToRelay::KeyPackage {
+            package: vec![1, 2, 3],
+        },
+        ToRelay::GroupCommit {
+            round: 7,
+            commit: vec![9; 400],
+            welcome: Some(vec![8; 40_000]),
+        },
+        ToRelay::GroupCommit {
+            round: u64::MAX,
+            commit: vec![9],
+            welcome: None,
+        },
+        ToRelay::SealedChat {
+            sealed: vec![0xAA; 100],
+        },
     ];
     for message in all {
         round_trip(message);
@@ -124,6 +145,7 @@ fn every_from_relay_message_round_trips() {
             participants: vec![participant(), participant()],
             resume_secret: 0xDEAD_BEEF,
             resumed: true,
+            e2ee: true,
         },
         FromRelay::ParticipantJoined(participant()),
         FromRelay::ParticipantLeft {
@@ -160,6 +182,28 @@ fn every_from_relay_message_round_trips() {
         FromRelay::Error {
             code: ErrorCode::RoomFull,
         },
+        FromRelay::GroupCreate,
+        FromRelay::GroupPropose {
+            round: 3,
+            epoch: 12,
+            add: vec![
+                (ParticipantId(5), vec![1; 300]),
+                (ParticipantId(6), vec![2; 300]),
+            ],
+            remove: vec![ParticipantId(2)],
+        },
+        FromRelay::GroupCommit {
+            epoch: 12,
+            commit: vec![3; 460],
+        },
+        FromRelay::GroupWelcome {
+            welcome: vec![4; 36_000],
+        },
+        FromRelay::SealedChat {
+            from: ParticipantId(5),
+            name: "Ada".into(),
+            sealed: vec![5; 120],
+        },
     ];
     for message in all {
         round_trip(message);
@@ -195,6 +239,7 @@ fn oversized_fields_are_refused_on_both_sides() {
         name: "n".repeat(MAX_DISPLAY_NAME + 1),
         token: None,
         resume: None,
+        e2ee: true,
     };
     assert_eq!(
         join.validate().map_err(|e| e.code()),
@@ -212,12 +257,54 @@ fn oversized_fields_are_refused_on_both_sides() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn mls_messages_are_bounded_and_never_empty() {
+    let too_big = ToRelay::KeyPackage {
+        package: vec![0; MAX_KEY_PACKAGE + 1],
+    };
+    assert!(matches!(
+        too_big.validate(),
+        Err(Error::TooLarge {
+            field: "key package",
+            ..
+        })
+    ));
+    let empty = ToRelay::GroupCommit {
+        round: 1,
+        commit: Vec::new(),
+        welcome: None,
+    };
+    assert_eq!(empty.validate(), Err(Error::Empty("commit")));
+    let welcome = ToRelay::GroupCommit {
+        round: 1,
+        commit: vec![1],
+        welcome: Some(vec![0; MAX_MLS_MESSAGE + 1]),
+    };
+    assert!(welcome.validate().is_err());
+    let crowded = FromRelay::GroupPropose {
+        round: 1,
+        epoch: 0,
+        add: vec![(ParticipantId(1), vec![1]); MAX_ADDS_PER_ROUND + 1],
+        remove: Vec::new(),
+    };
+    assert!(crowded.validate().is_err());
+    // The most a request may carry still fits one control message.
+    let full = FromRelay::GroupPropose {
+        round: 1,
+        epoch: 0,
+        add: vec![(ParticipantId(1), vec![1; MAX_KEY_PACKAGE]); MAX_ADDS_PER_ROUND],
+        remove: vec![ParticipantId(2); 200],
+    };
+    assert!(framing::encode(&full).is_ok());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn empty_names_and_non_finite_poses_are_refused() {
     let join = ToRelay::Join {
         room: " ".into(),
         name: "Ada".into(),
         token: None,
         resume: None,
+        e2ee: true,
     };
     assert_eq!(join.validate(), Err(Error::Empty("room")));
     let pose = ToRelay::Pose(Pose {

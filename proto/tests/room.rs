@@ -159,6 +159,7 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
                 participants: vec![],
                 resume_secret: SECRET,
                 resumed: false,
+                e2ee: false,
             }
         )]
     );
@@ -182,6 +183,7 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
                     participants: vec![ada_info.clone()],
                     resume_secret: SECRET,
                     resumed: false,
+                    e2ee: false,
                 }
             ),
         ]
@@ -210,6 +212,7 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
             participants: vec![ada_info.clone(), bob_info.clone()],
             resume_secret: SECRET,
             resumed: false,
+            e2ee: false,
         }]
     );
     assert!(ada != bob && bob != cid && ada != cid);
@@ -225,7 +228,7 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
     assert!(drain_control(&mut room).is_empty());
 
     // A leave makes room again; the new id is not reused.
-    room.handle_leave(bob, LeaveReason::Left);
+    room.handle_leave(bob, LeaveReason::Left, Instant::now());
     let left = FromRelay::ParticipantLeft {
         id: bob,
         reason: LeaveReason::Left,
@@ -248,6 +251,7 @@ fn joiners_are_welcomed_with_the_roster_and_announced_until_the_room_is_full() {
             participants: vec![ada_info, cid_info],
             resume_secret: SECRET,
             resumed: false,
+            e2ee: false,
         }]
     );
     assert!(sent_to(&sent, bob).is_empty());
@@ -674,7 +678,7 @@ fn a_departing_publisher_is_announced_purged_and_refused() {
     // A reply to the publisher is pending when it goes.
     send(&mut room, publisher, ToRelay::Ping { nonce: 1 }, now);
 
-    room.handle_leave(publisher, LeaveReason::Disconnected);
+    room.handle_leave(publisher, LeaveReason::Disconnected, Instant::now());
     let left = FromRelay::ParticipantLeft {
         id: publisher,
         reason: LeaveReason::Disconnected,
@@ -729,7 +733,7 @@ fn a_departing_publisher_is_announced_purged_and_refused() {
     assert_eq!(sequences(&drain_video(&mut room, sub_a)), vec![2]);
 
     // A leave of someone already gone says nothing.
-    room.handle_leave(publisher, LeaveReason::Left);
+    room.handle_leave(publisher, LeaveReason::Left, Instant::now());
     assert!(drain_control(&mut room).is_empty());
     assert_eq!(room.len(), 3);
 }
@@ -887,7 +891,7 @@ fn chat_is_numbered_and_reaches_everyone_in_order_including_the_sender() {
 
     // Bob leaves; a later joiner gets the welcome, then the history in order, Bob's line still
     // under his name.
-    room.handle_leave(ids[1], LeaveReason::Left);
+    room.handle_leave(ids[1], LeaveReason::Left, Instant::now());
     drain_control(&mut room);
     let dan = join(&mut room, "Dan");
     let sent = drain_control(&mut room);
@@ -1298,6 +1302,7 @@ fn a_lost_connection_takes_its_place_back_and_nobody_sees_it_go() {
             participants: vec![bob_info],
             resume_secret: SECRET,
             resumed: true,
+            e2ee: false,
         }
     );
     // Bob hears nothing of it but a request for a keyframe, where Ada's video restarts.
@@ -1333,7 +1338,7 @@ fn a_wrong_secret_or_a_gone_place_joins_afresh() {
         joined.id, ada,
         "nobody takes Ada's place without her secret"
     );
-    room.handle_leave(ada, LeaveReason::Disconnected);
+    room.handle_leave(ada, LeaveReason::Disconnected, Instant::now());
     let gone = Resume {
         id: ada,
         secret: SECRET,

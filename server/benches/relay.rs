@@ -154,6 +154,8 @@ impl Client {
                 name: name.into(),
                 token: None,
                 resume: None,
+                // The relay forwards opaque bytes either way; no MLS here.
+                e2ee: false,
             })
             .await;
         loop {

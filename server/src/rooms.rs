@@ -133,13 +133,15 @@ impl Rooms {
         self.len() == 0
     }
 
-    /// Adds a participant to a room, creating the room if needed; with `resume`, gives it back
-    /// the place it had (closing that place's old connection).
+    /// Adds a participant to a room, creating the room if needed (end-to-end encrypted when
+    /// `e2ee`: the first joiner decides); with `resume`, gives it back the place it had (closing
+    /// that place's old connection).
     pub fn join(
         &self,
         room: &str,
         who: Admission,
         resume: Option<Resume>,
+        e2ee: bool,
         peer: Peer,
     ) -> Result<(Arc<SharedRoom>, Joined)> {
         let mut rooms = self.lock();
@@ -161,6 +163,20 @@ impl Rooms {
             })
             .clone();
         let mut state = shared.lock();
+        if state.room.is_empty() {
+            state.room.set_e2ee(e2ee);
+            if e2ee {
+                info!(
+                    room,
+                    "the room is end-to-end encrypted: its media and chat are sealed"
+                );
+            } else {
+                warn!(
+                    room,
+                    "the room is not end-to-end encrypted: the relay can read it"
+                );
+            }
+        }
         let joined = state
             .room
             .handle_admitted(who, resume, new_secret(), Instant::now());
@@ -204,7 +220,7 @@ impl Rooms {
         {
             return;
         }
-        state.room.handle_leave(id, reason);
+        state.room.handle_leave(id, reason, Instant::now());
         state.peers.remove(&id);
         state.flush();
         if state.room.is_empty() {

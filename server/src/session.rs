@@ -142,7 +142,7 @@ async fn serve(
     }
     let joined =
         tokio::time::timeout(JOIN_TIMEOUT, handshake(&mut recv, &mut decoder, context)).await;
-    let (room_name, who, resume) = match joined {
+    let (room_name, who, resume, e2ee) = match joined {
         Err(_) => return End::Failed(ErrorCode::Timeout),
         Ok(Err(end)) => {
             if matches!(end, End::Failed(_)) {
@@ -163,7 +163,7 @@ async fn serve(
         connection: connection.clone(),
         session,
     };
-    let (room, joined) = match context.rooms.join(&room_name, who, resume, peer) {
+    let (room, joined) = match context.rooms.join(&room_name, who, resume, e2ee, peer) {
         Ok(joined) => joined,
         Err(error) => return error.into(),
     };
@@ -233,7 +233,7 @@ async fn handshake(
     recv: &mut RecvStream,
     decoder: &mut FrameDecoder,
     context: &Context,
-) -> Result<(String, Admission, Option<Resume>), End> {
+) -> Result<(String, Admission, Option<Resume>, bool), End> {
     match next_message(recv, decoder).await? {
         ToRelay::Hello { version, agent } => {
             if version != PROTOCOL_VERSION {
@@ -249,12 +249,13 @@ async fn handshake(
             name,
             token,
             resume,
+            e2ee,
         } => {
             match context
                 .access
                 .admit(&room, &name, token.as_deref(), SystemTime::now())
             {
-                Ok(who) => Ok((room, who, resume)),
+                Ok(who) => Ok((room, who, resume, e2ee)),
                 Err(refusal) => {
                     info!(room, name, reason = %refusal, "join refused");
                     Err(End::Failed(refusal.code()))

@@ -40,6 +40,7 @@ pub(super) fn plugin(app: &mut App) {
         .add_message::<ParticipantMuted>()
         .add_message::<ChatReceived>()
         .add_message::<StatsUpdated>()
+        .add_message::<SecurityChanged>()
         .add_message::<CallEnded>();
     app.init_resource::<Connection>();
     app.init_resource::<VoiceLevels>();
@@ -64,6 +65,10 @@ pub struct CallJoined {
     /// What we may do.
     pub grants: Grants,
 }
+
+/// End-to-end encryption changed: the room's mode, the group's epoch, its safety code.
+#[derive(Message, Debug, Clone)]
+pub struct SecurityChanged(pub rotunda_engine::Security);
 
 /// The connection was lost; the call is rejoining while the room stays on screen.
 #[derive(Message, Debug, Clone)]
@@ -212,6 +217,7 @@ impl CallParts {
             room: settings.room.clone(),
             name: settings.name.clone(),
             token: settings.token.clone(),
+            e2ee: settings.e2ee,
         });
         config.duration = settings.duration;
         config.video = camera_sends.then_some(settings.video);
@@ -273,6 +279,7 @@ struct CallMessages<'w> {
     muted: MessageWriter<'w, ParticipantMuted>,
     chat: MessageWriter<'w, ChatReceived>,
     stats: MessageWriter<'w, StatsUpdated>,
+    security: MessageWriter<'w, SecurityChanged>,
     ended: MessageWriter<'w, CallEnded>,
 }
 
@@ -376,6 +383,15 @@ fn drain_call(
             },
             CallEvent::Stats(live) => {
                 out.stats.write(StatsUpdated(live));
+            }
+            CallEvent::Security(security) => {
+                info!(
+                    e2ee = security.e2ee,
+                    epoch = ?security.epoch,
+                    safety_code = ?security.safety_code,
+                    "end-to-end encryption"
+                );
+                out.security.write(SecurityChanged(security));
             }
             CallEvent::Levels(voices) => levels.0 = voices.into_iter().collect(),
             CallEvent::Report(_) => {}

@@ -17,7 +17,7 @@ use crate::participants::{Departing, Muted, Participant, Speaking};
 use crate::room::layout::PANEL_HEIGHT;
 use crate::settings::Settings;
 use crate::state::Screen;
-use model::{Allowed, CallStats, ChatLog, Panels, ParticipantRows};
+use model::{Allowed, CallStats, ChatLog, Panels, ParticipantRows, Secured};
 
 /// The UI's model, without drawing (what tests build on).
 pub fn logic_plugin(app: &mut App) {
@@ -68,6 +68,7 @@ struct RoomUi<'w, 's> {
     panels: ResMut<'w, Panels>,
     log: ResMut<'w, ChatLog>,
     allowed: Res<'w, Allowed>,
+    secured: Res<'w, Secured>,
     rows: Res<'w, ParticipantRows>,
     cameras: Query<'w, 's, (&'static mut Camera, &'static GlobalTransform), With<Ears>>,
     participants: Query<
@@ -178,6 +179,7 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
         panels,
         log,
         allowed,
+        secured,
         ..
     } = room;
     let may_publish = allowed.0.publish;
@@ -199,6 +201,7 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
                 }
             }
             ui.separator();
+            lock_badge(ui, &secured.0);
             if !may_publish {
                 ui.colored_label(egui::Color32::LIGHT_BLUE, "watching only")
                     .on_hover_text("Your access token does not let you publish in this room.");
@@ -257,6 +260,31 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
     });
 }
 
+/// The room's encryption in the top bar: a lock when media and chat are sealed end to end, a
+/// plain warning when the relay can read them.
+fn lock_badge(ui: &mut egui::Ui, security: &rotunda_engine::Security) {
+    if !security.e2ee {
+        ui.colored_label(
+            egui::Color32::from_rgb(240, 180, 60),
+            "⚠ not end-to-end encrypted",
+        )
+        .on_hover_text(
+            "This room was created without end-to-end encryption: the relay can see and hear \
+             everything in it.",
+        );
+    } else if security.ready {
+        ui.colored_label(egui::Color32::LIGHT_GREEN, "🔒 end-to-end encrypted")
+            .on_hover_text(
+                "Video, voices and chat are sealed with keys only the people in this room hold. \
+                 Compare the safety code (People) with theirs.",
+            );
+    } else {
+        ui.colored_label(egui::Color32::LIGHT_BLUE, "🔒 securing…")
+            .on_hover_text("Waiting for the room's keys: media flows once they arrive.");
+    }
+    ui.separator();
+}
+
 fn draw_participants(ui: &mut egui::Ui, room: &RoomUi) {
     let rows = &room.rows;
     if !room.panels.participants {
@@ -266,6 +294,23 @@ fn draw_participants(ui: &mut egui::Ui, room: &RoomUi) {
         .default_size(170.0)
         .show(ui, |ui| {
             ui.heading(format!("People ({})", rows.0.len()));
+            if let Some(code) = &room.secured.0.safety_code {
+                ui.label(egui::RichText::new("Safety code").small())
+                    .on_hover_text(
+                        "Everyone in the room sees the same code. Read it out: if theirs \
+                         differs, someone is between you.",
+                    );
+                // Three groups a line, so the panel stays narrow.
+                let groups: Vec<&str> = code.split(' ').collect();
+                for line in groups.chunks(3) {
+                    ui.monospace(line.join(" "));
+                }
+            } else if !room.secured.0.e2ee {
+                ui.colored_label(
+                    egui::Color32::from_rgb(240, 180, 60),
+                    "Not end-to-end encrypted",
+                );
+            }
             ui.separator();
             // A big room's list scrolls; only the rows in sight are laid out.
             let row_height =

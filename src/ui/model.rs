@@ -4,7 +4,7 @@
 use bevy::prelude::*;
 
 use crate::AppSystems;
-use crate::call::{CallJoined, ChatReceived, LiveStats, StatsUpdated};
+use crate::call::{CallJoined, ChatReceived, LiveStats, SecurityChanged, StatsUpdated};
 use crate::participants::{Muted, Participant, Roster, Speaking};
 use crate::state::Screen;
 
@@ -14,12 +14,19 @@ pub const CHAT_KEPT: usize = 1_000;
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<ChatLog>()
         .init_resource::<Allowed>()
+        .init_resource::<Secured>()
         .init_resource::<Panels>()
         .init_resource::<CallStats>()
         .init_resource::<ParticipantRows>();
     app.add_systems(
         Update,
-        (record_chat, record_stats, list_participants, note_grants)
+        (
+            record_chat,
+            record_stats,
+            list_participants,
+            note_grants,
+            note_security,
+        )
             .after(AppSystems::Update)
             .before(AppSystems::Present),
     );
@@ -33,6 +40,16 @@ pub struct Allowed(pub rotunda_proto::Grants);
 fn note_grants(mut joined: MessageReader<CallJoined>, mut allowed: ResMut<Allowed>) {
     if let Some(joined) = joined.read().last() {
         allowed.0 = joined.grants;
+    }
+}
+
+/// What end-to-end encryption is in this room, as the call last said.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secured(pub rotunda_engine::Security);
+
+fn note_security(mut changed: MessageReader<SecurityChanged>, mut secured: ResMut<Secured>) {
+    if let Some(changed) = changed.read().last() {
+        secured.0 = changed.0.clone();
     }
 }
 
@@ -244,11 +261,13 @@ fn clear_call_state(
     mut joined: MessageReader<CallJoined>,
     mut log: ResMut<ChatLog>,
     mut stats: ResMut<CallStats>,
+    mut secured: ResMut<Secured>,
 ) {
     joined.clear();
     log.lines.clear();
     log.unread = 0;
     stats.0 = LiveStats::default();
+    secured.0 = rotunda_engine::Security::default();
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub fn join(relay: &TestRelay, room: &str, name: &str) -> JoinOptions {
         room: room.into(),
         name: name.into(),
         token: None,
+        e2ee: false,
     }
 }
 

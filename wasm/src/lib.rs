@@ -3,7 +3,8 @@
 //!
 //! URL parameters: `room` and `name` (with `room`, the client joins at once; without it, the
 //! join form shows), `token` (an access token, when the relay asks for one: a refused one is
-//! explained on the page), `relay` (default: the page's own host and port), `camera` and `mic`
+//! explained on the page), `e2ee` (`on`: a room this page creates is end-to-end encrypted; off
+//! by default while it is new, and a room without it is marked so for everyone), `relay` (default: the page's own host and port), `camera` and `mic`
 //! (`default`, `synthetic` or `none`), `video` (`WIDTHxHEIGHT@FPS`), `chat` (a line said once
 //! after joining), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off), `frames`
 //! (`continuous`: draw back to back even without a GPU).
@@ -62,6 +63,13 @@ fn settings_from_page() -> Result<Settings, String> {
     }
     if let Some(token) = param("token") {
         settings.token = Some(token.trim().to_owned());
+    }
+    if let Some(e2ee) = param("e2ee") {
+        settings.e2ee = match e2ee.as_str() {
+            "on" => true,
+            "off" => false,
+            other => return Err(format!("e2ee={other}: on or off")),
+        };
     }
     if let Some(camera) = param("camera") {
         settings.camera = camera.parse()?;

@@ -3,7 +3,7 @@
 use rotunda_proto::{FromRelay, Grants, ParticipantId, ParticipantInfo, Pose};
 use serde::{Deserialize, Serialize};
 
-use super::{BotReport, PanelView};
+use super::{BotReport, PanelView, Security};
 use crate::Error;
 use crate::audio::Scene;
 
@@ -82,6 +82,8 @@ pub enum CallEvent {
     },
     /// The call could not start.
     Failed(Error),
+    /// End-to-end encryption changed: the room's mode, the group's epoch, its safety code.
+    Security(Security),
 }
 
 /// Live statistics of the call, for the overlay and the status line.

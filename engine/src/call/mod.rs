@@ -19,6 +19,7 @@ mod config;
 mod events;
 pub mod limiter;
 mod report;
+mod secure;
 mod stats;
 mod view;
 
@@ -35,11 +36,13 @@ pub use crate::session::{JoinOptions, Joined};
 pub use config::{CallConfig, VideoSpec};
 pub use events::{CallEvent, Command, LivePeer, LiveStats};
 pub use report::{BotReport, ChatLine, PeerReport, Reconnection};
+pub use secure::Security;
 pub use view::PanelView;
 
 use self::backoff::Backoff;
 use self::camera::Camera;
 use self::limiter::ControlLimiter;
+use self::secure::Secure;
 use self::stats::{Pauses, Stats, percentile};
 use self::view::ViewState;
 use crate::Error;
@@ -229,6 +232,10 @@ pub struct Call {
     link_kbps: Option<u32>,
     /// What the relay's welcome says we may do.
     grants: Grants,
+    /// End-to-end encryption: our member of the room's group.
+    secure: Secure,
+    /// What end-to-end encryption is, as last told the application.
+    security: Security,
     next_audio: Instant,
     next_stats: Instant,
     next_levels: Instant,
@@ -306,6 +313,8 @@ impl Call {
             rtt_ms: 0.0,
             link_kbps: None,
             grants: Grants::ALL,
+            secure: Secure::new(),
+            security: Security::default(),
             next_audio: now,
             next_stats: now + STATS_EVERY,
             next_levels: now + LEVELS_EVERY,
@@ -378,10 +387,12 @@ impl Call {
         let Joined {
             you,
             name,
+            identity,
             grants,
             roster,
             resume,
             resumed,
+            e2ee,
         } = joined;
         if grants != Grants::ALL {
             tracing::info!(?grants, "the access token limits what we may do");
@@ -417,6 +428,21 @@ impl Call {
                 };
                 self.subscribe(track, info);
             }
+        }
+        let identities = roster.iter().map(|p| (p.id, p.identity.clone()));
+        if let Some(package) = self
+            .secure
+            .welcome(you, &identity, e2ee, resumed, identities)
+        {
+            self.send(package);
+        }
+        if !e2ee {
+            tracing::warn!("this room is not end-to-end encrypted: the relay can read its media");
+        }
+        self.tell_security();
+        if self.secure.unsupported() {
+            self.end(Some(Error::NoE2ee), now);
+            return;
         }
         // A place kept by the relay keeps its tracks and state (but not what changed while we
         // were away: the mute state goes again); a new one announces them.
@@ -499,6 +525,7 @@ impl Call {
         self.last_heard = now;
         match &message {
             FromRelay::ParticipantJoined(info) => {
+                self.secure.joined(info.id, &info.identity);
                 self.names.insert(info.id, info.name.clone());
                 self.present.insert(info.id);
                 for (index, track) in &info.tracks {
@@ -516,6 +543,7 @@ impl Call {
                     .cloned()
                     .unwrap_or_else(|| id.to_string());
                 keep_newest(&mut self.report.left, name);
+                self.secure.left(*id);
                 self.present.remove(id);
                 self.audio.retain(|track, _| track.participant != *id);
                 self.video.retain(|track, _| track.participant != *id);
@@ -592,6 +620,31 @@ impl Call {
                 return;
             }
             FromRelay::Welcome { .. } => return,
+            FromRelay::GroupCreate
+            | FromRelay::GroupPropose { .. }
+            | FromRelay::GroupCommit { .. }
+            | FromRelay::GroupWelcome { .. }
+            | FromRelay::SealedChat { .. } => {
+                let outcome = self.secure.handle(&message, now);
+                for message in outcome.send {
+                    self.send(message);
+                }
+                if outcome.new_epoch {
+                    // What was sealed under the new keys from its keyframe on.
+                    let tracks: Vec<TrackId> = self.video.keys().copied().collect();
+                    for track in tracks {
+                        self.request_keyframe(track, now);
+                    }
+                    if let Some(camera) = &mut self.camera {
+                        camera.want_keyframes();
+                    }
+                }
+                self.tell_security();
+                if let Some((from, name, text)) = outcome.chat {
+                    self.chat_line(from, name, text);
+                }
+                return;
+            }
         }
         self.events.push_back(CallEvent::Relay(message));
     }
@@ -601,6 +654,11 @@ impl Call {
         if self.phase != Phase::Joined {
             return;
         }
+        // Sealed end to end: what does not open (no key for its epoch yet, or altered on the
+        // way) counts for nothing.
+        let Some(frame) = self.secure.open(frame, now) else {
+            return;
+        };
         self.last_heard = now;
         let wall_ms = self.wall_us(now) / 1000;
         if let Some(reconnection) = self.report.reconnections.last_mut()
@@ -873,6 +931,9 @@ impl Call {
         report.link_kbps = self.link_kbps;
         report.error = self.error.as_ref().map(ToString::to_string);
         report.video_sent = self.camera.as_ref().map(|camera| camera.top().to_string());
+        report.e2ee = self.security.e2ee;
+        report.safety_code = self.security.safety_code.clone();
+        report.frames_not_opened = self.secure.refused;
         self.stats.finish(&mut report, &self.names);
         report
     }
@@ -899,10 +960,51 @@ impl Call {
 
     /// Says something in the chat, when we may.
     fn say(&mut self, text: String) {
-        if self.grants.chat {
-            self.send(ToRelay::Chat { text });
-        } else {
+        if !self.grants.chat {
             tracing::warn!("not said: the access token does not let us chat");
+            return;
+        }
+        if !self.secure.e2ee() {
+            self.send(ToRelay::Chat { text });
+            return;
+        }
+        // Sealed for the group (kept until we hold its keys); the relay does not send it back
+        // to us, so it shows here as said.
+        if let Some(sealed) = self.secure.seal_chat(&text) {
+            self.send(sealed);
+        }
+        if let Some(you) = self.you {
+            let name = self.report.name.clone();
+            self.chat_line(you, name, text);
+        }
+    }
+
+    /// A chat line of an end-to-end encrypted room, opened (or ours, said): numbered here, in
+    /// the order it came.
+    fn chat_line(&mut self, from: ParticipantId, name: String, text: String) {
+        let seq = self.last_chat.map_or(1, |last| last + 1);
+        self.last_chat = Some(seq);
+        keep_newest(
+            &mut self.report.chat_received,
+            ChatLine {
+                from: name.clone(),
+                text: text.clone(),
+            },
+        );
+        self.events.push_back(CallEvent::Relay(FromRelay::Chat {
+            seq,
+            from,
+            name,
+            text,
+        }));
+    }
+
+    /// Tells the application what end-to-end encryption is now, when that changed.
+    fn tell_security(&mut self) {
+        let security = self.secure.security();
+        if security != self.security {
+            self.security = security.clone();
+            self.events.push_back(CallEvent::Security(security));
         }
     }
 
@@ -1250,8 +1352,9 @@ impl Call {
                     }
                     by_layer[usize::from(layer)] += 1;
                     self.report.video_bytes_sent += chunk.data.len() as u64;
-                    self.actions
-                        .push_back(Action::SendVideo(MediaFrame::new(header, &chunk.data)));
+                    if let Some(frame) = self.secure.seal(header, &chunk.data) {
+                        self.actions.push_back(Action::SendVideo(frame));
+                    }
                 }
             }
         }
@@ -1282,10 +1385,9 @@ impl Call {
                         if self.phase == Phase::Joined {
                             self.report.audio_frames_sent += 1;
                             self.report.audio_bytes_sent += packet.data.len() as u64;
-                            self.actions.push_back(Action::SendAudio(MediaFrame::new(
-                                header,
-                                &packet.data,
-                            )));
+                            if let Some(frame) = self.secure.seal(header, &packet.data) {
+                                self.actions.push_back(Action::SendAudio(frame));
+                            }
                         }
                     }
                     Err(error) => {

@@ -140,6 +140,15 @@ pub struct BotReport {
     pub reconnections: Vec<Reconnection>,
     /// Why the session ended early, if it did.
     pub error: Option<String>,
+    /// The room was end-to-end encrypted.
+    #[serde(default)]
+    pub e2ee: bool,
+    /// The safety code of the group's epoch at the end: equal for everyone in the room.
+    #[serde(default)]
+    pub safety_code: Option<String>,
+    /// Frames that did not open (sealed under an epoch whose keys we did not hold, or altered).
+    #[serde(default)]
+    pub frames_not_opened: u64,
 }
 
 impl BotReport {
@@ -155,6 +164,18 @@ impl BotReport {
             self.decode_errors,
             self.chat_received.len()
         );
+        match (&self.safety_code, self.e2ee) {
+            (Some(code), _) => out.push_str(&format!(
+                "  end-to-end encrypted, safety code {code} ({} frames did not open)\n",
+                self.frames_not_opened
+            )),
+            (None, true) => {
+                out.push_str("  end-to-end encrypted, but the room's keys never came\n")
+            }
+            (None, false) => {
+                out.push_str("  NOT end-to-end encrypted: the relay could read everything\n");
+            }
+        }
         for (name, peer) in &self.peers {
             out.push_str(&format!(
                 "  {name}: video {} decoded ({} wrong sender, {} unmarked), latency p50 {:.1} ms p95 {:.1} ms; audio {} decoded, {} concealed, latency p50 {:.1} ms p95 {:.1} ms\n",

@@ -70,6 +70,7 @@ fn hello(options: &JoinOptions, resume: Option<Resume>, agent: &str) -> Result<V
             name: options.name.clone(),
             token: options.token.clone(),
             resume,
+            e2ee: options.e2ee,
         },
         &mut hello,
     )?;

@@ -71,6 +71,7 @@ mod tests {
             room: "lobby".into(),
             name: "ada".into(),
             token: None,
+            e2ee: false,
         }));
         let bytes = encode(&start).expect("encodes");
         assert_eq!(decode::<ToWorker>(&bytes).expect("decodes"), start);

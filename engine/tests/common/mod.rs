@@ -57,6 +57,7 @@ impl Joining for Running {
             room: room.into(),
             name: name.into(),
             token: None,
+            e2ee: false,
         }
     }
 }
