@@ -98,11 +98,12 @@ struct RoomArgs {
     /// Access token, when the relay asks for one.
     #[arg(long, env = "ROTUNDA_TOKEN")]
     token: Option<String>,
-    /// Create the room end-to-end encrypted: media and chat sealed with keys the people in it
-    /// agree (MLS and SFrame), a safety code to compare. Joining a room someone else created
-    /// follows that room; a room without it is marked so for everyone in it.
+    /// Create the room without end-to-end encryption (by default media and chat are sealed
+    /// with keys the people in it agree, MLS and SFrame, with a safety code to compare).
+    /// Joining a room someone else created follows that room; a room without it is marked so
+    /// for everyone in it.
     #[arg(long)]
-    e2ee: bool,
+    no_e2ee: bool,
     /// Camera: an index or name from the list the join screen shows, `synthetic` (test
     /// pattern) or `none`.
     #[arg(long, default_value = "default")]
@@ -131,6 +132,10 @@ struct RoomArgs {
     /// Say this in the chat once, after joining (repeatable).
     #[arg(long)]
     chat: Vec<String>,
+    /// Say the --chat lines only once this many people (you included) are in the room (in an
+    /// end-to-end encrypted room, in its group: later joiners cannot read earlier lines).
+    #[arg(long, default_value_t = 0)]
+    chat_with: usize,
     /// Start with spatial audio off (every voice centred).
     #[arg(long)]
     meeting_mode: bool,
@@ -153,11 +158,12 @@ struct BotArgs {
     /// Access token, when the relay asks for one.
     #[arg(long, env = "ROTUNDA_TOKEN")]
     token: Option<String>,
-    /// Create the room end-to-end encrypted: media and chat sealed with keys the people in it
-    /// agree (MLS and SFrame), a safety code to compare. Joining a room someone else created
-    /// follows that room; a room without it is marked so for everyone in it.
+    /// Create the room without end-to-end encryption (by default media and chat are sealed
+    /// with keys the people in it agree, MLS and SFrame, with a safety code to compare).
+    /// Joining a room someone else created follows that room; a room without it is marked so
+    /// for everyone in it.
     #[arg(long)]
-    e2ee: bool,
+    no_e2ee: bool,
     /// How long to stay, e.g. 20s or 2m.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -173,6 +179,10 @@ struct BotArgs {
     /// Say this in the chat once, after joining.
     #[arg(long)]
     chat: Option<String>,
+    /// Say --chat only once this many people (you included) are in the room (in an end-to-end
+    /// encrypted room, in its group: later joiners cannot read earlier lines).
+    #[arg(long, default_value_t = 0)]
+    chat_with: usize,
     /// Write the statistics as JSON to this file at exit.
     #[arg(long)]
     stats_json: Option<PathBuf>,
@@ -279,7 +289,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         room: args.room.unwrap_or(defaults.room),
         name: args.name.unwrap_or(defaults.name),
         token: args.token,
-        e2ee: args.e2ee,
+        e2ee: !args.no_e2ee,
         camera: args.camera,
         microphone: args.mic,
         speakers: args.speakers,
@@ -292,6 +302,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         screenshot_after: args.screenshot_after,
         meeting_mode: args.meeting_mode,
         chat: args.chat,
+        chat_with: args.chat_with,
         canvas: None,
         scale_factor: None,
         software_frame_interval: None,
@@ -311,12 +322,13 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
         room: args.room,
         name: args.name,
         token: args.token,
-        e2ee: args.e2ee,
+        e2ee: !args.no_e2ee,
     });
     config.duration = Some(args.duration);
     config.video = (!args.no_video).then_some(args.video);
     config.audio = !args.no_audio;
     config.chat = args.chat.into_iter().collect();
+    config.chat_with = args.chat_with;
     config.max_kbps = args.max_kbps;
     config.simulcast = !args.no_simulcast;
     let cycle = args.view_cycle.filter(|c| !c.is_zero());

@@ -62,8 +62,8 @@ pub struct Settings {
     pub name: String,
     /// Access token.
     pub token: Option<String>,
-    /// Ask for end-to-end encryption when this join creates the room (opt-in while it is new;
-    /// a room without it is marked so for everyone in it).
+    /// Ask for end-to-end encryption when this join creates the room (on by default; a room
+    /// without it is marked so for everyone in it).
     pub e2ee: bool,
     /// Camera.
     pub camera: DeviceChoice,
@@ -89,6 +89,8 @@ pub struct Settings {
     pub meeting_mode: bool,
     /// Lines said in the chat once, right after joining.
     pub chat: Vec<String>,
+    /// Say `chat` only once this many people (us included) are in the room.
+    pub chat_with: usize,
     /// The page's canvas to draw in (a CSS selector), in the browser.
     pub canvas: Option<String>,
     /// Pixels per logical pixel, when the platform's own answer is wrong: a page zoomed out
@@ -111,7 +113,7 @@ impl Default for Settings {
             room: "lobby".into(),
             name: default_name(),
             token: None,
-            e2ee: false,
+            e2ee: true,
             camera: DeviceChoice::Default,
             microphone: DeviceChoice::Default,
             speakers: DeviceChoice::Default,
@@ -124,6 +126,7 @@ impl Default for Settings {
             screenshot_after: Duration::from_secs(8),
             meeting_mode: false,
             chat: Vec::new(),
+            chat_with: 0,
             canvas: None,
             scale_factor: None,
             software_frame_interval: None,

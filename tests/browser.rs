@@ -6,7 +6,8 @@
 //!   640x480@30. After 20 s together every one must have decoded at least 95 % of every other's
 //!   video and 98 % of its audio (of what was sent while it was there), with audio at most
 //!   150 ms late at the median and 300 ms at p95, no picture with another sender's marks, every
-//!   chat line; the bundle must have cost at most 8 MB on the wire. Once with the pages drawing
+//!   chat line (each said once everyone is in the room); the room end-to-end encrypted (as by
+//!   default) with one safety code for all; the bundle must have cost at most 8 MB on the wire. Once with the pages drawing
 //!   as the client paces them on a software renderer, once with `web1` drawing back to back: the
 //!   call runs in a worker and must not care.
 //! - A hidden tab: one page (headful Chromium under Xvfb: headless keeps every tab visible) goes
@@ -192,6 +193,8 @@ async fn run(scenario: Scenario) -> Outcome {
             ("camera", media.to_owned()),
             ("mic", media.to_owned()),
             ("chat", greeting(spec.name)),
+            // Said once everyone (the pages and the bot) is in the room's group.
+            ("chat_with", (scenario.pages.len() + 1).to_string()),
             ("video", VIDEO.to_owned()),
         ];
         query.extend(spec.query.iter().map(|(k, v)| (*k, (*v).to_owned())));
@@ -258,6 +261,7 @@ async fn run(scenario: Scenario) -> Outcome {
         .args(["--room", scenario.room, "--name", "bot"])
         .args(["--duration", &format!("{}s", BOT_STAY.as_secs())])
         .args(["--video", VIDEO, "--chat", &greeting("bot")])
+        .args(["--chat-with", &(scenario.pages.len() + 1).to_string()])
         .arg("--stats-json")
         .arg(&bot_stats);
     let bot = Process::spawn("bot", command, |_| {});
@@ -449,9 +453,11 @@ fn summary(reports: &BTreeMap<String, BotReport>) -> String {
             ));
         }
         out.push_str(&format!(
-            "{receiver}: sent {} video, {} decode errors\n",
+            "{receiver}: sent {} video, {} decode errors, safety code {}, {} frames not opened\n",
             report.video_sent.as_deref().unwrap_or("no"),
-            report.decode_errors
+            report.decode_errors,
+            report.safety_code.as_deref().unwrap_or("none"),
+            report.frames_not_opened
         ));
     }
     out
@@ -460,6 +466,32 @@ fn summary(reports: &BTreeMap<String, BotReport>) -> String {
 /// Everything wrong with the reports, one line each.
 fn check_reports(reports: &BTreeMap<String, BotReport>) -> Vec<String> {
     let mut failures = Vec::new();
+    // End-to-end encrypted (as by default), everyone with the same safety code. The pages
+    // leave together, their last codes alike; the bot, staying on, moved to later epochs: it
+    // shows the pages' last code among its own.
+    let pages: std::collections::BTreeSet<_> = reports
+        .iter()
+        .filter(|(name, _)| *name != "bot")
+        .map(|(_, r)| r.safety_code.clone())
+        .collect();
+    let shared = pages.iter().next().cloned().flatten();
+    let bot_saw = |code: &String| {
+        reports
+            .get("bot")
+            .is_none_or(|bot| bot.safety_codes.contains(code))
+    };
+    if reports.values().any(|r| !r.e2ee)
+        || pages.len() != 1
+        || !shared.as_ref().is_some_and(bot_saw)
+    {
+        failures.push(format!(
+            "not one safety code for all: {:?}",
+            reports
+                .iter()
+                .map(|(name, r)| (name, r.e2ee, &r.safety_code, &r.safety_codes))
+                .collect::<Vec<_>>()
+        ));
+    }
     for (receiver, report) in reports {
         if report.name != *receiver {
             failures.push(format!("{receiver}'s report is {}'s", report.name));

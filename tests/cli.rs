@@ -1,6 +1,6 @@
 //! The `rotunda bot` command as a user runs it: three processes in one room for 20 seconds
 //! against a loopback relay, trusting its dev certificate by fetching `/certificate.sha256`, each
-//! writing `--stats-json`.
+//! writing `--stats-json`. The room is end-to-end encrypted, as by default.
 
 mod common;
 
@@ -26,6 +26,8 @@ async fn three_bot_processes_decode_each_other_for_twenty_seconds() {
             Command::new(env!("CARGO_BIN_EXE_rotunda"))
                 .args(["bot", "--relay", &url, "--room", "cli", "--name", name])
                 .args(["--duration", "20s", "--chat", &format!("hi from {name}")])
+                // Said once all three are in the group, so that all can read it.
+                .args(["--chat-with", "3"])
                 .arg("--stats-json")
                 .arg(stats(name))
                 // A bot that outlives the test is killed with it.
@@ -50,7 +52,27 @@ async fn three_bot_processes_decode_each_other_for_twenty_seconds() {
             serde_json::from_str(&text).expect("stats are JSON")
         })
         .collect();
+    // Encrypted by default, and everyone shows the same safety code while all three are in
+    // the room (each leaves at its own moment, moving the others on to another epoch).
+    let codes = |report: &Value| -> Vec<String> {
+        report["safety_codes"]
+            .as_array()
+            .expect("safety_codes is an array")
+            .iter()
+            .filter_map(|code| code.as_str().map(str::to_owned))
+            .collect()
+    };
+    let shared: Vec<String> = codes(&reports[0])
+        .into_iter()
+        .filter(|code| reports[1..].iter().all(|r| codes(r).contains(code)))
+        .collect();
+    assert!(
+        shared.iter().any(|code| code.len() >= 30),
+        "no safety code shared by all: {:?}",
+        reports.iter().map(codes).collect::<Vec<_>>()
+    );
     for (name, report) in NAMES.iter().zip(&reports) {
+        assert_eq!(report["e2ee"], true, "{name}");
         assert_eq!(report["name"], *name);
         assert_eq!(report["room"], "cli");
         assert_eq!(report["decode_errors"], 0, "{name}");

@@ -1,7 +1,7 @@
 //! The windowed client in a real room: a relay and two bots in this process, the `rotunda`
 //! binary under Xvfb with Mesa's software Vulkan, a scripted 20 s stay. The viewer must decode
 //! nearly everything the bots send, and its screenshot must show both bots' panels, in their
-//! pattern colours, side by side in a lit room.
+//! pattern colours, side by side in a lit room. The room is end-to-end encrypted, as by default.
 //!
 //! Needs `xvfb-run` and `mesa-vulkan-drivers` (the test command installs them).
 
@@ -26,7 +26,7 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
     // 640x480@30 each; longer than the viewer stays, stopped when the viewer is done.
     let bots: Vec<_> = ["alice", "bob"]
         .into_iter()
-        .map(|name| spawn_bot(&relay, "room", name, Duration::from_secs(120)))
+        .map(|name| spawn_bot(&relay, "room", name, Duration::from_secs(120), 3))
         .collect();
 
     let stats = dir.join("viewer.json");
@@ -59,6 +59,8 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats written"))
             .expect("stats parse");
     check_media(&report);
+    // The room is end-to-end encrypted (as by default) and the viewer held its keys.
+    assert!(report.e2ee && report.safety_code.is_some(), "{report:?}");
     assert!(
         report
             .chat_received
@@ -68,7 +70,7 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
                 .chat_received
                 .iter()
                 .any(|l| l.text == "hello from bob"),
-        "chat history reached the viewer: {:?}",
+        "the bots' lines reached the viewer: {:?}",
         report.chat_received
     );
     let ids: Vec<u32> = ["alice", "bob"]

@@ -47,12 +47,6 @@ pub enum Error {
     /// The relay refused the join.
     #[error("the relay refused the join: {0:?}")]
     Refused(ErrorCode),
-    /// The room is end-to-end encrypted and this build cannot take part (the browser's, for now).
-    #[error(
-        "this room is end-to-end encrypted, which the browser client cannot join yet: join it \
-         with the desktop client (`rotunda`), or use a room created without --e2ee"
-    )]
-    NoE2ee,
     /// The browser cannot open a WebTransport session.
     #[error(
         "this browser has no WebTransport; use a recent Chrome, Edge or Firefox (over http on \
@@ -127,7 +121,6 @@ impl Error {
             ),
             Error::BadUrl(_)
             | Error::Certificate { .. }
-            | Error::NoE2ee
             | Error::NoWebTransport
             | Error::Congested
             | Error::Protocol(_)

@@ -692,3 +692,39 @@ fn chat_sent_again_on_a_rejoin_is_counted_once() {
     sim.run_for(Duration::from_millis(200));
     assert_eq!(sim.report(ada).chat_received, before, "each line once");
 }
+
+#[test]
+fn chat_after_a_relay_restart_is_numbered_on_for_the_application() {
+    let mut sim = Sim::new();
+    let ada = sim.add(config("ada", false));
+    let bob = sim.add(config("bob", false));
+    sim.run_for(Duration::from_millis(500));
+    sim.command(bob, Command::Chat("before".into()));
+    sim.run_for(Duration::from_millis(200));
+    // The restarted relay numbers its room's lines from 1 again; the application, which keeps
+    // the chat it has shown, must still get the new line as new.
+    sim.restart_relay(Duration::from_secs(2));
+    sim.run_until(Duration::from_secs(5), |sim| {
+        events_of(sim, bob)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Rejoined { .. }))
+    });
+    sim.command(bob, Command::Chat("after".into()));
+    sim.run_for(Duration::from_millis(300));
+    let lines: Vec<(u64, String)> = events_of(&sim, ada)
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::Relay(FromRelay::Chat { seq, text, .. }) => Some((*seq, text.clone())),
+            _ => None,
+        })
+        .collect();
+    let texts: Vec<&str> = lines.iter().map(|(_, text)| text.as_str()).collect();
+    assert!(
+        texts.contains(&"before") && texts.contains(&"after"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.windows(2).all(|pair| pair[1].0 > pair[0].0),
+        "numbers only grow: {lines:?}"
+    );
+}

@@ -224,6 +224,7 @@ impl CallParts {
         config.simulcast = settings.simulcast;
         config.audio = microphone_sends;
         config.chat = settings.chat.clone();
+        config.chat_with = settings.chat_with;
         config.microphone_off = self.microphone_off;
         config.camera_off = self.camera_off;
         // The browser logs the whole report once a second (`rotunda:stats`).

@@ -28,7 +28,8 @@ pub async fn start_relay(configure: impl FnOnce(&mut Config)) -> TestRelay {
     Relay::bind(config).await.expect("relay binds").spawn()
 }
 
-/// Join options for `relay`'s `room`, its certificate pinned.
+/// Join options for `relay`'s `room`, its certificate pinned, end-to-end encrypted (as by
+/// default).
 pub fn join(relay: &TestRelay, room: &str, name: &str) -> JoinOptions {
     JoinOptions {
         relay: relay.url.clone(),
@@ -36,20 +37,23 @@ pub fn join(relay: &TestRelay, room: &str, name: &str) -> JoinOptions {
         room: room.into(),
         name: name.into(),
         token: None,
-        e2ee: false,
+        e2ee: true,
     }
 }
 
-/// A bot (the synthetic pattern and tone) in `relay`'s `room`, saying hello once.
+/// A bot (the synthetic pattern and tone) in `relay`'s `room`, saying hello once `people` are
+/// in it (so that each of them can read it).
 pub fn spawn_bot(
     relay: &TestRelay,
     room: &str,
     name: &str,
     stay: Duration,
+    people: usize,
 ) -> JoinHandle<Result<BotReport, Error>> {
     let mut config = CallConfig::new(join(relay, room, name));
     config.duration = Some(stay);
     config.chat = vec![format!("hello from {name}")];
+    config.chat_with = people;
     tokio::spawn(run_bot(config, false))
 }
 

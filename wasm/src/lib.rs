@@ -3,10 +3,10 @@
 //!
 //! URL parameters: `room` and `name` (with `room`, the client joins at once; without it, the
 //! join form shows), `token` (an access token, when the relay asks for one: a refused one is
-//! explained on the page), `e2ee` (`on`: a room this page creates is end-to-end encrypted; off
-//! by default while it is new, and a room without it is marked so for everyone), `relay` (default: the page's own host and port), `camera` and `mic`
+//! explained on the page), `e2ee` (`off`: a room this page creates is not end-to-end encrypted,
+//! and is marked so for everyone in it; `on`, the default, it is), `relay` (default: the page's own host and port), `camera` and `mic`
 //! (`default`, `synthetic` or `none`), `video` (`WIDTHxHEIGHT@FPS`), `chat` (a line said once
-//! after joining), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off), `frames`
+//! after joining; with `chat_with`, once that many people are in the room), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off), `frames`
 //! (`continuous`: draw back to back even without a GPU).
 
 #![cfg(target_arch = "wasm32")]
@@ -86,6 +86,11 @@ fn settings_from_page() -> Result<Settings, String> {
     settings.simulcast = param("simulcast").as_deref() == Some("on");
     if let Some(chat) = param("chat") {
         settings.chat.push(chat);
+    }
+    if let Some(with) = param("chat_with") {
+        settings.chat_with = with
+            .parse()
+            .map_err(|_| format!("chat_with={with}: a number of people"))?;
     }
     if let Some(duration) = param("duration") {
         settings.duration = Some(

@@ -98,6 +98,10 @@ pub struct CallConfig {
     pub audio: bool,
     /// Chat lines to send once, right after joining.
     pub chat: Vec<String>,
+    /// Say `chat` only once this many people (us included) are in the call: in an end-to-end
+    /// encrypted room, in its group, since a line is sealed for those in it then and is not
+    /// for anyone who joins later. 0 or 1: right after joining.
+    pub chat_with: usize,
     /// Start with the microphone off.
     pub microphone_off: bool,
     /// Start with the camera off.
@@ -126,6 +130,7 @@ impl CallConfig {
             max_kbps: None,
             audio: true,
             chat: Vec::new(),
+            chat_with: 0,
             microphone_off: false,
             camera_off: false,
             presented: true,

@@ -210,6 +210,8 @@ pub struct Call {
     /// The newest chat line's number in this relay's room: lines it sends again (on a rejoin)
     /// are not counted twice.
     last_chat: Option<u64>,
+    /// Chat lines passed on to the application.
+    chat_lines: u64,
     // What we publish.
     camera: Option<Camera>,
     microphone: Option<Microphone>,
@@ -297,6 +299,7 @@ impl Call {
             pose_pending: false,
             chat_sent: false,
             last_chat: None,
+            chat_lines: 0,
             camera,
             microphone,
             names: HashMap::new(),
@@ -440,10 +443,6 @@ impl Call {
             tracing::warn!("this room is not end-to-end encrypted: the relay can read its media");
         }
         self.tell_security();
-        if self.secure.unsupported() {
-            self.end(Some(Error::NoE2ee), now);
-            return;
-        }
         // A place kept by the relay keeps its tracks and state (but not what changed while we
         // were away: the mute state goes again); a new one announces them.
         if resumed {
@@ -457,12 +456,7 @@ impl Call {
             self.send(ToRelay::Pose(pose));
             self.pose_pending = false;
         }
-        if !self.chat_sent {
-            self.chat_sent = true;
-            for text in self.config.chat.clone() {
-                self.say(text);
-            }
-        }
+        self.say_planned_chat();
         self.events.push_back(if rejoin {
             CallEvent::Rejoined { you, roster }
         } else {
@@ -528,6 +522,7 @@ impl Call {
                 self.secure.joined(info.id, &info.identity);
                 self.names.insert(info.id, info.name.clone());
                 self.present.insert(info.id);
+                self.say_planned_chat();
                 for (index, track) in &info.tracks {
                     let id = TrackId {
                         participant: info.id,
@@ -576,18 +571,17 @@ impl Call {
                 return;
             }
             FromRelay::Chat {
-                seq, name, text, ..
+                seq,
+                from,
+                name,
+                text,
             } => {
+                // The relay numbers its room's lines (and sends them again on a rejoin).
                 if self.last_chat.is_none_or(|last| *seq > last) {
                     self.last_chat = Some(*seq);
-                    keep_newest(
-                        &mut self.report.chat_received,
-                        ChatLine {
-                            from: name.clone(),
-                            text: text.clone(),
-                        },
-                    );
+                    self.chat_line(*from, name.clone(), text.clone());
                 }
+                return;
             }
             FromRelay::Pose { id, pose } => {
                 self.poses.insert(*id, *pose);
@@ -640,6 +634,7 @@ impl Call {
                     }
                 }
                 self.tell_security();
+                self.say_planned_chat();
                 if let Some((from, name, text)) = outcome.chat {
                     self.chat_line(from, name, text);
                 }
@@ -958,6 +953,26 @@ impl Call {
         }
     }
 
+    /// Says the configured chat lines once, when enough people are here to read them
+    /// ([`CallConfig::chat_with`]).
+    fn say_planned_chat(&mut self) {
+        if self.chat_sent || self.you.is_none() {
+            return;
+        }
+        let here = if self.secure.e2ee() {
+            self.security.members
+        } else {
+            self.present.len() + 1
+        };
+        if self.config.chat_with > 1 && here < self.config.chat_with {
+            return;
+        }
+        self.chat_sent = true;
+        for text in self.config.chat.clone() {
+            self.say(text);
+        }
+    }
+
     /// Says something in the chat, when we may.
     fn say(&mut self, text: String) {
         if !self.grants.chat {
@@ -979,11 +994,12 @@ impl Call {
         }
     }
 
-    /// A chat line of an end-to-end encrypted room, opened (or ours, said): numbered here, in
-    /// the order it came.
+    /// A new chat line (the relay's, opened, or ours said in an encrypted room), for the
+    /// application: numbered here, in the order it came, over every session of the call (a
+    /// relay that restarted numbers its lines anew).
     fn chat_line(&mut self, from: ParticipantId, name: String, text: String) {
-        let seq = self.last_chat.map_or(1, |last| last + 1);
-        self.last_chat = Some(seq);
+        self.chat_lines += 1;
+        let seq = self.chat_lines;
         keep_newest(
             &mut self.report.chat_received,
             ChatLine {
@@ -1003,6 +1019,11 @@ impl Call {
     fn tell_security(&mut self) {
         let security = self.secure.security();
         if security != self.security {
+            if let Some(code) = &security.safety_code
+                && self.report.safety_codes.last() != Some(code)
+            {
+                keep_newest(&mut self.report.safety_codes, code.clone());
+            }
             self.security = security.clone();
             self.events.push_back(CallEvent::Security(security));
         }

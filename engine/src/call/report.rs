@@ -146,6 +146,10 @@ pub struct BotReport {
     /// The safety code of the group's epoch at the end: equal for everyone in the room.
     #[serde(default)]
     pub safety_code: Option<String>,
+    /// The safety code of every epoch we were in, oldest first (the newest lines kept): people
+    /// who left at different times compare the codes of the epochs they shared.
+    #[serde(default)]
+    pub safety_codes: Vec<String>,
     /// Frames that did not open (sealed under an epoch whose keys we did not hold, or altered).
     #[serde(default)]
     pub frames_not_opened: u64,

@@ -43,7 +43,7 @@ pub async fn start_relay(configure: impl FnOnce(&mut Config)) -> TestRelay {
     Relay::bind(config).await.expect("relay binds").spawn()
 }
 
-/// Join options for `relay`, its certificate pinned.
+/// Join options for `relay`, its certificate pinned, end-to-end encrypted (as by default).
 pub trait Joining {
     /// Where and as whom to join `room` on it.
     fn join(&self, room: &str, name: &str) -> JoinOptions;
@@ -57,7 +57,7 @@ impl Joining for Running {
             room: room.into(),
             name: name.into(),
             token: None,
-            e2ee: false,
+            e2ee: true,
         }
     }
 }
@@ -76,11 +76,19 @@ pub fn bot_config(join: JoinOptions, seconds: u64) -> CallConfig {
     config
 }
 
-/// Runs bots side by side; their reports in the same order.
+/// Runs bots side by side; their reports in the same order. Each says its chat lines once all
+/// of them are in the room (in an encrypted room a line is for those in the group when it is
+/// said), unless its configuration says otherwise.
 pub fn spawn_bots(configs: Vec<CallConfig>) -> Vec<JoinHandle<Result<BotReport, Error>>> {
+    let all = configs.len();
     configs
         .into_iter()
-        .map(|config| tokio::spawn(run_bot(config, false)))
+        .map(|mut config| {
+            if config.chat_with == 0 {
+                config.chat_with = all;
+            }
+            tokio::spawn(run_bot(config, false))
+        })
         .collect()
 }
 

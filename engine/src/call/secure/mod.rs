@@ -8,23 +8,13 @@
 //! it stamps, and the payload length, which sealing changes) set to zero; the publisher's id is
 //! then checked against the label of the member whose key opened the frame.
 //!
-//! Natively only, for now: in the browser's worker the MLS and SFrame code tripled the engine's
-//! module (1.2 to 3.7 MB) and the browser room test then failed with voices late (not yet told
-//! apart from this machine's load), so the worker refuses an encrypted room with a clear error
-//! (`web.rs`) until it loads that code only when a room needs it. The crate itself builds and
-//! is tested on wasm32.
+//! The same code runs natively and in the browser's worker (`rotunda-e2ee` is pure Rust).
 
 use rotunda_proto::{ParticipantId, ToRelay};
 
-#[cfg(native)]
-mod native;
-#[cfg(web)]
-mod web;
+mod member;
 
-#[cfg(native)]
-pub(super) use native::Secure;
-#[cfg(web)]
-pub(super) use web::Secure;
+pub(super) use member::Secure;
 
 /// What end-to-end encryption is in this call now.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

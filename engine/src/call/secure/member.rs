@@ -1,4 +1,4 @@
-//! The native side of the call's end-to-end encryption (see the module above).
+//! Our member of the room's group, sealing and opening (see the module above).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -110,11 +110,6 @@ impl Secure {
     /// Someone left.
     pub(in crate::call) fn left(&mut self, id: ParticipantId) {
         self.identities.remove(&id);
-    }
-
-    /// The room is encrypted and this build cannot take part (natively it always can).
-    pub(in crate::call) fn unsupported(&self) -> bool {
-        false
     }
 
     /// The room is end-to-end encrypted.
