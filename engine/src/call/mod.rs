@@ -35,7 +35,7 @@ use web_time::Instant;
 pub use crate::session::{JoinOptions, Joined};
 pub use config::{CallConfig, VideoSpec};
 pub use events::{CallEvent, Command, LivePeer, LiveStats};
-pub use report::{BotReport, ChatLine, PeerReport, Reconnection};
+pub use report::{BotReport, ChatLine, E2eeCost, PeerReport, Reconnection};
 pub use secure::Security;
 pub use view::PanelView;
 
@@ -929,6 +929,7 @@ impl Call {
         report.e2ee = self.security.e2ee;
         report.safety_code = self.security.safety_code.clone();
         report.frames_not_opened = self.secure.refused;
+        report.e2ee_cost = self.secure.cost.clone();
         self.stats.finish(&mut report, &self.names);
         report
     }

@@ -3,6 +3,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use rotunda_e2ee::{Error as E2eeError, Member};
+
+use crate::call::report::E2eeCost;
 use rotunda_proto::{FromRelay, MediaFrame, MediaHeader, ParticipantId, ToRelay, TrackId};
 
 use super::{Outcome, Security};
@@ -20,6 +22,8 @@ pub(in crate::call) struct Secure {
     pending_chat: VecDeque<String>,
     /// Frames that did not open (no key for their epoch, or altered).
     pub(in crate::call) refused: u64,
+    /// What sealing and opening cost so far.
+    pub(in crate::call) cost: E2eeCost,
 }
 
 fn label(id: ParticipantId, identity: &str) -> String {
@@ -56,6 +60,7 @@ impl Secure {
             identities: HashMap::new(),
             pending_chat: VecDeque::new(),
             refused: 0,
+            cost: E2eeCost::default(),
         }
     }
 
@@ -239,7 +244,12 @@ impl Secure {
             return Some(MediaFrame::new(header, payload));
         }
         let member = self.member.as_mut().filter(|m| m.in_group())?;
-        match member.seal(&aad(&header), payload) {
+        let started = Instant::now();
+        let sealed = member.seal(&aad(&header), payload);
+        self.cost.sealed += 1;
+        self.cost.sealed_bytes += payload.len() as u64;
+        self.cost.seal_ms += started.elapsed().as_secs_f64() * 1000.0;
+        match sealed {
             Ok(sealed) => Some(MediaFrame::new(header, &sealed)),
             Err(error) => {
                 tracing::warn!(%error, "a frame could not be sealed");
@@ -255,7 +265,12 @@ impl Secure {
         }
         let member = self.member.as_mut()?;
         let header = frame.header;
-        match member.open(&aad(&header), frame.payload(), now) {
+        let started = Instant::now();
+        let opened = member.open(&aad(&header), frame.payload(), now);
+        self.cost.opened += 1;
+        self.cost.opened_bytes += frame.payload().len() as u64;
+        self.cost.open_ms += started.elapsed().as_secs_f64() * 1000.0;
+        match opened {
             Ok(opened) if id_of(&opened.sender) == Some(header.track.participant) => {
                 Some(MediaFrame::new(header, &opened.payload))
             }
