@@ -3,11 +3,14 @@
 //!
 //! URL parameters: `room` and `name` (with `room`, the client joins at once; without it, the
 //! join form shows), `token` (an access token, when the relay asks for one: a refused one is
-//! explained on the page), `e2ee` (`off`: a room this page creates is not end-to-end encrypted,
-//! and is marked so for everyone in it; `on`, the default, it is), `relay` (default: the page's own host and port), `camera` and `mic`
-//! (`default`, `synthetic` or `none`), `video` (`WIDTHxHEIGHT@FPS`), `chat` (a line said once
-//! after joining; with `chat_with`, once that many people are in the room), `duration` (leave after, e.g. `30s`), `meeting` (spatial audio off), `frames`
-//! (`continuous`: draw back to back even without a GPU).
+//! explained on the page), `e2ee` (`off`: a room this page creates is not end-to-end
+//! encrypted, and is marked so for everyone in it; `on`, the default, it is), `relay`
+//! (default: the page's own host and port), `cert` (the fingerprint to pin, for a development
+//! relay elsewhere than this machine, from its log: a loopback relay's is fetched, any other
+//! relay needs a real certificate), `camera` and `mic` (`default`, `synthetic` or `none`),
+//! `video` (`WIDTHxHEIGHT@FPS`), `chat` (a line said once after joining; with `chat_with`, once
+//! that many people are in the room), `duration` (leave after, e.g. `30s`), `meeting` (spatial
+//! audio off), `frames` (`continuous`: draw back to back even without a GPU).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -43,6 +46,15 @@ fn settings_from_page() -> Result<Settings, String> {
         .unwrap_or_else(|| "./worker.js".into());
     let mut settings = Settings {
         relay: Some(param("relay").unwrap_or_else(|| format!("https://{host}"))),
+        // A development relay elsewhere than this machine: the fingerprint to pin, from its log.
+        cert_hash: match param("cert") {
+            Some(hex) => Some(
+                rotunda_engine::transport::trust::parse_hash(&hex).ok_or_else(|| {
+                    format!("cert={hex}: 64 hex digits (the relay's log shows them)")
+                })?,
+            ),
+            None => None,
+        },
         worker_url,
         canvas: Some("#rotunda".into()),
         // A page zoomed out (or a browser told to draw fewer pixels, as the browser test does

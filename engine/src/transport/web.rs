@@ -146,9 +146,13 @@ pub async fn connect(
         return Err(Error::NoWebTransport);
     }
     let authority = trust::authority(&options.relay)?;
+    // A fingerprint fetched over plain HTTP is trusted from this machine only (a development
+    // relay, as natively); any other relay shows a real certificate, or the page names the
+    // fingerprint it pins (`?cert=`).
     let hash = match options.cert_hash {
         Some(hash) => Some(hash),
-        None => fetch_hash(&authority, resume.is_some()).await?,
+        None if trust::is_loopback(&authority) => fetch_hash(&authority, resume.is_some()).await?,
+        None => None,
     };
     let unreachable = |reason: String| Error::Unreachable {
         url: options.relay.clone(),
@@ -236,9 +240,9 @@ pub async fn connect(
     Ok((session, joined, events))
 }
 
-/// The relay's dev certificate fingerprint from `/certificate.sha256` on its HTTP port; `None`
-/// when there is none to fetch (a relay with a real certificate, or a page on https that may
-/// not fetch plain http), and the browser's own trust applies. When `rejoining`, a relay that
+/// The loopback relay's dev certificate fingerprint from `/certificate.sha256` on its HTTP
+/// port; `None` when there is none to fetch (a relay with a real certificate, or a page on
+/// https that may not fetch plain http), and the browser's own trust applies. When `rejoining`, a relay that
 /// does not answer at all is taken for down: the try fails at once.
 async fn fetch_hash(authority: &str, rejoining: bool) -> Result<Option<[u8; 32]>, Error> {
     let url = format!("http://{authority}/certificate.sha256");
