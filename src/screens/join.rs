@@ -150,6 +150,13 @@ fn draw_join_form(
                     ui.label("Microphone");
                     device_menu(ui, "microphone", &mut form.microphone, &form.microphones);
                     ui.end_row();
+                    ui.label("Privacy");
+                    ui.checkbox(&mut settings.e2ee, "End-to-end encrypted")
+                        .on_hover_text(
+                            "For a room you create: media and chat sealed with keys only the \
+                             people in it hold. A room someone else created stays as it is.",
+                        );
+                    ui.end_row();
                 });
             ui.add_space(12.0);
             if let Some(error) = &form.error {
