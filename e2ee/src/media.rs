@@ -197,26 +197,28 @@ impl FrameKeys {
         let index = u32::try_from(id.member_index()).map_err(|_| Error::Forged)?;
         let sender = held.members.get(&index).ok_or(Error::Forged)?.clone();
         let mut plain = Vec::with_capacity(sealed.len());
-        let payload = match held.keys.get(&key_id) {
-            Some(key) => view
-                .decrypt_into(key, &mut plain)
-                .map_err(|_| Error::Forged)?
-                .payload()
-                .to_vec(),
-            None => {
-                // Derived now, kept only once a frame under it has opened: forged Key IDs
-                // cost a derivation each and leave nothing behind.
-                let key = DecryptionKey::derive_from(SUITE, key_id, &held.base)
-                    .map_err(|e| Error::Sframe(e.to_string()))?;
-                let payload = view
-                    .decrypt_into(&key, &mut plain)
-                    .map_err(|_| Error::Forged)?
-                    .payload()
-                    .to_vec();
-                held.keys.insert(key_id, key);
-                payload
-            }
+        // A key not held yet is derived now, and kept only once a frame under it has opened:
+        // forged Key IDs cost a derivation each and leave nothing behind.
+        let fresh = if held.keys.contains_key(&key_id) {
+            None
+        } else {
+            Some(
+                DecryptionKey::derive_from(SUITE, key_id, &held.base)
+                    .map_err(|e| Error::Sframe(e.to_string()))?,
+            )
         };
+        let key = match &fresh {
+            Some(key) => key,
+            None => held.keys.get(&key_id).ok_or(Error::UnknownEpoch)?,
+        };
+        let payload = view
+            .decrypt_into(key, &mut plain)
+            .map_err(|_| Error::Forged)?
+            .payload()
+            .to_vec();
+        if let Some(key) = fresh {
+            held.keys.insert(key_id, key);
+        }
         Ok(Opened {
             sender,
             epoch: held.epoch,
