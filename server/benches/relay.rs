@@ -15,6 +15,13 @@
 //! than its budgets (8 MiB a connection, 256 MiB in all) and the scenario's media must not
 //! suffer.
 //!
+//! `--hoard-bytes B` makes each hoarder send B bytes of each frame (default 900000; 0: headers
+//! only). `--junk N` adds N clients in that room sending what a fuzzer makes: random bytes as
+//! media streams, as media headers claiming any length, as datagrams, and as control messages
+//! (the relay then closes the session; they join again). `--bots N` puts N real `rotunda bot`
+//! processes (`$ROTUNDA_BOT`, else `$CARGO_TARGET_DIR/debug/rotunda`: build it first) in a room
+//! of their own for the run, end-to-end encrypted, and prints what each decoded of the others.
+//!
 //! `cargo bench -p rotunda-server --bench relay [-- --seconds 10 --scenario 2x8+1 --hoarders 200]`
 
 use std::io::{BufRead, BufReader};
@@ -375,7 +382,7 @@ async fn subscriber(
 }
 
 /// A hostile client: see the module's documentation. Runs until `until`.
-async fn hoard(url: String, hash: [u8; 32], name: String, until: Instant) {
+async fn hoard(url: String, hash: [u8; 32], name: String, until: Instant, bytes: usize) {
     let Some(mut client) = Client::join_at(&url, hash, "hoard", &name).await else {
         return;
     };
@@ -420,10 +427,13 @@ async fn hoard(url: String, hash: [u8; 32], name: String, until: Instant) {
                 if stream.write_all(&header).await.is_err() {
                     continue;
                 }
-                for _ in 0..9 {
-                    if stream.write_all(&chunk).await.is_err() {
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.write_all(&chunk[..n]).await.is_err() {
                         break;
                     }
+                    left -= n;
                 }
                 // Never the end: held until the relay stops it (its budget or its timeout).
                 let left = until.saturating_duration_since(Instant::now());
@@ -435,16 +445,197 @@ async fn hoard(url: String, hash: [u8; 32], name: String, until: Instant) {
     drop(client);
 }
 
+/// A small, fast, seeded generator (xorshift64*): junk needs no quality.
+struct Junk(u64);
+
+impl Junk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn bytes(&mut self, most: usize) -> Vec<u8> {
+        let len = 1 + self.below(most);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A client sending what a fuzzer makes, in the hoarders' room, until `until`; joins again
+/// whenever the relay ends its session. Returns how many things it sent.
+async fn junk(url: String, hash: [u8; 32], name: String, until: Instant, seed: u64) -> u64 {
+    let mut rng = Junk(seed | 1);
+    let mut sent = 0;
+    while Instant::now() < until {
+        let Some(mut client) = Client::join_at(&url, hash, "hoard", &name).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        while Instant::now() < until {
+            let ok = match rng.below(10) {
+                // Random bytes as a media stream.
+                0..=2 => match client.connection.open_uni().await {
+                    Ok(opening) => match opening.await {
+                        Ok(mut stream) => {
+                            let _ = stream.write_all(&rng.bytes(4000)).await;
+                            let _ = stream.finish().await;
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                },
+                // A media header claiming any length, then fewer or more bytes than it says.
+                3..=5 => {
+                    let header = MediaHeader {
+                        track: TrackId {
+                            participant: ParticipantId(rng.next() as u32),
+                            index: rng.next() as u8,
+                        },
+                        sequence: rng.next() as u32,
+                        capture_us: rng.next(),
+                        keyframe: rng.next().is_multiple_of(2),
+                        layer: rng.next() as u8,
+                        level: rng.next() as u8,
+                        payload_len: rng.next() as u32,
+                    }
+                    .encode();
+                    match client.connection.open_uni().await {
+                        Ok(opening) => match opening.await {
+                            Ok(mut stream) => {
+                                let _ = stream.write_all(&header).await;
+                                let _ = stream.write_all(&rng.bytes(3000)).await;
+                                if rng.next().is_multiple_of(2) {
+                                    let _ = stream.finish().await;
+                                }
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                        Err(_) => false,
+                    }
+                }
+                // Random datagrams (media headers and audio, to the relay).
+                6..=8 => client.connection.send_datagram(rng.bytes(1100)).is_ok(),
+                // Junk on the control stream: the relay ends the session.
+                _ => {
+                    let _ = client.send.write_all(&rng.bytes(300)).await;
+                    false
+                }
+            };
+            sent += 1;
+            if !ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    sent
+}
+
+/// Real bots in a room of their own, end-to-end encrypted, for `seconds`; their stats files.
+fn start_bots(relay: &RelayProcess, bots: usize, seconds: f64) -> Vec<(Child, std::path::PathBuf)> {
+    let bin = std::env::var("ROTUNDA_BOT").unwrap_or_else(|_| {
+        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+        format!("{target}/debug/rotunda")
+    });
+    let dir = std::env::temp_dir().join(format!("rotunda-abuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    (0..bots)
+        .map(|b| {
+            let stats = dir.join(format!("bot{b}.json"));
+            let _ = std::fs::remove_file(&stats);
+            let child = Command::new(&bin)
+                .args(["bot", "--relay", &relay.url, "--cert-hash"])
+                .arg(hex::encode(relay.hash))
+                .args(["--room", "call", "--name", &format!("bot{b}")])
+                .args([
+                    "--duration",
+                    &format!("{seconds}s"),
+                    "--video",
+                    "640x480@30",
+                ])
+                .arg("--stats-json")
+                .arg(&stats)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{bin} starts (build it first): {e}"));
+            (child, stats)
+        })
+        .collect()
+}
+
+/// Waits for the bots and prints what each decoded of every other, against what was sent
+/// while it was there.
+fn finish_bots(bots: Vec<(Child, std::path::PathBuf)>) {
+    for (mut child, stats) in bots {
+        let _ = child.wait();
+        let Ok(text) = std::fs::read_to_string(&stats) else {
+            eprintln!("{}: no report", stats.display());
+            continue;
+        };
+        let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else {
+            eprintln!("{}: not JSON", stats.display());
+            continue;
+        };
+        let count = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_default();
+        let mut line = format!(
+            "{} (e2ee {}, error {}):",
+            report["name"].as_str().unwrap_or("?"),
+            report["e2ee"],
+            report["error"]
+        );
+        if let Some(peers) = report["peers"].as_object() {
+            for (other, peer) in peers {
+                line.push_str(&format!(
+                    " <- {other} video {}/{} ({:.1} %), audio {}/{} ({:.1} %);",
+                    count(peer, "video_frames_decoded"),
+                    count(peer, "video_frames_expected"),
+                    100.0 * count(peer, "video_frames_decoded")
+                        / count(peer, "video_frames_expected").max(1.0),
+                    count(peer, "audio_frames_decoded"),
+                    count(peer, "audio_frames_expected"),
+                    100.0 * count(peer, "audio_frames_decoded")
+                        / count(peer, "audio_frames_expected").max(1.0),
+                ));
+            }
+        }
+        eprintln!("{line}");
+    }
+}
+
+/// The hostile side of a run.
+#[derive(Clone, Copy)]
+struct Hostile {
+    hoarders: usize,
+    hoard_bytes: usize,
+    junk: usize,
+    bots: usize,
+}
+
 async fn scenario(
     publishers: usize,
     subscribers: usize,
     stalled: usize,
-    hoarders: usize,
+    hostile: Hostile,
     seconds: f64,
 ) -> Row {
+    let Hostile {
+        hoarders,
+        hoard_bytes,
+        junk: junkers,
+        bots,
+    } = hostile;
     let relay = RelayProcess::start();
     let room = "bench";
     let until = Instant::now() + Duration::from_secs_f64(seconds + 5.0);
+    let bots = start_bots(&relay, bots, seconds + 5.0);
     let mut hoard_tasks = Vec::new();
     for h in 0..hoarders {
         hoard_tasks.push(tokio::spawn(hoard(
@@ -452,6 +643,17 @@ async fn scenario(
             relay.hash,
             format!("hoarder{h}"),
             until,
+            hoard_bytes,
+        )));
+    }
+    let mut junk_tasks = Vec::new();
+    for j in 0..junkers {
+        junk_tasks.push(tokio::spawn(junk(
+            relay.url.clone(),
+            relay.hash,
+            format!("junk{j}"),
+            until,
+            0x9e37_79b9_7f4a_7c15 ^ (j as u64 + 1),
         )));
     }
     let want = publishers * 2;
@@ -514,11 +716,23 @@ async fn scenario(
     }
     drop(publishers_open);
     drop(stalled_clients);
+    // With bots, the run lasts as long as they stay (and the hostile clients with them).
+    while !bots.is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu_after, rss, peak) = relay.usage();
     for task in hoard_tasks {
         task.abort();
     }
+    let mut junk_sent = 0;
+    for task in junk_tasks {
+        junk_sent += task.await.unwrap_or_default();
+    }
+    if junkers > 0 {
+        eprintln!("{junkers} junk clients sent {junk_sent} junk streams, datagrams and messages");
+    }
+    finish_bots(bots);
     let bytes: u64 = receivers
         .iter()
         .map(|r| r.bytes.load(Ordering::Relaxed))
@@ -547,6 +761,9 @@ async fn scenario(
             (_, 0) => format!("{publishers}x{subscribers} + {stalled} stalled"),
             (0, _) => format!("{publishers}x{subscribers} + {hoarders} hoarders"),
             _ => format!("{publishers}x{subscribers} + {stalled} stalled + {hoarders} hoarders"),
+        } + &match (junkers, hostile.bots) {
+            (0, 0) => String::new(),
+            (j, b) => format!(" + {j} junk + {b} bots"),
         },
         offered_mbps: (publishers * subscribers) as f64
             * (VIDEO_BPS as f64 + AUDIO_BYTES as f64 * 8.0 * 50.0)
@@ -566,13 +783,25 @@ async fn scenario(
 fn main() {
     let mut seconds = 10.0;
     let mut only: Option<String> = None;
-    let mut hoarders = 0;
+    let mut hostile = Hostile {
+        hoarders: 0,
+        hoard_bytes: 900_000,
+        junk: 0,
+        bots: 0,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
             "--scenario" => only = args.next(),
-            "--hoarders" => hoarders = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--hoarders" => {
+                hostile.hoarders = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+            "--hoard-bytes" => {
+                hostile.hoard_bytes = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+            "--junk" => hostile.junk = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--bots" => hostile.bots = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -602,7 +831,7 @@ fn main() {
         eprintln!(
             "running {p} publishers x {s} subscribers (+{stalled} stalled) for {seconds} s ..."
         );
-        rows.push(runtime.block_on(scenario(p, s, stalled, hoarders, seconds)));
+        rows.push(runtime.block_on(scenario(p, s, stalled, hostile, seconds)));
     }
     println!(
         "| P x S | offered Mb/s | delivered Mb/s | relay CPU % | relay CPU s / Gbit | latency p50 ms | latency p99 ms | video frames dropped | relay RSS MiB (peak) |"
