@@ -418,10 +418,7 @@ async fn hoard(url: String, hash: [u8; 32], name: String, until: Instant, bytes:
         streams.spawn(async move {
             let chunk = vec![0u8; 100_000];
             while Instant::now() < until {
-                let Ok(opening) = connection.open_uni().await else {
-                    return;
-                };
-                let Ok(mut stream) = opening.await else {
+                let Some(mut stream) = open_uni(&connection).await else {
                     return;
                 };
                 if stream.write_all(&header).await.is_err() {
@@ -443,6 +440,11 @@ async fn hoard(url: String, hash: [u8; 32], name: String, until: Instant, bytes:
     }
     while streams.join_next().await.is_some() {}
     drop(client);
+}
+
+/// Opens a unidirectional stream; `None` once the connection refuses.
+async fn open_uni(connection: &Connection) -> Option<SendStream> {
+    connection.open_uni().await.ok()?.await.ok()
 }
 
 /// A small, fast, seeded generator (xorshift64*): junk needs no quality.
@@ -478,46 +480,39 @@ async fn junk(url: String, hash: [u8; 32], name: String, until: Instant, seed: u
         };
         while Instant::now() < until {
             let ok = match rng.below(10) {
-                // Random bytes as a media stream.
-                0..=2 => match client.connection.open_uni().await {
-                    Ok(opening) => match opening.await {
-                        Ok(mut stream) => {
-                            let _ = stream.write_all(&rng.bytes(4000)).await;
-                            let _ = stream.finish().await;
+                // Random bytes as a media stream (0..=2), or a media header claiming any length
+                // and then fewer or more bytes than it says, left open half the time (3..=5).
+                kind @ 0..=5 => {
+                    let headed = kind >= 3;
+                    let mut bytes = Vec::new();
+                    if headed {
+                        bytes.extend(
+                            MediaHeader {
+                                track: TrackId {
+                                    participant: ParticipantId(rng.next() as u32),
+                                    index: rng.next() as u8,
+                                },
+                                sequence: rng.next() as u32,
+                                capture_us: rng.next(),
+                                keyframe: rng.next().is_multiple_of(2),
+                                layer: rng.next() as u8,
+                                level: rng.next() as u8,
+                                payload_len: rng.next() as u32,
+                            }
+                            .encode(),
+                        );
+                    }
+                    bytes.extend(rng.bytes(if headed { 3000 } else { 4000 }));
+                    let finish = !headed || rng.next().is_multiple_of(2);
+                    match open_uni(&client.connection).await {
+                        Some(mut stream) => {
+                            let _ = stream.write_all(&bytes).await;
+                            if finish {
+                                let _ = stream.finish().await;
+                            }
                             true
                         }
-                        Err(_) => false,
-                    },
-                    Err(_) => false,
-                },
-                // A media header claiming any length, then fewer or more bytes than it says.
-                3..=5 => {
-                    let header = MediaHeader {
-                        track: TrackId {
-                            participant: ParticipantId(rng.next() as u32),
-                            index: rng.next() as u8,
-                        },
-                        sequence: rng.next() as u32,
-                        capture_us: rng.next(),
-                        keyframe: rng.next().is_multiple_of(2),
-                        layer: rng.next() as u8,
-                        level: rng.next() as u8,
-                        payload_len: rng.next() as u32,
-                    }
-                    .encode();
-                    match client.connection.open_uni().await {
-                        Ok(opening) => match opening.await {
-                            Ok(mut stream) => {
-                                let _ = stream.write_all(&header).await;
-                                let _ = stream.write_all(&rng.bytes(3000)).await;
-                                if rng.next().is_multiple_of(2) {
-                                    let _ = stream.finish().await;
-                                }
-                                true
-                            }
-                            Err(_) => false,
-                        },
-                        Err(_) => false,
+                        None => false,
                     }
                 }
                 // Random datagrams (media headers and audio, to the relay).
