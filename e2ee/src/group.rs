@@ -420,10 +420,15 @@ fn validate_key_package(provider: &OpenMlsRustCrypto, bytes: &[u8]) -> Result<Ke
 }
 
 /// Checks a staged commit against the roster: adds only of members present, removals only of
-/// members gone, nothing but adds, removals and updates.
+/// members gone (or added again by the same commit: one who lost their group state), nothing
+/// but adds, removals and updates.
 fn check_commit(group: &MlsGroup, staged: &StagedCommit, roster: &impl Roster) -> Result<Applied> {
     let mut added = Vec::new();
     let mut removed = Vec::new();
+    let readded: BTreeSet<String> = staged
+        .add_proposals()
+        .map(|add| label_of(add.add_proposal().key_package().leaf_node().credential()))
+        .collect();
     for proposal in staged.queued_proposals() {
         match proposal.proposal() {
             Proposal::Add(add) => {
@@ -440,7 +445,7 @@ fn check_commit(group: &MlsGroup, staged: &StagedCommit, roster: &impl Roster) -
                     .member(remove.removed())
                     .map(label_of)
                     .ok_or_else(|| Error::Mls("the commit removes an empty leaf".into()))?;
-                if roster.present(&label) {
+                if roster.present(&label) && !readded.contains(&label) {
                     return Err(Error::Refused(format!(
                         "the commit removes {label:?}, who is still in the room"
                     )));

@@ -242,6 +242,31 @@ fn a_commit_removing_someone_still_present_is_refused() {
 }
 
 #[test]
+fn one_who_lost_their_group_state_is_removed_and_added_again_in_one_commit() {
+    let mut room = Room::new("1:ada");
+    room.join("2:bob");
+    room.join("3:cy");
+    // Cy's state went astray (it missed a commit): a fresh member under the same label.
+    room.members.retain(|m| m.label() != "3:cy");
+    let mut cy = Member::new("3:cy").expect("member");
+    let package = cy.key_package().expect("key package");
+    let commit = room.members[0]
+        .commit(&[package], &["3:cy".to_owned()])
+        .expect("commit");
+    room.apply(&commit.commit);
+    cy.join(&commit.welcome.expect("a welcome"), &room.roster, room.now)
+        .expect("joins");
+    room.members.push(cy);
+    assert_eq!(room.codes().len(), 1);
+    assert_eq!(room.members[0].members().len(), 3, "no leaf left behind");
+    let sealed = room.members[2].seal(&HEADER, b"back").expect("seals");
+    let opened = room.members[1]
+        .open(&HEADER, &sealed, room.now)
+        .expect("opens");
+    assert_eq!(opened.sender, "3:cy");
+}
+
+#[test]
 fn racing_commits_settle_on_the_one_the_relay_forwards() {
     let mut room = Room::new("1:ada");
     room.join("2:bob");

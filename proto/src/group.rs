@@ -12,6 +12,10 @@
 //! for any other round is stale and dropped. A committer that does not answer within
 //! [`COMMIT_TIMEOUT`] (gone quiet, or misbehaving) is passed over for the next member until a
 //! commit lands. When everyone in the group has left, the next joiner starts a new group.
+//!
+//! A member whose group state was lost or went astray (it missed a commit while reconnecting,
+//! or could not apply one) sends a fresh key package: it is then out of the group at once (no
+//! commit goes to it), and the next round removes its old leaf and adds it again, in one commit.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -43,6 +47,9 @@ pub struct Delivery {
     present: BTreeSet<ParticipantId>,
     /// Key packages of those waiting to be added.
     waiting: BTreeMap<ParticipantId, Vec<u8>>,
+    /// Members who asked to be added again: their old leaves, still in the group, go at the
+    /// next round.
+    stale: BTreeSet<ParticipantId>,
     round: Option<Round>,
     rounds: u64,
     /// Committers passed over since the last commit landed.
@@ -66,7 +73,7 @@ impl Delivery {
     }
 
     /// `id` sent a key package: it is added at the next round (or starts the group, when there
-    /// is none). A member's key package is not needed and is dropped.
+    /// is none). A member's key package asks to be added again: it lost its group state.
     pub fn key_package(
         &mut self,
         id: ParticipantId,
@@ -74,8 +81,25 @@ impl Delivery {
         now: Instant,
         out: &mut VecDeque<(ParticipantId, FromRelay)>,
     ) {
-        if !self.present.contains(&id) || self.members.contains(&id) {
+        if !self.present.contains(&id) {
             return;
+        }
+        if self.members.remove(&id) {
+            self.stale.insert(id);
+            self.passed_over.remove(&id);
+            if !self.anyone_in_the_group() {
+                // It was the group: it starts another.
+                self.reset();
+            }
+        }
+        // A round it commits (from a state it lost) or that adds its previous package (whose
+        // keys it no longer holds) is void.
+        if self
+            .round
+            .as_ref()
+            .is_some_and(|round| round.committer == id || round.adds.contains(&id))
+        {
+            self.round = None;
         }
         if self.epoch.is_none() {
             self.start(id, out);
@@ -95,16 +119,10 @@ impl Delivery {
         self.present.remove(&id);
         self.waiting.remove(&id);
         self.passed_over.remove(&id);
-        if self
-            .members
-            .iter()
-            .all(|member| !self.present.contains(member))
-        {
-            // No one is left in the group: it is gone with its keys. The next to send a key
-            // package starts another (those waiting send theirs again when asked).
-            self.epoch = None;
-            self.members.clear();
-            self.round = None;
+        if !self.anyone_in_the_group() {
+            // No one is left in the group: it is gone with its keys. Whoever waits first starts
+            // another.
+            self.reset();
             let waiting = std::mem::take(&mut self.waiting);
             if let Some((&first, _)) = waiting.iter().next() {
                 self.start(first, out);
@@ -176,12 +194,13 @@ impl Delivery {
                 ));
             }
         }
+        for removed in &taken.removes {
+            self.members.remove(removed);
+            self.stale.remove(removed);
+        }
         for added in &taken.adds {
             self.waiting.remove(added);
             self.members.insert(*added);
-        }
-        for removed in &taken.removes {
-            self.members.remove(removed);
         }
         self.epoch = Some(epoch + 1);
         self.passed_over.clear();
@@ -205,6 +224,28 @@ impl Delivery {
         self.round.as_ref().map(|round| round.deadline)
     }
 
+    /// Whether anyone in the room is in the group.
+    fn anyone_in_the_group(&self) -> bool {
+        self.members
+            .iter()
+            .any(|member| self.present.contains(member))
+    }
+
+    /// Whether a member of the group has left the room (its leaf is to be removed).
+    fn anyone_gone(&self) -> bool {
+        self.members
+            .iter()
+            .any(|member| !self.present.contains(member))
+    }
+
+    /// The group is gone: no epoch, no members, no round.
+    fn reset(&mut self) {
+        self.epoch = None;
+        self.members.clear();
+        self.stale.clear();
+        self.round = None;
+    }
+
     fn start(&mut self, id: ParticipantId, out: &mut VecDeque<(ParticipantId, FromRelay)>) {
         self.epoch = Some(0);
         self.members = [id].into();
@@ -220,13 +261,7 @@ impl Delivery {
         if self.round.is_some() {
             return;
         }
-        let removes: Vec<ParticipantId> = self
-            .members
-            .iter()
-            .filter(|m| !self.present.contains(m))
-            .copied()
-            .collect();
-        if self.waiting.is_empty() && removes.is_empty() {
+        if self.waiting.is_empty() && self.stale.is_empty() && !self.anyone_gone() {
             return;
         }
         let mut candidates = self
@@ -245,15 +280,38 @@ impl Delivery {
                 }
             }
         };
-        self.rounds += 1;
-        // At most a control message's worth of key packages at a time; the rest next round.
+        // At most a control message's worth of key packages at a time, those added again
+        // first; the rest next round.
         let add: Vec<(ParticipantId, Vec<u8>)> = self
             .waiting
             .iter()
+            .filter(|(id, _)| self.stale.contains(id))
+            .chain(
+                self.waiting
+                    .iter()
+                    .filter(|(id, _)| !self.stale.contains(id)),
+            )
             .take(MAX_ADDS_PER_ROUND)
             .map(|(id, package)| (*id, package.clone()))
             .collect();
         let adds: Vec<ParticipantId> = add.iter().map(|(id, _)| *id).collect();
+        // Those gone, and the old leaves of those added again in this very commit (members
+        // accept removing someone present only beside their new leaf).
+        let removes: Vec<ParticipantId> = self
+            .members
+            .iter()
+            .filter(|m| !self.present.contains(m))
+            .chain(
+                self.stale
+                    .iter()
+                    .filter(|s| !self.present.contains(s) || adds.contains(s)),
+            )
+            .copied()
+            .collect();
+        if adds.is_empty() && removes.is_empty() {
+            return;
+        }
+        self.rounds += 1;
         out.push_back((
             committer,
             FromRelay::GroupPropose {

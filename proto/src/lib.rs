@@ -51,4 +51,9 @@ pub use message::{
 /// 6: end-to-end encryption. A join says whether a room it creates is encrypted; the welcome
 /// says whether the room is; MLS key packages, commit requests, commits, welcomes and sealed
 /// chat travel as control messages ([`group`]).
-pub const PROTOCOL_VERSION: u16 = 6;
+///
+/// 7: a member of the group sending a key package asks to be added again (it lost its group
+/// state, or a commit did not apply): the next commit removes its old leaf and adds the new
+/// one, and members accept removing someone present only so. A client comes back on a resumed
+/// connection that way too.
+pub const PROTOCOL_VERSION: u16 = 7;

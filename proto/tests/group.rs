@@ -257,6 +257,93 @@ fn when_the_whole_group_has_left_the_next_joiner_starts_another() {
 }
 
 #[test]
+fn a_member_that_lost_its_group_state_is_removed_and_added_again_in_one_commit() {
+    let now = Instant::now();
+    let mut room = e2ee_room();
+    let (ada, bob) = two_in_the_group(&mut room, now);
+    // Bob could not apply a commit (or came back on a new connection): a fresh key package.
+    let fresh = ToRelay::KeyPackage {
+        package: vec![0xB0; 8],
+    };
+    send(&mut room, bob, fresh, now);
+    assert_eq!(
+        group_messages(&mut room),
+        vec![(
+            ada,
+            FromRelay::GroupPropose {
+                round: 2,
+                epoch: 1,
+                add: vec![(bob, vec![0xB0; 8])],
+                remove: vec![bob],
+            }
+        )]
+    );
+    assert_eq!(
+        room.delivery().members().len(),
+        1,
+        "out of the group at once"
+    );
+    send(&mut room, ada, commit(2, 0xA2, true), now);
+    assert_eq!(
+        group_messages(&mut room),
+        vec![
+            (
+                ada,
+                FromRelay::GroupCommit {
+                    epoch: 1,
+                    commit: vec![0xA2; 4]
+                }
+            ),
+            // Not the commit (its old state could not apply it): the welcome.
+            (
+                bob,
+                FromRelay::GroupWelcome {
+                    welcome: vec![0xA2; 16]
+                }
+            ),
+        ]
+    );
+    assert_eq!(room.delivery().epoch(), Some(2));
+    assert_eq!(room.delivery().members().len(), 2);
+}
+
+#[test]
+fn a_committer_asking_to_be_added_again_voids_its_round() {
+    let now = Instant::now();
+    let mut room = e2ee_room();
+    let (ada, bob) = two_in_the_group(&mut room, now);
+    let cy = join(&mut room, "Cy", now);
+    send(&mut room, cy, key_package(cy), now);
+    group_messages(&mut room);
+    // Ada, asked to add Cy, lost her state: Bob (still in the group) commits both.
+    send(&mut room, ada, key_package(ada), now);
+    let asked = group_messages(&mut room);
+    assert!(
+        matches!(&asked[..], [(to, FromRelay::GroupPropose { round: 3, epoch: 1, add, remove })]
+            if *to == bob && add.len() == 2 && add[0].0 == ada && remove == &vec![ada]),
+        "{asked:?}"
+    );
+    // Her commit for the void round is dropped.
+    send(&mut room, ada, commit(2, 0xA2, true), now);
+    assert!(group_messages(&mut room).is_empty());
+}
+
+#[test]
+fn the_last_member_asking_to_be_added_again_starts_another_group() {
+    let now = Instant::now();
+    let mut room = e2ee_room();
+    let ada = join(&mut room, "Ada", now);
+    send(&mut room, ada, key_package(ada), now);
+    group_messages(&mut room);
+    send(&mut room, ada, key_package(ada), now);
+    assert_eq!(
+        group_messages(&mut room),
+        vec![(ada, FromRelay::GroupCreate)]
+    );
+    assert_eq!(room.delivery().epoch(), Some(0));
+}
+
+#[test]
 fn sealed_chat_goes_to_the_others_and_plain_chat_is_refused() {
     let now = Instant::now();
     let mut room = e2ee_room();

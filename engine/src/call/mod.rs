@@ -433,10 +433,7 @@ impl Call {
             }
         }
         let identities = roster.iter().map(|p| (p.id, p.identity.clone()));
-        if let Some(package) = self
-            .secure
-            .welcome(you, &identity, e2ee, resumed, identities)
-        {
+        if let Some(package) = self.secure.welcome(you, &identity, e2ee, identities) {
             self.send(package);
         }
         if !e2ee {
@@ -929,6 +926,7 @@ impl Call {
         report.e2ee = self.security.e2ee;
         report.safety_code = self.security.safety_code.clone();
         report.frames_not_opened = self.secure.refused;
+        report.group_rejoins = self.secure.rejoins;
         report.e2ee_cost = self.secure.cost.clone();
         self.stats.finish(&mut report, &self.names);
         report

@@ -156,6 +156,10 @@ pub struct BotReport {
     /// What sealing our frames and opening everyone else's cost.
     #[serde(default)]
     pub e2ee_cost: E2eeCost,
+    /// Times we asked to be added to the group again, our group state lost or gone astray (a
+    /// commit or welcome that did not apply).
+    #[serde(default)]
+    pub group_rejoins: u64,
 }
 
 /// Time spent sealing and opening media frames (measured around each; in the browser the
@@ -203,8 +207,9 @@ impl BotReport {
         );
         match (&self.safety_code, self.e2ee) {
             (Some(code), _) => out.push_str(&format!(
-                "  end-to-end encrypted, safety code {code} ({} frames did not open; sealing {:.1} µs a frame of {:.0} B on average, opening {:.1} µs)\n",
+                "  end-to-end encrypted, safety code {code} ({} frames did not open, {} times added again; sealing {:.1} µs a frame of {:.0} B on average, opening {:.1} µs)\n",
                 self.frames_not_opened,
+                self.group_rejoins,
                 self.e2ee_cost.seal_us(),
                 self.e2ee_cost.sealed_bytes as f64 / self.e2ee_cost.sealed.max(1) as f64,
                 self.e2ee_cost.open_us(),

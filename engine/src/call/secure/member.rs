@@ -24,6 +24,8 @@ pub(in crate::call) struct Secure {
     pub(in crate::call) refused: u64,
     /// What sealing and opening cost so far.
     pub(in crate::call) cost: E2eeCost,
+    /// Times we asked to be added to the group again (a commit or welcome did not apply).
+    pub(in crate::call) rejoins: u64,
 }
 
 fn label(id: ParticipantId, identity: &str) -> String {
@@ -61,33 +63,37 @@ impl Secure {
             pending_chat: VecDeque::new(),
             refused: 0,
             cost: E2eeCost::default(),
+            rejoins: 0,
         }
     }
 
     /// The welcome: our id and identity, whether the room is encrypted, who is here. Returns
-    /// our key package to send, when we need the group's keys (a place kept by the relay keeps
-    /// its member).
+    /// our key package to send, when the room is encrypted. A connection that takes our place
+    /// back (resumed) may have missed group messages on the way: we are added again with a
+    /// fresh member rather than risk keys that went astray.
     pub(in crate::call) fn welcome(
         &mut self,
         you: ParticipantId,
         identity: &str,
         e2ee: bool,
-        resumed: bool,
         roster: impl IntoIterator<Item = (ParticipantId, String)>,
     ) -> Option<ToRelay> {
         self.e2ee = e2ee;
         self.identities = roster.into_iter().collect();
         self.identities.insert(you, identity.to_owned());
-        let kept =
-            resumed && self.you == Some(you) && self.member.as_ref().is_some_and(Member::in_group);
         self.you = Some(you);
         if !e2ee {
             self.member = None;
             return None;
         }
-        if kept {
-            return None;
-        }
+        self.fresh_member()
+    }
+
+    /// A new member of our own, out of the group until the relay has it added: its key package
+    /// to send.
+    fn fresh_member(&mut self) -> Option<ToRelay> {
+        let you = self.you?;
+        let identity = self.identities.get(&you)?;
         let member = match Member::new(&label(you, identity)) {
             Ok(member) => member,
             Err(error) => {
@@ -204,7 +210,23 @@ impl Secure {
                     );
                 }
             }
-            Err(error) => tracing::warn!(%error, "a group message did not apply"),
+            Err(error) => {
+                // A commit or welcome we cannot apply leaves us out of the group's next epoch
+                // for good (the relay has us as a member of it): we ask to be added again. A
+                // commit before our welcome (we are waiting to be added) is no one's fault.
+                let in_group = member.in_group();
+                let astray = match message {
+                    FromRelay::GroupCommit { .. } => in_group,
+                    FromRelay::GroupWelcome { .. } => true,
+                    FromRelay::GroupPropose { .. } => !in_group,
+                    _ => false,
+                };
+                tracing::warn!(%error, astray, "a group message did not apply");
+                if astray && let Some(send) = self.fresh_member() {
+                    self.rejoins += 1;
+                    outcome.send.push(send);
+                }
+            }
         }
         if self.ready() {
             while let Some(text) = self.pending_chat.pop_front() {
