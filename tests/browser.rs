@@ -539,8 +539,12 @@ fn check_reports(reports: &BTreeMap<String, BotReport>) -> Vec<String> {
                 let share = ratio(decoded, expected);
                 if expected == 0 || share < least {
                     failures.push(format!(
-                        "{pair}: decoded {decoded} of {expected} {kind} frames ({:.1} %)",
-                        100.0 * share
+                        "{pair}: decoded {decoded} of {expected} {kind} frames ({:.1} %; {receiver}: the relay's estimate {:?} kb/s, {} frames not opened, added again {} times, {} reconnections)",
+                        100.0 * share,
+                        report.link_kbps,
+                        report.frames_not_opened,
+                        report.group_rejoins,
+                        report.reconnections.len()
                     ));
                 }
             }

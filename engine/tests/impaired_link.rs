@@ -40,7 +40,16 @@ async fn bots_decode_each_other_over_a_delayed_lossy_link() {
             report.name,
             report.error
         );
-        assert_eq!(report.chat_received.len(), 3, "{} chat", report.name);
+        assert_eq!(
+            report.chat_received.len(),
+            3,
+            "{} chat (epochs {:?}, added again {} times, {} reconnections, {} frames not opened)",
+            report.name,
+            report.safety_codes.len(),
+            report.group_rejoins,
+            report.reconnections.len(),
+            report.frames_not_opened
+        );
         for sender in reports.iter().filter(|r| r.name != report.name) {
             let peer = &report.peers[&sender.name];
             // Against what the sender numbered while this bot was there.

@@ -86,8 +86,15 @@ async fn a_narrow_downlink_gets_smaller_layers_and_every_voice() {
                 // (With one size, what does not fit is paused: the comparison run.)
                 assert!(
                     !simulcast || peer.video_frames_decoded > 50,
-                    "narrow <- {}",
-                    sender.name
+                    "narrow <- {}: {} decoded of {} received, by layer {:?}; the relay's estimate {:?} kb/s; {} frames not opened, added again {} times, {} reconnections",
+                    sender.name,
+                    peer.video_frames_decoded,
+                    peer.video_frames_received,
+                    peer.video_frames_by_layer,
+                    report.link_kbps,
+                    report.frames_not_opened,
+                    report.group_rejoins,
+                    report.reconnections.len()
                 );
             } else {
                 // The others are untouched: the top layer, nearly every frame.
