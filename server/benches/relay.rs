@@ -21,6 +21,9 @@
 //! (the relay then closes the session; they join again). `--bots N` puts N real `rotunda bot`
 //! processes (`$ROTUNDA_BOT`, else `$CARGO_TARGET_DIR/debug/rotunda`: build it first) in a room
 //! of their own for the run, end-to-end encrypted, and prints what each decoded of the others.
+//! `--hostile-nice N` runs the hoarders and junk clients on threads of their own at that nice
+//! value (Linux: per thread), the relay and the bots at the usual priority: on one machine, it
+//! stands for hostile clients elsewhere, whose CPU is not the relay's.
 //!
 //! `cargo bench -p rotunda-server --bench relay [-- --seconds 10 --scenario 2x8+1 --hoarders 200]`
 
@@ -612,6 +615,35 @@ struct Hostile {
     hoard_bytes: usize,
     junk: usize,
     bots: usize,
+    /// The hostile clients' threads' nice value.
+    nice: i32,
+}
+
+/// A runtime for the hostile clients, its threads at nice value `nice` (0: as the rest).
+fn hostile_runtime(nice: i32) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            if nice != 0 {
+                // Linux: a thread's nice value is its own; `renice` sets it by thread id.
+                let tid = std::fs::read_link("/proc/thread-self")
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+                let done = tid.is_some_and(|tid| {
+                    Command::new("renice")
+                        .args(["-n", &nice.to_string(), "-p", &tid])
+                        .stdout(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                });
+                if !done {
+                    eprintln!("the hostile clients keep their priority (renice failed)");
+                }
+            }
+        })
+        .build()
+        .expect("hostile runtime")
 }
 
 async fn scenario(
@@ -619,6 +651,7 @@ async fn scenario(
     subscribers: usize,
     stalled: usize,
     hostile: Hostile,
+    hostile_side: tokio::runtime::Handle,
     seconds: f64,
 ) -> Row {
     let Hostile {
@@ -626,6 +659,7 @@ async fn scenario(
         hoard_bytes,
         junk: junkers,
         bots,
+        nice: _,
     } = hostile;
     let relay = RelayProcess::start();
     let room = "bench";
@@ -633,7 +667,7 @@ async fn scenario(
     let bots = start_bots(&relay, bots, seconds + 5.0);
     let mut hoard_tasks = Vec::new();
     for h in 0..hoarders {
-        hoard_tasks.push(tokio::spawn(hoard(
+        hoard_tasks.push(hostile_side.spawn(hoard(
             relay.url.clone(),
             relay.hash,
             format!("hoarder{h}"),
@@ -643,7 +677,7 @@ async fn scenario(
     }
     let mut junk_tasks = Vec::new();
     for j in 0..junkers {
-        junk_tasks.push(tokio::spawn(junk(
+        junk_tasks.push(hostile_side.spawn(junk(
             relay.url.clone(),
             relay.hash,
             format!("junk{j}"),
@@ -783,6 +817,7 @@ fn main() {
         hoard_bytes: 900_000,
         junk: 0,
         bots: 0,
+        nice: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -797,6 +832,9 @@ fn main() {
             }
             "--junk" => hostile.junk = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--bots" => hostile.bots = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--hostile-nice" => {
+                hostile.nice = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -821,12 +859,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let hostile_side = hostile_runtime(hostile.nice);
     let mut rows = Vec::new();
     for (p, s, stalled) in scenarios {
         eprintln!(
             "running {p} publishers x {s} subscribers (+{stalled} stalled) for {seconds} s ..."
         );
-        rows.push(runtime.block_on(scenario(p, s, stalled, hostile, seconds)));
+        rows.push(runtime.block_on(scenario(
+            p,
+            s,
+            stalled,
+            hostile,
+            hostile_side.handle().clone(),
+            seconds,
+        )));
     }
     println!(
         "| P x S | offered Mb/s | delivered Mb/s | relay CPU % | relay CPU s / Gbit | latency p50 ms | latency p99 ms | video frames dropped | relay RSS MiB (peak) |"
