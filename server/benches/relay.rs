@@ -561,7 +561,10 @@ fn start_bots(relay: &RelayProcess, bots: usize, seconds: f64) -> Vec<(Child, st
                 .arg("--stats-json")
                 .arg(&stats)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(
+                    std::fs::File::create(stats.with_extension("log"))
+                        .map_or_else(|_| Stdio::null(), Stdio::from),
+                )
                 .spawn()
                 .unwrap_or_else(|e| panic!("{bin} starts (build it first): {e}"));
             (child, stats)
@@ -573,9 +576,16 @@ fn start_bots(relay: &RelayProcess, bots: usize, seconds: f64) -> Vec<(Child, st
 /// while it was there.
 fn finish_bots(bots: Vec<(Child, std::path::PathBuf)>) {
     for (mut child, stats) in bots {
-        let _ = child.wait();
+        let status = child.wait();
         let Ok(text) = std::fs::read_to_string(&stats) else {
-            eprintln!("{}: no report", stats.display());
+            // What the bot said last, to tell why.
+            let log = std::fs::read_to_string(stats.with_extension("log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            eprintln!(
+                "{}: no report ({status:?}); its log ends: {:?}",
+                stats.display(),
+                tail.into_iter().rev().collect::<Vec<_>>()
+            );
             continue;
         };
         let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else {
