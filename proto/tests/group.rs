@@ -54,6 +54,34 @@ fn commit(round: u64, tag: u8, welcome: bool) -> ToRelay {
     }
 }
 
+/// What the relay forwards for a commit tagged `tag` that answers a round at `epoch`: the commit
+/// to each of `members`, then its welcome to each of `added`.
+fn forwarded(
+    epoch: u64,
+    tag: u8,
+    members: &[ParticipantId],
+    added: &[ParticipantId],
+) -> Vec<(ParticipantId, FromRelay)> {
+    let commits = members.iter().map(|to| {
+        (
+            *to,
+            FromRelay::GroupCommit {
+                epoch,
+                commit: vec![tag; 4],
+            },
+        )
+    });
+    let welcomes = added.iter().map(|to| {
+        (
+            *to,
+            FromRelay::GroupWelcome {
+                welcome: vec![tag; 16],
+            },
+        )
+    });
+    commits.chain(welcomes).collect()
+}
+
 /// Ada starts the group; Bob's key package makes a round for Ada; her commit goes to her, its
 /// welcome to Bob. Returns (ada, bob).
 fn two_in_the_group(room: &mut Room, now: Instant) -> (ParticipantId, ParticipantId) {
@@ -75,24 +103,7 @@ fn two_in_the_group(room: &mut Room, now: Instant) -> (ParticipantId, Participan
         )]
     );
     send(room, ada, commit(1, 0xA1, true), now);
-    assert_eq!(
-        group_messages(room),
-        vec![
-            (
-                ada,
-                FromRelay::GroupCommit {
-                    epoch: 0,
-                    commit: vec![0xA1; 4]
-                }
-            ),
-            (
-                bob,
-                FromRelay::GroupWelcome {
-                    welcome: vec![0xA1; 16]
-                }
-            ),
-        ]
-    );
+    assert_eq!(group_messages(room), forwarded(0, 0xA1, &[ada], &[bob]));
     assert_eq!(room.delivery().epoch(), Some(1));
     (ada, bob)
 }
@@ -110,19 +121,11 @@ fn the_first_starts_the_group_and_the_longest_in_it_commits_each_join() {
         "{asked:?}"
     );
     send(&mut room, ada, commit(2, 0xA2, true), now);
-    let sent = group_messages(&mut room);
-    let commits: Vec<ParticipantId> = sent
-        .iter()
-        .filter(|(_, m)| matches!(m, FromRelay::GroupCommit { epoch: 1, .. }))
-        .map(|(to, _)| *to)
-        .collect();
-    assert_eq!(commits, vec![ada, bob], "every member, the committer too");
-    assert!(sent.contains(&(
-        cy,
-        FromRelay::GroupWelcome {
-            welcome: vec![0xA2; 16]
-        }
-    )));
+    // Every member, the committer too; the welcome to Cy.
+    assert_eq!(
+        group_messages(&mut room),
+        forwarded(1, 0xA2, &[ada, bob], &[cy])
+    );
     assert_eq!(room.delivery().epoch(), Some(2));
     assert_eq!(room.delivery().members().len(), 3);
 }
@@ -146,16 +149,7 @@ fn a_leave_is_committed_by_whoever_is_longest_in_the_group() {
         )]
     );
     send(&mut room, bob, commit(2, 0xB2, false), now);
-    assert_eq!(
-        group_messages(&mut room),
-        vec![(
-            bob,
-            FromRelay::GroupCommit {
-                epoch: 1,
-                commit: vec![0xB2; 4]
-            }
-        )]
-    );
+    assert_eq!(group_messages(&mut room), forwarded(1, 0xB2, &[bob], &[]));
     assert_eq!(room.delivery().members().len(), 1);
 }
 
@@ -284,24 +278,10 @@ fn a_member_that_lost_its_group_state_is_removed_and_added_again_in_one_commit()
         "out of the group at once"
     );
     send(&mut room, ada, commit(2, 0xA2, true), now);
+    // Not the commit to Bob (his old state could not apply it): the welcome.
     assert_eq!(
         group_messages(&mut room),
-        vec![
-            (
-                ada,
-                FromRelay::GroupCommit {
-                    epoch: 1,
-                    commit: vec![0xA2; 4]
-                }
-            ),
-            // Not the commit (its old state could not apply it): the welcome.
-            (
-                bob,
-                FromRelay::GroupWelcome {
-                    welcome: vec![0xA2; 16]
-                }
-            ),
-        ]
+        forwarded(1, 0xA2, &[ada], &[bob])
     );
     assert_eq!(room.delivery().epoch(), Some(2));
     assert_eq!(room.delivery().members().len(), 2);
