@@ -213,12 +213,11 @@ impl Secure {
             Err(error) => {
                 // A commit or welcome we cannot apply leaves us out of the group's next epoch
                 // for good (the relay has us as a member of it): we ask to be added again. A
-                // commit before our welcome (we are waiting to be added) is no one's fault.
-                let in_group = member.in_group();
+                // commit, or a request to commit, before our welcome (we are waiting to be
+                // added, our key package on its way) is no one's fault.
                 let astray = match message {
-                    FromRelay::GroupCommit { .. } => in_group,
+                    FromRelay::GroupCommit { .. } => member.in_group(),
                     FromRelay::GroupWelcome { .. } => true,
-                    FromRelay::GroupPropose { .. } => !in_group,
                     _ => false,
                 };
                 tracing::warn!(%error, astray, "a group message did not apply");
