@@ -336,9 +336,13 @@ impl Room {
         self.members.get(&id).map(|m| &m.info)
     }
 
-    /// The layers of a published video track, smallest first, each costing what it announced
-    /// or what it was measured to cost lately (with the transport's overhead), whichever is more.
-    pub fn track_layers(&self, track: TrackId) -> Vec<LayerInfo> {
+    /// The layers of a published video track, smallest first, each costing what it was measured
+    /// to cost lately (with the transport's overhead), or what it announced when it was not sent
+    /// lately. What a publisher announced is only a guess: one whose encoder could not keep up
+    /// sends a smaller picture under the same announcement, and a still camera sends a fraction
+    /// of it (charged what it announced, such a picture kept a viewer's link estimate from
+    /// growing and another picture paused for good).
+    pub fn track_layers(&self, track: TrackId, now: Instant) -> Vec<LayerInfo> {
         let mut layers = self
             .members
             .get(&track.participant)
@@ -351,9 +355,11 @@ impl Room {
             .map(|(_, info)| info.layer_list())
             .unwrap_or_default();
         for (n, layer) in layers.iter_mut().enumerate() {
-            if let Some(rate) = self.rates.get(&(track, n as u8)) {
-                let measured = (rate.kbps * OVERHEAD).min(f64::from(u32::MAX)) as u32;
-                layer.kbps = layer.kbps.max(measured);
+            if let Some(rate) = self.rates.get(&(track, n as u8))
+                && rate.kbps > 0.0
+                && now.saturating_duration_since(rate.at) <= RATE_STALE
+            {
+                layer.kbps = (rate.kbps * OVERHEAD).clamp(1.0, f64::from(u32::MAX)) as u32;
             }
         }
         layers
@@ -1183,7 +1189,7 @@ impl Room {
                 .iter()
                 .filter(|(_, sub)| sub.kind == TrackKind::Video)
                 .map(|(track, sub)| {
-                    let layers = self.track_layers(*track);
+                    let layers = self.track_layers(*track, now);
                     let (height, priority) = match &member.view {
                         // Not said yet: the top layer, as before layers existed.
                         None => (u16::MAX, 0),

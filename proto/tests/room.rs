@@ -1592,6 +1592,75 @@ fn a_subscriber_that_falls_behind_is_given_less() {
     assert_eq!(room.layer_of(viewer, cam).1, Some(2));
 }
 
+/// One 640x480 layer announced at 800 kb/s, as a browser or bot without simulcast publishes it.
+fn single_layer_info() -> TrackInfo {
+    TrackInfo {
+        layers: vec![LayerInfo {
+            width: 640,
+            height: 480,
+            fps: 30,
+            kbps: 800,
+        }],
+        ..video_info()
+    }
+}
+
+#[test]
+fn a_picture_costs_what_it_sends_not_what_it_announced() {
+    // Two publishers announce 800 kb/s each but send ~150 kb/s (their encoders stepped down to
+    // a smaller picture under load); a viewer joins at the start estimate (1000 kb/s).
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let publishers = [join(&mut room, "Pia"), join(&mut room, "Quin")];
+    for p in publishers {
+        publish(&mut room, p, 0, single_layer_info(), t0);
+    }
+    let viewer = join(&mut room, "Vic");
+    let cams = publishers.map(|p| track(p, 0));
+    for cam in cams {
+        subscribe(&mut room, viewer, cam, t0);
+    }
+    room.handle_timeout(t0);
+    // As announced, only one fits (a new picture needs 800 x 1.25 free).
+    assert_eq!(room.layer_of(viewer, cams[0]).1, Some(0));
+    assert_eq!(room.layer_of(viewer, cams[1]).1, None);
+    // Two seconds of what they really send: 560 bytes a frame at 30 a second; the viewer
+    // reads all it is sent.
+    let mut now = t0;
+    let mut sent_to_viewer = Vec::new();
+    for n in 0..60u32 {
+        now = t0 + FRAME_INTERVAL * n;
+        for p in publishers {
+            let mut frame = video(0, n, n == 0);
+            frame = MediaFrame::new(frame.header, &[0; 560]);
+            room.handle_media(p, frame, TrackKind::Video, now)
+                .expect("forwarded");
+        }
+        sent_to_viewer.extend(drain_video(&mut room, viewer));
+        room.handle_timeout(now);
+    }
+    // Charged what they send (~150 kb/s each), both fit in the same estimate.
+    assert_eq!(room.link_kbps(viewer), Some(1000));
+    assert_eq!(
+        cams.map(|cam| room.layer_of(viewer, cam).1),
+        [Some(0), Some(0)]
+    );
+    assert_eq!(sent_to_viewer.len(), 60);
+    assert!(sent_to_viewer.iter().all(|f| f.header.track == cams[0]));
+    // The paused one's next keyframe opens it.
+    let mut frame = video(0, 60, true);
+    frame = MediaFrame::new(frame.header, &[0; 560]);
+    room.handle_media(publishers[1], frame, TrackKind::Video, now)
+        .expect("forwarded");
+    assert_eq!(
+        drain_video(&mut room, viewer)
+            .iter()
+            .map(|f| f.header.track)
+            .collect::<Vec<_>>(),
+        [cams[1]]
+    );
+}
+
 #[test]
 fn a_subscriber_is_told_its_links_estimate_when_it_changes() {
     let t0 = Instant::now();

@@ -104,6 +104,8 @@ class Page {
     this.openedAt = 0;
     this.firstFrameMs = null;
     this.hidden = null;
+    /** Every stats line's counts, in brief, to see when a shortfall happened. */
+    this.timeline = [];
   }
 
   fail(why) {
@@ -131,6 +133,7 @@ class Page {
         this.stats = JSON.parse(text.slice(STATS.length));
         this.statsAt = Date.now();
         this.statsTimes = [...(this.statsTimes ?? []).slice(-(STEADY_LINES - 1)), this.statsAt];
+        this.timeline.push(brief(this.stats, this.statsAt - this.openedAt));
       } catch (error) {
         this.fail(`unreadable ${STATS} line (${error.message}): ${text.slice(0, 300)}`);
         return;
@@ -378,6 +381,28 @@ function watchStaleness(pages) {
   return () => clearInterval(timer);
 }
 
+/**
+ * A stats line in brief, at `ms` after the page opened: per peer, video received/expected/
+ * decoded/skipped, audio expected/decoded and its latency p95 so far (all counts cumulative).
+ */
+function brief(stats, ms) {
+  const peers = Object.fromEntries(
+    Object.entries(stats.peers ?? {}).map(([name, p]) => [
+      name,
+      [
+        p.video_frames_received,
+        p.video_frames_expected,
+        p.video_frames_decoded,
+        p.video_frames_skipped,
+        p.audio_frames_expected,
+        p.audio_frames_decoded,
+        Math.round(p.audio_latency_ms_p95),
+      ],
+    ]),
+  );
+  return { ms, link: stats.link_kbps, sent: stats.video_sent, peers };
+}
+
 function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
   const rank = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
@@ -459,7 +484,9 @@ async function run(options, pages) {
       const stats = path.join(options.out, `${page.name}.json`);
       await page.page.screenshot({ path: shot, timeout: 30000 });
       await writeFile(stats, `${JSON.stringify(page.stats, null, 2)}\n`);
-      console.log(`wrote ${shot} ${stats}`);
+      const timeline = path.join(options.out, `${page.name}.timeline.jsonl`);
+      await writeFile(timeline, page.timeline.map((line) => `${JSON.stringify(line)}\n`).join(''));
+      console.log(`wrote ${shot} ${stats} ${timeline}`);
     }
     const failure = firstFailure(pages);
     if (failure) throw failure;
