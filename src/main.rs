@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rotunda::settings::{DeviceChoice, Settings};
-use rotunda_engine::handle::native::{ViewFn, run_bot_viewing as bot};
+use rotunda_engine::handle::native::{ViewFn, run_bot_until};
 use rotunda_engine::load::LoadTest;
 use rotunda_engine::transport::trust;
 use rotunda_engine::{CallConfig, JoinOptions, VideoSpec};
@@ -164,7 +164,7 @@ struct BotArgs {
     /// for everyone in it.
     #[arg(long)]
     no_e2ee: bool,
-    /// How long to stay, e.g. 20s or 2m.
+    /// How long to stay, e.g. 20s or 2m (Ctrl-C or SIGTERM leaves earlier, with the report).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Video to publish, WIDTHxHEIGHT@FPS.
@@ -235,6 +235,25 @@ async fn run_load_test(args: LoadTestArgs) -> anyhow::Result<()> {
         anyhow::bail!("no publisher stayed to the end");
     }
     Ok(())
+}
+
+/// Ctrl-C, or a polite request to stop (SIGTERM): the bot leaves early and still reports.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No handler could be installed: the bot runs its full duration.
+        std::future::pending::<()>().await;
+    }
 }
 
 fn parse_view(text: &str) -> Result<(u32, u32), String> {
@@ -343,7 +362,7 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
             rotunda::room::view::ring_view(ids, you, size)
         }) as ViewFn
     });
-    let report = bot(config, true, view)
+    let report = run_bot_until(config, true, view, interrupted())
         .await
         .map_err(|error| anyhow::anyhow!("{}", error.explain()))?;
     print!("{}", report.summary());

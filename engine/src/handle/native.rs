@@ -58,6 +58,17 @@ pub async fn run_bot_viewing(
     status: bool,
     view: Option<ViewFn>,
 ) -> Result<BotReport, Error> {
+    run_bot_until(config, status, view, std::future::pending()).await
+}
+
+/// [`run_bot_viewing`] that leaves the room early, with its report, once `leave` is ready (the
+/// command line's Ctrl-C).
+pub async fn run_bot_until(
+    config: CallConfig,
+    status: bool,
+    view: Option<ViewFn>,
+    leave: impl Future<Output = ()>,
+) -> Result<BotReport, Error> {
     let wake = Wake::default();
     let name = config.join.name.clone();
     let parts = Parts {
@@ -71,6 +82,7 @@ pub async fn run_bot_viewing(
         wake,
     };
     let (commands_tx, commands) = tokio::sync::mpsc::channel(16);
+    let leaving = commands_tx.clone();
     let mut console = Console {
         name,
         status,
@@ -79,7 +91,15 @@ pub async fn run_bot_viewing(
         you: None,
         present: BTreeSet::new(),
     };
-    driver::run(parts, commands, &mut console).await
+    let call = driver::run(parts, commands, &mut console);
+    tokio::pin!(call);
+    tokio::select! {
+        report = &mut call => return report,
+        () = leave => {}
+    }
+    // The call leaves as it would at its end: a leave message, then the report.
+    let _ = leaving.send(Command::Leave).await;
+    call.await
 }
 
 /// A bot's output: status lines on stdout, and its view when it has one.
