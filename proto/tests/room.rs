@@ -1631,9 +1631,7 @@ fn a_picture_costs_what_it_sends_not_what_it_announced() {
     for n in 0..60u32 {
         now = t0 + FRAME_INTERVAL * n;
         for p in publishers {
-            let mut frame = video(0, n, n == 0);
-            frame = MediaFrame::new(frame.header, &[0; 560]);
-            room.handle_media(p, frame, TrackKind::Video, now)
+            room.handle_media(p, frame(0, n, n == 0, &[0; 560]), TrackKind::Video, now)
                 .expect("forwarded");
         }
         sent_to_viewer.extend(drain_video(&mut room, viewer));
@@ -1648,9 +1646,8 @@ fn a_picture_costs_what_it_sends_not_what_it_announced() {
     assert_eq!(sent_to_viewer.len(), 60);
     assert!(sent_to_viewer.iter().all(|f| f.header.track == cams[0]));
     // The paused one's next keyframe opens it.
-    let mut frame = video(0, 60, true);
-    frame = MediaFrame::new(frame.header, &[0; 560]);
-    room.handle_media(publishers[1], frame, TrackKind::Video, now)
+    let keyframe = frame(0, 60, true, &[0; 560]);
+    room.handle_media(publishers[1], keyframe, TrackKind::Video, now)
         .expect("forwarded");
     assert_eq!(
         drain_video(&mut room, viewer)

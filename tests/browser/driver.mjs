@@ -14,7 +14,8 @@
 // this takes --headful, since headless Chromium keeps every tab visible), and DIR/NAME.hidden.json
 // holds their stats from the moment they were hidden. Then it holds for --seconds, samples
 // requestAnimationFrame intervals for 5 s in each visible page, and leaves DIR/NAME.png
-// (screenshot) and DIR/NAME.json (last stats). Exit 0 when all that happened; 1 with a message
+// (screenshot), DIR/NAME.json (last stats) and DIR/NAME.timeline.jsonl (every stats line in
+// brief, to see when a shortfall happened). Exit 0 when all that happened; 1 with a message
 // (and each page's last console lines) otherwise. `rotunda:error` lines, console errors and
 // uncaught page errors go to stderr, prefixed by the page name.
 
