@@ -55,6 +55,7 @@ fn encode_clip(spec: VideoSpec) -> Vec<EncodedVideo> {
             height: spec.height,
             bitrate: spec.bitrate(),
             fps: spec.fps,
+            screen: false,
         })
         .expect("encoder");
     let mut pattern = TestPattern::new(7, spec.width, spec.height);

@@ -15,6 +15,13 @@ want libvulkan1           # the renderer (wgpu)
 want mesa-vulkan-drivers  # software Vulkan (lavapipe) where there is no GPU: tests, servers
 want libxkbcommon-x11-0   # the window (winit on X11)
 want xvfb                 # a screen for the windowed tests, and for run.sh without a display
+# Screen sharing (xcap): X11's RandR, Wayland, PipeWire and D-Bus (the desktop portal), EGL, GBM.
+want libxcb-randr0-dev
+want libwayland-dev
+want libpipewire-0.3-dev
+want libdbus-1-dev
+want libegl-dev
+want libgbm-dev
 want xauth                # xvfb-run
 want brotli               # the browser bundle travels precompressed (scripts/web.sh)
 command -v curl >/dev/null 2>&1 || need+=(curl)  # run.sh waits for the relay

@@ -18,6 +18,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
+# The screen-sharing test shows its picture with ImageMagick's display.
+if ! command -v display >/dev/null 2>&1; then
+    echo "installing imagemagick ..."
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends imagemagick >/dev/null
+fi
 if ! command -v node >/dev/null 2>&1; then
     echo "installing nodejs and npm ..."
     sudo=""

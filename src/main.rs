@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rotunda::settings::{DeviceChoice, Settings};
+use rotunda_engine::call::Sources;
 use rotunda_engine::handle::native::{ViewFn, run_bot_until};
 use rotunda_engine::load::LoadTest;
 use rotunda_engine::transport::trust;
@@ -201,6 +202,13 @@ struct BotArgs {
     /// Publish one video size only (no simulcast layers).
     #[arg(long)]
     no_simulcast: bool,
+    /// Share the screen (the primary monitor; under X11 that of $DISPLAY) as a second video,
+    /// shown on the room's wall.
+    #[arg(long)]
+    share_screen: bool,
+    /// The most a shared screen is sent at, WIDTHxHEIGHT@FPS (a smaller screen at its own size).
+    #[arg(long, default_value = "1920x1080@5", requires = "share_screen")]
+    screen: VideoSpec,
 }
 
 async fn run_load_test(args: LoadTestArgs) -> anyhow::Result<()> {
@@ -350,6 +358,17 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
     config.chat_with = args.chat_with;
     config.max_kbps = args.max_kbps;
     config.simulcast = !args.no_simulcast;
+    let mut sources = Sources::default();
+    if args.share_screen {
+        let screen = rotunda::devices::screen::Screen::open(args.screen)
+            .map_err(|reason| anyhow::anyhow!("cannot share the screen: {reason}"))?;
+        println!(
+            "[{}] sharing the screen {} at {}",
+            config.join.name, screen.name, screen.spec
+        );
+        config.screen = Some(screen.spec);
+        sources.screen = Some(Box::new(screen));
+    }
     let cycle = args.view_cycle.filter(|c| !c.is_zero());
     let start = std::time::Instant::now();
     let view = args.view.map(|(w, h)| {
@@ -362,7 +381,7 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
             rotunda::room::view::ring_view(ids, you, size)
         }) as ViewFn
     });
-    let report = run_bot_until(config, true, view, interrupted())
+    let report = run_bot_until(config, sources, true, view, interrupted())
         .await
         .map_err(|error| anyhow::anyhow!("{}", error.explain()))?;
     print!("{}", report.summary());

@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use web_time::Instant;
 
 use crate::audio::Speakers;
-use crate::call::{Action, BotReport, Call, CallConfig, CallEvent, Command, Joined, Sources};
+use crate::call::{
+    Action, BotReport, Call, CallConfig, CallEvent, Command, Decoded, Joined, Sources,
+};
 use crate::codec::{Codecs, Wake};
-use crate::media::VideoFrame;
 use crate::transport::{self, Event, Session};
 use crate::{Error, rt};
 
@@ -36,8 +37,8 @@ const STALL_REPORT_EVERY: Duration = Duration::from_secs(5);
 pub trait Outputs {
     /// An event.
     fn event(&mut self, event: CallEvent);
-    /// A participant's newest picture.
-    fn picture(&mut self, id: ParticipantId, frame: VideoFrame);
+    /// A participant's newest picture of a camera or a shared screen.
+    fn picture(&mut self, picture: Decoded);
     /// A participant's newest pose.
     fn pose(&mut self, id: ParticipantId, pose: Pose);
     /// The end of a turn: what was batched may go.
@@ -129,10 +130,11 @@ pub async fn run(
                     }
                 }
                 Action::SendVideo(frame) => {
+                    let index = frame.header.track.index;
                     if let Some((live, _)) = &session
                         && !live.send_video(frame)
                     {
-                        call.handle_video_refused();
+                        call.handle_video_refused(index);
                     }
                 }
                 Action::Disconnect => session = None,
@@ -152,8 +154,8 @@ pub async fn run(
             }
             out.event(event);
         }
-        while let Some((id, frame)) = call.poll_picture() {
-            out.picture(id, frame);
+        while let Some(picture) = call.poll_picture() {
+            out.picture(picture);
         }
         while let Some((id, pose)) = call.poll_pose() {
             out.pose(id, pose);

@@ -38,8 +38,8 @@ pub mod transport;
 pub mod worker;
 
 pub use call::{
-    BotReport, Call, CallConfig, CallEvent, Command, E2eeCost, JoinOptions, LivePeer, LiveStats,
-    PanelView, PeerReport, Security, VideoSpec,
+    BotReport, Call, CallConfig, CallEvent, Command, Decoded, E2eeCost, JoinOptions, LivePeer,
+    LiveStats, PanelView, PeerReport, SCREEN_INDEX, Security, VideoSpec,
 };
 pub use driver::{Outputs, Parts, run};
 pub use error::{Error, Result};

@@ -129,6 +129,7 @@ pub async fn run(test: LoadTest) -> LoadSummary {
                 config,
                 codecs: Box::new(ClipCodecs { clips, sender }),
                 sources: Sources {
+                    screen: None,
                     camera: Some(Box::new(camera) as Box<dyn VideoSource>),
                     microphone: Some(if speaks {
                         Box::new(Tone::new(0)) as Box<dyn AudioSource>
@@ -179,7 +180,7 @@ struct Quiet;
 
 impl Outputs for Quiet {
     fn event(&mut self, _event: CallEvent) {}
-    fn picture(&mut self, _id: rotunda_proto::ParticipantId, _frame: VideoFrame) {}
+    fn picture(&mut self, _picture: crate::call::Decoded) {}
     fn pose(&mut self, _id: rotunda_proto::ParticipantId, _pose: rotunda_proto::Pose) {}
 }
 
@@ -436,6 +437,7 @@ mod tests {
             height: 240,
             bitrate: 200_000,
             fps: 30,
+            screen: false,
         };
         let clip = clips.video(42, config).expect("clip");
         assert_eq!(clip.len(), CLIP_FRAMES);

@@ -27,7 +27,7 @@ use crate::link::{LinkEstimate, LinkSample};
 use crate::media::MediaFrame;
 use crate::message::{
     FromRelay, Grants, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume,
-    ToRelay, TrackId, TrackKind,
+    ToRelay, TrackId, TrackKind, TrackSource,
 };
 use crate::{Error, PROTOCOL_VERSION, Result};
 
@@ -363,6 +363,17 @@ impl Room {
             }
         }
         layers
+    }
+
+    /// Where a published track's media comes from.
+    fn track_source(&self, track: TrackId) -> Option<TrackSource> {
+        let member = self.members.get(&track.participant)?;
+        member
+            .info
+            .tracks
+            .iter()
+            .find(|(index, _)| *index == track.index)
+            .map(|(_, info)| info.source)
     }
 
     /// Counts a video frame into its layer's rate.
@@ -1190,11 +1201,16 @@ impl Room {
                 .filter(|(_, sub)| sub.kind == TrackKind::Video)
                 .map(|(track, sub)| {
                     let layers = self.track_layers(*track, now);
+                    // A shared screen stands on everyone's wall, whole, unless a view says it
+                    // is out of sight; it goes first.
+                    let screen = self.track_source(*track) == Some(TrackSource::Screen);
+                    let unseen = if screen { (u16::MAX, 0) } else { (0, 0) };
                     let (height, priority) = match &member.view {
                         // Not said yet: the top layer, as before layers existed.
                         None => (u16::MAX, 0),
-                        Some(view) => view.get(track).copied().unwrap_or((0, 0)),
+                        Some(view) => view.get(track).copied().unwrap_or(unseen),
                     };
+                    let priority = if screen { u8::MAX } else { priority };
                     Candidate {
                         track: *track,
                         priority,

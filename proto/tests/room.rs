@@ -1659,6 +1659,48 @@ fn a_picture_costs_what_it_sends_not_what_it_announced() {
 }
 
 #[test]
+fn a_shared_screen_is_on_every_wall_and_goes_first() {
+    // A camera in three layers and a shared screen in three; a viewer whose link carries about
+    // 1 Mb/s and whose view names only the camera (a panel 480 pixels tall, focused).
+    let t0 = Instant::now();
+    let mut room = default_room();
+    let pia = join(&mut room, "Pia");
+    let sam = join(&mut room, "Sam");
+    publish(&mut room, pia, 0, layered_info(), t0);
+    let screen_info = TrackInfo {
+        source: TrackSource::Screen,
+        width: 1920,
+        height: 1080,
+        layers: [(480, 270, 5, 100), (960, 540, 5, 300), (1920, 1080, 5, 600)]
+            .into_iter()
+            .map(|(width, height, fps, kbps)| LayerInfo {
+                width,
+                height,
+                fps,
+                kbps,
+            })
+            .collect(),
+        ..video_info()
+    };
+    publish(&mut room, sam, 2, screen_info, t0);
+    let viewer = join(&mut room, "Vic");
+    let (camera, screen) = (track(pia, 0), track(sam, 2));
+    subscribe(&mut room, viewer, camera, t0);
+    subscribe(&mut room, viewer, screen, t0);
+    view(&mut room, viewer, &[(camera, 480, 5)], t0);
+    room.handle_timeout(t0);
+    assert_eq!(room.link_kbps(viewer), Some(1000));
+    // The screen, named by no view, comes whole; the camera gets what is left.
+    assert_eq!(room.layer_of(viewer, screen).1, Some(2));
+    assert_eq!(room.layer_of(viewer, camera).1, Some(1));
+    // A view that puts the screen out of sight pauses it; the camera then gets its top layer.
+    view(&mut room, viewer, &[(camera, 480, 5), (screen, 0, 0)], t0);
+    room.handle_timeout(t0);
+    assert_eq!(room.layer_of(viewer, screen).1, None);
+    assert_eq!(room.layer_of(viewer, camera).1, Some(2));
+}
+
+#[test]
 fn a_subscriber_is_told_its_links_estimate_when_it_changes() {
     let t0 = Instant::now();
     let mut room = default_room();

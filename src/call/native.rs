@@ -95,7 +95,11 @@ pub(super) fn start(world: &mut World, parts: CallParts) {
                 microphone: microphone_state,
                 speakers: speakers_state,
             });
-            let sources = rotunda_engine::call::Sources { camera, microphone };
+            let sources = rotunda_engine::call::Sources {
+                camera,
+                microphone,
+                screen: None,
+            };
             handle::native::start(parts.side, config, sources, Some(speakers), &runtime);
         });
     if let Err(error) = opened {

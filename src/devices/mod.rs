@@ -12,6 +12,8 @@
 mod camera;
 #[cfg(native)]
 pub mod native;
+#[cfg(native)]
+pub mod screen;
 #[cfg(web)]
 pub mod web;
 

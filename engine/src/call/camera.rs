@@ -6,6 +6,10 @@
 //! not encoded (nothing is, until someone subscribes). A layer someone starts taking is encoded at once (from a keyframe); one nobody
 //! takes any more goes on for [`UNWANTED_GRACE`] (a viewer stepping back and forth does not
 //! restart it each time) and then stops, its encoder freed.
+//!
+//! A shared screen is the same machinery with another source ([`Camera::screen`]): its encoders
+//! use the screen-content tools and give each picture the bits a camera's would get at
+//! [`SCREEN_BITS_FPS`], as text wants sharp pictures more than many of them.
 
 use std::time::Duration;
 
@@ -49,8 +53,19 @@ pub fn layer_specs(top: VideoSpec, simulcast: bool) -> Vec<VideoSpec> {
     specs
 }
 
-/// A layer's target bitrate.
-pub fn layer_bitrate(spec: VideoSpec) -> u32 {
+/// A screen's pictures get the bits a camera's would at this rate (or their own, if higher).
+pub const SCREEN_BITS_FPS: u32 = 10;
+
+/// A layer's target bitrate (`screen`: a shared screen's layer).
+pub fn layer_bitrate(spec: VideoSpec, screen: bool) -> u32 {
+    let spec = if screen {
+        VideoSpec {
+            fps: spec.fps.max(SCREEN_BITS_FPS),
+            ..spec
+        }
+    } else {
+        spec
+    };
     spec.bitrate().max(MIN_LAYER_BITRATE)
 }
 
@@ -86,6 +101,8 @@ pub struct Camera {
     behind: u32,
     /// Pictures captured.
     pub frames: u64,
+    /// A shared screen rather than a camera.
+    screen: bool,
 }
 
 impl Camera {
@@ -123,7 +140,27 @@ impl Camera {
             next_adapt: now + ADAPT_EVERY,
             behind: 0,
             frames: 0,
+            screen: false,
         }
+    }
+
+    /// A shared screen captured from `source`, sending `top` (and smaller layers when
+    /// `simulcast`).
+    pub fn screen(
+        source: Box<dyn VideoSource>,
+        top: VideoSpec,
+        simulcast: bool,
+        now: Instant,
+    ) -> Self {
+        Self {
+            screen: true,
+            ..Self::new(source, top, simulcast, now)
+        }
+    }
+
+    /// Whether it is a shared screen.
+    pub fn is_screen(&self) -> bool {
+        self.screen
     }
 
     /// The largest layer's size and rate.
@@ -139,7 +176,7 @@ impl Camera {
                 width: layer.spec.width as u16,
                 height: layer.spec.height as u16,
                 fps: layer.spec.fps.min(255) as u8,
-                kbps: layer_bitrate(layer.spec) / 1000,
+                kbps: layer_bitrate(layer.spec, self.screen) / 1000,
             })
             .collect()
     }
@@ -170,6 +207,15 @@ impl Camera {
             } else if layer.wanted && layer.unwanted_since.is_none() {
                 layer.unwanted_since = Some(now);
             }
+        }
+    }
+
+    /// Nothing is encoded any more (the track was withdrawn): every encoder is freed.
+    pub fn stop(&mut self) {
+        for layer in &mut self.layers {
+            layer.wanted = false;
+            layer.unwanted_since = None;
+            layer.encoder = None;
         }
     }
 
@@ -243,8 +289,9 @@ impl Camera {
                 let config = VideoEncoderConfig {
                     width: spec.width,
                     height: spec.height,
-                    bitrate: layer_bitrate(spec),
+                    bitrate: layer_bitrate(spec, self.screen),
                     fps: spec.fps,
+                    screen: self.screen,
                 };
                 match codecs.video_encoder(config) {
                     Ok(encoder) => {
@@ -363,7 +410,7 @@ mod tests {
         assert_eq!(layer_specs(VideoSpec::default(), false).len(), 1);
         let small: VideoSpec = "160x120@30".parse().expect("spec");
         assert_eq!(layer_specs(small, true), vec![small]);
-        let bitrates: Vec<_> = specs.iter().map(|s| layer_bitrate(*s)).collect();
+        let bitrates: Vec<_> = specs.iter().map(|s| layer_bitrate(*s, false)).collect();
         assert!(bitrates.windows(2).all(|w| w[0] < w[1]), "{bitrates:?}");
     }
 }

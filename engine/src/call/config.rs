@@ -92,6 +92,10 @@ pub struct CallConfig {
     /// Publish the video as simulcast layers (down to 160x120), so each viewer gets the size
     /// it sees; else the one size alone.
     pub simulcast: bool,
+    /// A shared screen to publish as a second video track, if any (its pictures scaled to this
+    /// size and rate; with `simulcast`, in layers by halves as the camera's).
+    #[serde(default)]
+    pub screen: Option<VideoSpec>,
     /// The most this call wants to receive, in kb/s (the relay keeps within it).
     pub max_kbps: Option<u32>,
     /// Publish audio.
@@ -127,6 +131,7 @@ impl CallConfig {
             duration: None,
             video: Some(VideoSpec::default()),
             simulcast: true,
+            screen: None,
             max_kbps: None,
             audio: true,
             chat: Vec::new(),

@@ -16,6 +16,9 @@ pub enum Command {
     Microphone(bool),
     /// Turn the camera on or off.
     Camera(bool),
+    /// Share the screen or stop sharing it (when the call has one to share): its track is
+    /// published or withdrawn, so the others' walls show it or empty.
+    Screen(bool),
     /// Where the local participant stands and looks.
     Pose(Pose),
     /// Where the listener and every voice stand, for the spatial mixer.

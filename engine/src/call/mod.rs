@@ -60,6 +60,8 @@ use crate::media::{AUDIO_FRAME_SAMPLES, AudioSource, VideoFrame, VideoSource};
 pub const VIDEO_INDEX: u8 = 0;
 /// The publisher's index of its microphone track.
 pub const AUDIO_INDEX: u8 = 1;
+/// The publisher's index of its shared screen's track.
+pub const SCREEN_INDEX: u8 = 2;
 /// Opus bitrate.
 const AUDIO_BITRATE: u32 = 32_000;
 /// Audio is captured, encoded and played out 20 ms at a time.
@@ -101,13 +103,27 @@ const LEVELS_EVERY: Duration = Duration::from_millis(50);
 /// any GPU takes.
 pub const MAX_PICTURE: (usize, usize) = (3840, 2160);
 
-/// The camera and the microphone; the synthetic pattern and tone stand in for those not given.
+/// The camera, the microphone and the screen; the synthetic pattern and tone stand in for those
+/// not given (a screen only when [`CallConfig::screen`] asks for one).
 #[derive(Default)]
 pub struct Sources {
     /// The camera, when the application has one.
     pub camera: Option<Box<dyn VideoSource>>,
     /// The microphone, when the application has one.
     pub microphone: Option<Box<dyn AudioSource>>,
+    /// The screen to share, when the application captures one.
+    pub screen: Option<Box<dyn VideoSource>>,
+}
+
+/// A decoded picture for the application.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Whose.
+    pub from: ParticipantId,
+    /// Their camera (our own id: the self-view) or their shared screen.
+    pub source: TrackSource,
+    /// The picture.
+    pub frame: VideoFrame,
 }
 
 /// Something for the driver to do.
@@ -173,6 +189,8 @@ struct VideoTrack {
     newest_us: u64,
     /// Where its runs of numbers start again after a pause.
     pauses: Pauses,
+    /// A shared screen (else a camera).
+    screen: bool,
 }
 
 /// Frames of a layer being switched to held until its keyframe.
@@ -214,6 +232,9 @@ pub struct Call {
     chat_lines: u64,
     // What we publish.
     camera: Option<Camera>,
+    /// The shared screen, when there is one to share; `screen_on` while it is shared.
+    screen: Option<Camera>,
+    screen_on: bool,
     microphone: Option<Microphone>,
     // Who else is here, and what we receive.
     names: HashMap<ParticipantId, String>,
@@ -247,7 +268,7 @@ pub struct Call {
     // Outputs.
     actions: VecDeque<Action>,
     events: VecDeque<CallEvent>,
-    pictures: HashMap<ParticipantId, VideoFrame>,
+    pictures: HashMap<(ParticipantId, TrackSource), VideoFrame>,
     poses: HashMap<ParticipantId, Pose>,
 }
 
@@ -266,6 +287,12 @@ impl Call {
                 Box::new(TestPattern::new(0, spec.width, spec.height)) as Box<dyn VideoSource>
             });
             Camera::new(source, spec, config.simulcast, now)
+        });
+        let screen = config.screen.map(|spec| {
+            let source = sources.screen.unwrap_or_else(|| {
+                Box::new(TestPattern::new(0, spec.width, spec.height)) as Box<dyn VideoSource>
+            });
+            Camera::screen(source, spec, config.simulcast, now)
         });
         let microphone = config.audio.then(|| Microphone {
             source: sources
@@ -301,6 +328,8 @@ impl Call {
             last_chat: None,
             chat_lines: 0,
             camera,
+            screen_on: screen.is_some(),
+            screen,
             microphone,
             names: HashMap::new(),
             present: BTreeSet::new(),
@@ -413,7 +442,7 @@ impl Call {
             reconnection.resumed = resumed;
         }
         let sender = you.0 as u16;
-        if let Some(camera) = &mut self.camera {
+        for camera in self.camera.iter_mut().chain(self.screen.iter_mut()) {
             camera.source.set_sender(sender);
             camera.want_keyframes();
             camera.next = now;
@@ -501,10 +530,20 @@ impl Call {
         }
     }
 
-    /// The transport refused a video frame (too many in flight): the next one is a keyframe.
-    pub fn handle_video_refused(&mut self) {
-        if let Some(camera) = &mut self.camera {
+    /// The transport refused a video frame of our track `index` (too many in flight): its
+    /// next one is a keyframe.
+    pub fn handle_video_refused(&mut self, index: u8) {
+        if let Some(camera) = self.publisher(index) {
             camera.want_keyframes();
+        }
+    }
+
+    /// Our video track `index`: the camera or the screen.
+    fn publisher(&mut self, index: u8) -> Option<&mut Camera> {
+        match index {
+            VIDEO_INDEX => self.camera.as_mut(),
+            SCREEN_INDEX => self.screen.as_mut(),
+            _ => None,
         }
     }
 
@@ -541,28 +580,27 @@ impl Call {
                 self.video.retain(|track, _| track.participant != *id);
                 self.voices.remove(*id);
                 self.mixer.remove(*id);
-                self.pictures.remove(id);
+                self.pictures.retain(|(from, _), _| from != id);
                 self.poses.remove(id);
                 self.hidden.remove(id);
             }
             FromRelay::TrackPublished { track, info } => self.subscribe(*track, info),
             FromRelay::TrackUnpublished { track } => {
                 self.audio.remove(track);
-                self.video.remove(track);
+                if self.video.remove(track).is_some_and(|video| video.screen) {
+                    self.pictures
+                        .remove(&(track.participant, TrackSource::Screen));
+                }
             }
             FromRelay::KeyframeRequest { index, layer } => {
-                if *index == VIDEO_INDEX
-                    && let Some(camera) = &mut self.camera
-                {
-                    self.report.keyframe_requests_received += 1;
+                if let Some(camera) = self.publisher(*index) {
                     camera.want_keyframe(*layer);
+                    self.report.keyframe_requests_received += 1;
                 }
                 return;
             }
             FromRelay::LayersWanted { index, layers } => {
-                if *index == VIDEO_INDEX
-                    && let Some(camera) = &mut self.camera
-                {
+                if let Some(camera) = self.publisher(*index) {
                     camera.set_wanted(*layers, now);
                 }
                 return;
@@ -626,7 +664,7 @@ impl Call {
                     for track in tracks {
                         self.request_keyframe(track, now);
                     }
-                    if let Some(camera) = &mut self.camera {
+                    for camera in self.camera.iter_mut().chain(self.screen.iter_mut()) {
                         camera.want_keyframes();
                     }
                 }
@@ -661,14 +699,19 @@ impl Call {
         }
         let header = frame.header;
         let track = header.track;
+        let screen = self.video.get(&track).is_some_and(|video| video.screen);
         let peer = self.stats.peer(track.participant);
         peer.bytes_received += frame.payload().len() as u64;
         match kind {
             TrackKind::Video => {
-                peer.video_received += 1;
                 let layer = usize::from(header.layer).min(peer.video_layers.len() - 1);
-                peer.video_layers[layer] += 1;
-                peer.video_bytes += frame.payload().len() as u64;
+                if screen {
+                    peer.screen_received += 1;
+                } else {
+                    peer.video_received += 1;
+                    peer.video_layers[layer] += 1;
+                    peer.video_bytes += frame.payload().len() as u64;
+                }
                 if let Some(waited) = self.view.arrived(track, header.layer, now) {
                     self.stats
                         .layer_switch_ms
@@ -678,6 +721,7 @@ impl Call {
                     self.stats.peer(track.participant).video_span[layer].see(header.sequence);
                     return;
                 };
+                let peer = self.stats.peer(track.participant);
                 let mut frames = vec![frame];
                 if video.layer.is_some_and(|l| l != header.layer) {
                     if !header.keyframe || header.capture_us < video.newest_us {
@@ -702,12 +746,12 @@ impl Call {
                     // A new run of that layer's numbers starts here (what the relay sent of the
                     // old one after this, or of this one before its keyframe, counts for
                     // nothing: it was never meant to be shown).
-                    self.stats.peer(track.participant).video_span[layer].restart();
+                    peer.span(screen, layer).restart();
                     video.pauses.restarted();
                 }
                 video.layer = Some(header.layer);
                 video.newest_us = video.newest_us.max(header.capture_us);
-                let span = &mut self.stats.peer(track.participant).video_span[layer];
+                let span = peer.span(screen, layer);
                 for frame in &frames {
                     let header = &frame.header;
                     video
@@ -765,6 +809,7 @@ impl Call {
                 }
                 self.send_mute();
             }
+            Command::Screen(on) => self.share_screen(on),
             Command::Scene(scene) => self.mixer.set_scene(&scene),
             Command::Visible { id, visible } => {
                 if visible {
@@ -808,9 +853,11 @@ impl Call {
                 // A pose the budget held back goes as soon as it allows.
                 self.send_pose(now);
                 if self.view.is_given() {
+                    // Panels are cameras; a screen on the wall is the relay's first choice.
                     let tracks: HashMap<TrackId, Vec<LayerInfo>> = self
                         .video
                         .iter()
+                        .filter(|(_, video)| !video.screen)
                         .map(|(track, video)| (*track, video.layers.clone()))
                         .collect();
                     let max_kbps = self.config.max_kbps.unwrap_or(0);
@@ -879,10 +926,15 @@ impl Call {
         self.events.pop_front()
     }
 
-    /// A participant's newest decoded picture (our own id: the self-view), if there is a new one.
-    pub fn poll_picture(&mut self) -> Option<(ParticipantId, VideoFrame)> {
-        let id = *self.pictures.keys().next()?;
-        self.pictures.remove(&id).map(|frame| (id, frame))
+    /// A participant's newest decoded picture of a camera (our own id: the self-view) or a
+    /// shared screen, if there is a new one.
+    pub fn poll_picture(&mut self) -> Option<Decoded> {
+        let key = *self.pictures.keys().next()?;
+        self.pictures.remove(&key).map(|frame| Decoded {
+            from: key.0,
+            source: key.1,
+            frame,
+        })
     }
 
     /// A participant's newest pose, if it moved.
@@ -908,6 +960,11 @@ impl Call {
                 {
                     next = next.min(camera.next);
                 }
+                if let Some(screen) = &self.screen
+                    && self.screen_on
+                {
+                    next = next.min(screen.next);
+                }
             }
             Phase::Rejoining { next: Some(at) } => next = next.min(at),
             _ => {}
@@ -923,6 +980,7 @@ impl Call {
         report.link_kbps = self.link_kbps;
         report.error = self.error.as_ref().map(ToString::to_string);
         report.video_sent = self.camera.as_ref().map(|camera| camera.top().to_string());
+        report.screen_sent = self.screen.as_ref().map(|screen| screen.top().to_string());
         report.e2ee = self.security.e2ee;
         report.safety_code = self.security.safety_code.clone();
         report.frames_not_opened = self.secure.refused;
@@ -1058,6 +1116,9 @@ impl Call {
                 },
             });
         }
+        if self.screen.is_some() && self.screen_on {
+            self.publish_screen();
+        }
         if self.microphone.is_some() {
             self.send(ToRelay::Publish {
                 index: AUDIO_INDEX,
@@ -1073,6 +1134,51 @@ impl Call {
         }
         if !self.microphone_on || !self.camera_on {
             self.send_mute();
+        }
+    }
+
+    /// Announces the shared screen's track.
+    fn publish_screen(&mut self) {
+        let Some(screen) = &self.screen else {
+            return;
+        };
+        let spec = screen.top();
+        let layers = screen.layer_infos();
+        self.send(ToRelay::Publish {
+            index: SCREEN_INDEX,
+            info: TrackInfo {
+                kind: TrackKind::Video,
+                codec: VIDEO_CODEC.into(),
+                source: TrackSource::Screen,
+                width: spec.width as u16,
+                height: spec.height as u16,
+                layers,
+            },
+        });
+    }
+
+    /// Starts or stops sharing the screen (when there is one to share).
+    fn share_screen(&mut self, on: bool) {
+        if self.screen.is_none() || self.screen_on == on {
+            return;
+        }
+        self.screen_on = on;
+        if self.phase != Phase::Joined || !self.grants.publish {
+            return; // announced (or not) when we join
+        }
+        if on {
+            if let Some(screen) = &mut self.screen {
+                screen.want_keyframes();
+            }
+            self.publish_screen();
+        } else {
+            // Its encoders are freed; the relay says again who takes it when it is back.
+            if let Some(screen) = &mut self.screen {
+                screen.stop();
+            }
+            self.send(ToRelay::Unpublish {
+                index: SCREEN_INDEX,
+            });
         }
     }
 
@@ -1094,6 +1200,7 @@ impl Call {
                         switching: Vec::new(),
                         newest_us: 0,
                         pauses: Pauses::default(),
+                        screen: info.source == TrackSource::Screen,
                     },
                 );
             }
@@ -1237,43 +1344,49 @@ impl Call {
         }
     }
 
-    /// Captures and encodes a picture when one is due.
+    /// Captures and encodes a picture of the camera and of the screen when one is due.
     fn capture_video(&mut self, now: Instant) {
-        let joined = self.phase == Phase::Joined;
+        let publishing = self.phase == Phase::Joined && self.grants.publish;
         let presented = self.config.presented;
         let you = self.you;
-        let capture_us =
-            self.wall_at_start_us + now.saturating_duration_since(self.started).as_micros() as u64;
-        let Some(camera) = &mut self.camera else {
-            return;
-        };
-        if now < camera.next {
-            return;
-        }
-        let interval = Duration::from_secs_f64(1.0 / f64::from(camera.top().fps.max(1)));
-        // Behind by more than two pictures: skip rather than burst.
-        if now.saturating_duration_since(camera.next) > interval * 2 {
-            camera.next = now;
-        }
-        camera.next += interval;
-        if !joined || !self.camera_on || !self.grants.publish {
-            return;
-        }
-        // The self-view, at up to 15 pictures a second.
-        let every = u64::from((camera.top().fps / 15).max(1));
-        let self_view = presented && you.is_some() && (camera.frames + 1).is_multiple_of(every);
-        let view = camera.capture(self.codecs.as_mut(), capture_us, self_view, now);
-        if let (Some(you), Some(view)) = (you, view) {
-            self.pictures.insert(you, view);
+        let capture_us = self.wall_us(now);
+        let (camera_on, screen_on) = (self.camera_on, self.screen_on);
+        for camera in self.camera.iter_mut().chain(self.screen.iter_mut()) {
+            if now < camera.next {
+                continue;
+            }
+            let interval = Duration::from_secs_f64(1.0 / f64::from(camera.top().fps.max(1)));
+            // Behind by more than two pictures: skip rather than burst.
+            if now.saturating_duration_since(camera.next) > interval * 2 {
+                camera.next = now;
+            }
+            camera.next += interval;
+            let screen = camera.is_screen();
+            if !publishing || !(if screen { screen_on } else { camera_on }) {
+                continue;
+            }
+            // A screen nobody takes is not even captured (a capture costs milliseconds).
+            if screen && camera.encoding() == 0 {
+                continue;
+            }
+            // The self-view, at up to 15 pictures a second.
+            let every = u64::from((camera.top().fps / 15).max(1));
+            let self_view =
+                !screen && presented && you.is_some() && (camera.frames + 1).is_multiple_of(every);
+            let view = camera.capture(self.codecs.as_mut(), capture_us, self_view, now);
+            if let (Some(you), Some(view)) = (you, view) {
+                self.pictures.insert((you, TrackSource::Camera), view);
+            }
         }
     }
 
     /// Moves a released video frame into its track's decoder (or skips it).
     fn decode_video(&mut self, track: TrackId, frame: MediaFrame, now: Instant) {
-        let hidden = self.hidden.contains(&track.participant);
         let Some(video) = self.video.get_mut(&track) else {
             return;
         };
+        // A screen is on the wall, whether its sharer's panel is in sight or not.
+        let hidden = !video.screen && self.hidden.contains(&track.participant);
         let keyframe = frame.header.keyframe;
         // Out of sight: not decoded. Back in sight (or restarting): skipped up to a keyframe.
         if hidden || (video.needs_keyframe && !keyframe) {
@@ -1343,8 +1456,14 @@ impl Call {
 
     /// Takes in everything the codecs delivered.
     fn take_codec_output(&mut self, now: Instant) {
-        // Our own camera and microphone: onto the wire.
-        if let Some(camera) = &mut self.camera {
+        // Our own camera, screen and microphone: onto the wire.
+        let joined = self.phase == Phase::Joined;
+        for camera in self.camera.iter_mut().chain(self.screen.iter_mut()) {
+            let (index, screen) = if camera.is_screen() {
+                (SCREEN_INDEX, true)
+            } else {
+                (VIDEO_INDEX, false)
+            };
             while let Some((layer, chunk)) = camera.poll_output() {
                 let Some(state) = camera.layers.get_mut(usize::from(layer)) else {
                     continue;
@@ -1352,7 +1471,7 @@ impl Call {
                 let header = MediaHeader {
                     track: TrackId {
                         participant: ParticipantId(0),
-                        index: VIDEO_INDEX,
+                        index,
                     },
                     sequence: state.sequence,
                     capture_us: chunk.timestamp_us,
@@ -1364,7 +1483,13 @@ impl Call {
                 // A frame not sent still takes its number, so receivers see the gap.
                 state.sequence = state.sequence.wrapping_add(1);
                 state.frames += 1;
-                if self.phase == Phase::Joined {
+                if joined && screen {
+                    self.report.screen_frames_sent += 1;
+                    self.report.screen_bytes_sent += chunk.data.len() as u64;
+                    if let Some(frame) = self.secure.seal(header, &chunk.data) {
+                        self.actions.push_back(Action::SendVideo(frame));
+                    }
+                } else if joined {
                     self.report.video_frames_sent += 1;
                     let by_layer = &mut self.report.video_frames_sent_by_layer;
                     if by_layer.len() <= usize::from(layer) {
@@ -1488,6 +1613,20 @@ impl Call {
         let latency = self.latency_ms(capture_us, now);
         let marks = read_marks(&frame.y, w, w, h);
         let peer = self.stats.peer(track.participant);
+        if self.video.get(&track).is_some_and(|video| video.screen) {
+            // Whatever the screen shows; a test shows marks and checks they come through.
+            peer.screen_decoded += 1;
+            peer.screen_latency_ms.push(latency);
+            peer.screen_size = Some((w, h));
+            if let Some(marks) = marks {
+                peer.screen_marks = Some(marks.sender);
+            }
+            if self.config.presented {
+                self.pictures
+                    .insert((track.participant, TrackSource::Screen), frame);
+            }
+            return;
+        }
         peer.video_decoded += 1;
         peer.video_latency_ms.push(latency);
         match marks {
@@ -1496,7 +1635,8 @@ impl Call {
             None => peer.unmarked += 1,
         }
         if self.config.presented && !self.hidden.contains(&track.participant) {
-            self.pictures.insert(track.participant, frame);
+            self.pictures
+                .insert((track.participant, TrackSource::Camera), frame);
         }
     }
 

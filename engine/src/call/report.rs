@@ -59,6 +59,24 @@ pub struct PeerReport {
     pub audio_latency_ms_p50: f64,
     /// Capture to decoded audio at playout, 95th percentile.
     pub audio_latency_ms_p95: f64,
+    /// Frames of the participant's shared screen received from the relay.
+    #[serde(default)]
+    pub screen_frames_received: u64,
+    /// Frames of the shared screen the sender numbered while we were there, arrived or not.
+    #[serde(default)]
+    pub screen_frames_expected: u64,
+    /// Frames of the shared screen decoded.
+    #[serde(default)]
+    pub screen_frames_decoded: u64,
+    /// Capture to decoded screen picture, 95th percentile.
+    #[serde(default)]
+    pub screen_latency_ms_p95: f64,
+    /// The newest decoded screen picture's size, WIDTHxHEIGHT.
+    #[serde(default)]
+    pub screen_size: Option<String>,
+    /// The sender marks the shared screen last showed, when it showed the test pattern's.
+    #[serde(default)]
+    pub screen_marks: Option<u16>,
 }
 
 /// A connection lost and found again.
@@ -135,6 +153,15 @@ pub struct BotReport {
     /// encoder could not keep up).
     #[serde(default)]
     pub video_sent: Option<String>,
+    /// The shared screen's top layer, WIDTHxHEIGHT@FPS, when sharing one.
+    #[serde(default)]
+    pub screen_sent: Option<String>,
+    /// Shared screen frames sent (every layer's).
+    #[serde(default)]
+    pub screen_frames_sent: u64,
+    /// Encoded shared screen bytes sent.
+    #[serde(default)]
+    pub screen_bytes_sent: u64,
     /// Connections lost and found again.
     #[serde(default)]
     pub reconnections: Vec<Reconnection>,
@@ -205,6 +232,13 @@ impl BotReport {
             self.decode_errors,
             self.chat_received.len()
         );
+        if let Some(screen) = &self.screen_sent {
+            out.push_str(&format!(
+                "  shared the screen at {screen}: {} frames ({:.0} kb/s)\n",
+                self.screen_frames_sent,
+                self.screen_bytes_sent as f64 * 8.0 / 1000.0 / self.seconds.max(0.001),
+            ));
+        }
         match (&self.safety_code, self.e2ee) {
             (Some(code), _) => out.push_str(&format!(
                 "  end-to-end encrypted, safety code {code} ({} frames did not open, {} times added again; sealing {:.1} µs a frame of {:.0} B on average, opening {:.1} µs)\n",
@@ -234,6 +268,15 @@ impl BotReport {
                 peer.audio_latency_ms_p50,
                 peer.audio_latency_ms_p95,
             ));
+            if peer.screen_frames_expected > 0 {
+                out.push_str(&format!(
+                    "  {name}'s screen: {} of {} frames decoded, {}, latency p95 {:.1} ms\n",
+                    peer.screen_frames_decoded,
+                    peer.screen_frames_expected,
+                    peer.screen_size.as_deref().unwrap_or("no picture"),
+                    peer.screen_latency_ms_p95,
+                ));
+            }
         }
         for reconnection in &self.reconnections {
             match reconnection.rejoined_at_ms {

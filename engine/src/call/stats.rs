@@ -35,6 +35,14 @@ pub(super) struct PeerStats {
     /// numbers its own frames).
     pub video_span: [SequenceSpan; LAYERS],
     pub audio_span: SequenceSpan,
+    /// A shared screen's frames received and decoded, its numbers per layer, how late, the
+    /// newest picture's size and the sender marks it last showed.
+    pub screen_received: u64,
+    pub screen_decoded: u64,
+    pub screen_span: [SequenceSpan; LAYERS],
+    pub screen_latency_ms: Reservoir,
+    pub screen_size: Option<(usize, usize)>,
+    pub screen_marks: Option<u16>,
 }
 
 /// Layers a video track may have (the media header's two bits).
@@ -59,6 +67,24 @@ impl PeerStats {
         self.video_latency_ms.merge(&other.video_latency_ms);
         self.audio_latency_ms.merge(&other.audio_latency_ms);
         self.audio_span.extra += other.audio_span.count();
+        self.screen_received += other.screen_received;
+        self.screen_decoded += other.screen_decoded;
+        for n in 0..LAYERS {
+            self.screen_span[n].extra += other.screen_span[n].count();
+        }
+        self.screen_latency_ms.merge(&other.screen_latency_ms);
+        self.screen_size = self.screen_size.or(other.screen_size);
+        self.screen_marks = self.screen_marks.or(other.screen_marks);
+    }
+
+    /// The numbers seen of one layer of the camera's video or of the screen's.
+    pub fn span(&mut self, screen: bool, layer: usize) -> &mut SequenceSpan {
+        let spans = if screen {
+            &mut self.screen_span
+        } else {
+            &mut self.video_span
+        };
+        &mut spans[layer.min(LAYERS - 1)]
     }
 
     fn report(&self, id: ParticipantId, seconds: f64) -> PeerReport {
@@ -89,6 +115,12 @@ impl PeerStats {
                 0.0
             },
             audio_frames_expected: self.audio_span.count(),
+            screen_frames_received: self.screen_received,
+            screen_frames_expected: self.screen_span.iter().map(SequenceSpan::count).sum(),
+            screen_frames_decoded: self.screen_decoded,
+            screen_latency_ms_p95: percentile(&self.screen_latency_ms.samples, 0.95),
+            screen_size: self.screen_size.map(|(w, h)| format!("{w}x{h}")),
+            screen_marks: self.screen_marks,
         }
     }
 }

@@ -89,6 +89,8 @@ pub struct VideoEncoderConfig {
     pub bitrate: u32,
     /// Pictures per second.
     pub fps: u32,
+    /// A shared screen (text and sharp edges, mostly still) rather than a camera.
+    pub screen: bool,
 }
 
 /// One encoded picture in Annex-B.

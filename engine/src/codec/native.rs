@@ -129,10 +129,16 @@ struct H264Encoder {
 
 impl H264Encoder {
     fn new(config: VideoEncoderConfig) -> Result<Self, CodecError> {
+        // A screen is up to 1920x1080 (level 4.1), encoded with openh264's screen-content tools.
+        let (level, usage) = if config.screen {
+            (Level::Level_4_1, UsageType::ScreenContentRealTime)
+        } else {
+            (Level::Level_3_1, UsageType::CameraVideoRealTime)
+        };
         let settings = EncoderConfig::new()
             .profile(Profile::Baseline)
-            .level(Level::Level_3_1)
-            .usage_type(UsageType::CameraVideoRealTime)
+            .level(level)
+            .usage_type(usage)
             .rate_control_mode(RateControlMode::Bitrate)
             .bitrate(BitRate::from_bps(config.bitrate))
             .max_frame_rate(FrameRate::from_hz(config.fps as f32))
@@ -437,6 +443,7 @@ mod tests {
             height: 240,
             bitrate: 300_000,
             fps: 30,
+            screen: false,
         }
     }
 

@@ -26,6 +26,8 @@ use crate::media::{AUDIO_FRAME_SAMPLES, SAMPLE_RATE, VideoFrame, rgb_to_i420};
 
 const H264: CodecName = CodecName::H264;
 const OPUS: CodecName = CodecName::Opus;
+/// What a screen's encoder is configured with: H.264 Baseline at level 4.0 (1920x1080).
+const SCREEN_ENCODER_CODEC: &str = "avc1.42E028";
 
 /// Outputs a codec keeps for the call to take; older ones are dropped.
 const OUTPUTS_KEPT: usize = 250;
@@ -179,8 +181,15 @@ impl WebVideoEncoder {
         );
         let encoder =
             web_sys::VideoEncoder::new(init.unchecked_ref()).map_err(start_error(H264))?;
+        // A screen is up to 1920x1080: level 4.0 (the track's codec string stays the same, as
+        // decoders take any level of the profile).
+        let codec = if config.screen {
+            SCREEN_ENCODER_CODEC
+        } else {
+            VIDEO_CODEC
+        };
         let settings = object(&[
-            ("codec", VIDEO_CODEC.into()),
+            ("codec", codec.into()),
             ("width", (config.width as u32).into()),
             ("height", (config.height as u32).into()),
             ("bitrate", config.bitrate.into()),

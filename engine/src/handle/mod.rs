@@ -15,13 +15,12 @@ pub mod web;
 
 use std::sync::{Arc, Mutex};
 
-use rotunda_proto::{FromRelay, ParticipantId, Pose};
+use rotunda_proto::{FromRelay, ParticipantId, Pose, TrackSource};
 use tokio::sync::{Notify, mpsc};
 
-use crate::call::{BotReport, CallEvent, Command, LiveStats};
+use crate::call::{BotReport, CallEvent, Command, Decoded, LiveStats, SCREEN_INDEX};
 use crate::driver::Outputs;
 use crate::mailbox::{Pictures, Poses};
-use crate::media::VideoFrame;
 use crate::sync::lock;
 
 /// Commands queued from the application to the call.
@@ -37,6 +36,8 @@ pub struct Engine {
     latest: Arc<Mutex<Latest>>,
     /// Everyone's newest decoded picture (ours: the self-view).
     pub pictures: Arc<Pictures>,
+    /// The newest decoded picture of every screen shared, by sharer.
+    pub screens: Arc<Pictures>,
     /// Everyone's newest pose.
     pub poses: Arc<Poses>,
     presented: Arc<Notify>,
@@ -77,6 +78,7 @@ pub struct AppOutputs {
     events: mpsc::Sender<CallEvent>,
     latest: Arc<Mutex<Latest>>,
     pictures: Arc<Pictures>,
+    screens: Arc<Pictures>,
     poses: Arc<Poses>,
     dropped: u64,
 }
@@ -86,6 +88,7 @@ pub fn pair() -> (Engine, EngineSide) {
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let pictures = Arc::new(Pictures::default());
+    let screens = Arc::new(Pictures::default());
     let poses = Arc::new(Poses::default());
     let presented = Arc::new(Notify::new());
     let latest = Arc::new(Mutex::new(Latest::default()));
@@ -94,6 +97,7 @@ pub fn pair() -> (Engine, EngineSide) {
         events: Mutex::new(events),
         latest: latest.clone(),
         pictures: pictures.clone(),
+        screens: screens.clone(),
         poses: poses.clone(),
         presented: presented.clone(),
     };
@@ -103,6 +107,7 @@ pub fn pair() -> (Engine, EngineSide) {
             events: events_tx,
             latest,
             pictures,
+            screens,
             poses,
             dropped: 0,
         },
@@ -157,10 +162,17 @@ impl Outputs for AppOutputs {
         match &event {
             CallEvent::Relay(FromRelay::ParticipantLeft { id, .. }) => {
                 self.pictures.remove(*id);
+                self.screens.remove(*id);
                 self.poses.remove(*id);
+            }
+            CallEvent::Relay(FromRelay::TrackUnpublished { track })
+                if track.index == SCREEN_INDEX =>
+            {
+                self.screens.remove(track.participant);
             }
             CallEvent::Rejoined { you, .. } => {
                 self.pictures.clear_except(Some(*you));
+                self.screens.clear_except(None);
                 self.poses.clear();
             }
             _ => {}
@@ -198,8 +210,12 @@ impl Outputs for AppOutputs {
         }
     }
 
-    fn picture(&mut self, id: ParticipantId, frame: VideoFrame) {
-        self.pictures.store(id, frame);
+    fn picture(&mut self, picture: Decoded) {
+        let mailbox = match picture.source {
+            TrackSource::Screen => &self.screens,
+            TrackSource::Camera | TrackSource::Microphone => &self.pictures,
+        };
+        mailbox.store(picture.from, picture.frame);
     }
 
     fn pose(&mut self, id: ParticipantId, pose: Pose) {

@@ -8,11 +8,10 @@ use rotunda_proto::{FromRelay, ParticipantId};
 use super::EngineSide;
 use crate::Error;
 use crate::audio::Speakers;
-use crate::call::{BotReport, CallConfig, CallEvent, Command, PanelView, Sources};
+use crate::call::{BotReport, CallConfig, CallEvent, Command, Decoded, PanelView, Sources};
 use crate::codec::Wake;
 use crate::codec::native::NativeCodecs;
 use crate::driver::{self, Outputs, Parts};
-use crate::media::VideoFrame;
 
 /// Starts the call behind `side`'s handle on `runtime`, with the application's devices.
 pub fn start(
@@ -58,13 +57,21 @@ pub async fn run_bot_viewing(
     status: bool,
     view: Option<ViewFn>,
 ) -> Result<BotReport, Error> {
-    run_bot_until(config, status, view, std::future::pending()).await
+    run_bot_until(
+        config,
+        Sources::default(),
+        status,
+        view,
+        std::future::pending(),
+    )
+    .await
 }
 
-/// [`run_bot_viewing`] that leaves the room early, with its report, once `leave` is ready (the
-/// command line's Ctrl-C).
+/// [`run_bot_viewing`] with the given `sources` (a screen to share), that leaves the room early,
+/// with its report, once `leave` is ready (the command line's Ctrl-C).
 pub async fn run_bot_until(
     config: CallConfig,
+    sources: Sources,
     status: bool,
     view: Option<ViewFn>,
     leave: impl Future<Output = ()>,
@@ -77,7 +84,7 @@ pub async fn run_bot_until(
             ..config
         },
         codecs: Box::new(NativeCodecs::new(wake.clone())),
-        sources: Sources::default(),
+        sources,
         speakers: None,
         wake,
     };
@@ -162,7 +169,7 @@ impl Outputs for Console {
         }
     }
 
-    fn picture(&mut self, _id: ParticipantId, _frame: VideoFrame) {}
+    fn picture(&mut self, _picture: Decoded) {}
 
     fn pose(&mut self, _id: ParticipantId, _pose: rotunda_proto::Pose) {}
 }

@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, MessageEvent, MessagePort, ReadableStream, Worker, WorkerOptions};
 
 use super::EngineSide;
-use crate::call::{CallConfig, CallEvent, Command};
+use crate::call::{CallConfig, CallEvent, Command, Decoded};
 use crate::driver::Outputs;
 use crate::js::{self, get, object};
 use crate::media::VideoFrame;
@@ -76,13 +76,22 @@ pub fn start(side: EngineSide, config: CallConfig, devices: PageDevices, worker_
                         outputs.pose(id, pose);
                     }
                 }
-                FromWorker::Picture { id, width, height } => {
+                FromWorker::Picture {
+                    id,
+                    source,
+                    width,
+                    height,
+                } => {
                     let planes: Option<Uint8Array> = get(&data, "planes").dyn_into().ok();
                     let frame = planes.and_then(|planes| {
                         VideoFrame::from_planes(width as usize, height as usize, &planes.to_vec())
                     });
                     if let Some(frame) = frame {
-                        outputs.picture(id, frame);
+                        outputs.picture(Decoded {
+                            from: id,
+                            source,
+                            frame,
+                        });
                     }
                 }
                 FromWorker::Log { error: true, line } => js::log_error(&line),

@@ -77,14 +77,25 @@ pub fn copy_plane(src: &[u8], stride: usize, dst: &mut [u8], width: usize, heigh
 /// Converts packed RGB (`width * height * 3` bytes) to I420 at `frame`'s size, scaling with the
 /// nearest pixel (BT.601, limited range, as H.264 expects).
 pub fn rgb_to_i420(rgb: &[u8], width: usize, height: usize, frame: &mut VideoFrame) {
-    if width == 0 || height == 0 || rgb.len() < width * height * 3 {
+    packed_to_i420(rgb, 3, width, height, frame);
+}
+
+/// [`rgb_to_i420`] for packed RGBA (`width * height * 4` bytes; alpha is ignored), as screen
+/// captures come.
+pub fn rgba_to_i420(rgba: &[u8], width: usize, height: usize, frame: &mut VideoFrame) {
+    packed_to_i420(rgba, 4, width, height, frame);
+}
+
+/// Packed pixels of `bytes` bytes each, red, green and blue first, to I420.
+fn packed_to_i420(rgb: &[u8], bytes: usize, width: usize, height: usize, frame: &mut VideoFrame) {
+    if width == 0 || height == 0 || rgb.len() < width * height * bytes {
         return;
     }
     let (fw, fh) = (frame.width, frame.height);
     let pixel = |x: usize, y: usize| {
         let sx = x * width / fw;
         let sy = y * height / fh;
-        let i = (sy * width + sx) * 3;
+        let i = (sy * width + sx) * bytes;
         (
             i32::from(rgb[i]),
             i32::from(rgb[i + 1]),

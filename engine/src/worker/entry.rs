@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use js_sys::{Array, Uint8Array};
-use rotunda_proto::{ParticipantId, Pose};
+use rotunda_proto::{ParticipantId, Pose, TrackSource};
 use tokio::sync::mpsc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -16,7 +16,7 @@ use web_time::Instant;
 
 use super::devices::{CameraReader, MicrophonePort, SpeakerPort};
 use super::protocol::{self, FromWorker, ToWorker};
-use crate::call::{CallConfig, CallEvent, Sources};
+use crate::call::{CallConfig, CallEvent, Decoded, Sources};
 use crate::codec::Wake;
 use crate::codec::web::WebCodecs;
 use crate::driver::{self, Outputs, Parts};
@@ -86,6 +86,7 @@ async fn run(
     let sources = Sources {
         camera: camera.map(|stream| Box::new(CameraReader::new(stream, spec)) as _),
         microphone: microphone.map(|port| Box::new(MicrophonePort::new(port)) as _),
+        screen: None,
     };
     let parts = Parts {
         config,
@@ -151,14 +152,14 @@ impl Post {
 /// can show them, never a backlog.
 #[derive(Default)]
 struct PictureFlow {
-    waiting: HashMap<ParticipantId, VideoFrame>,
+    waiting: HashMap<(ParticipantId, TrackSource), VideoFrame>,
     /// The page drew a frame and nothing was sent since.
     wanted: bool,
 }
 
 impl PictureFlow {
-    fn offer(&mut self, id: ParticipantId, frame: VideoFrame, post: &Post) {
-        self.waiting.insert(id, frame);
+    fn offer(&mut self, id: ParticipantId, source: TrackSource, frame: VideoFrame, post: &Post) {
+        self.waiting.insert((id, source), frame);
         if self.wanted {
             self.drawn(post);
         }
@@ -166,17 +167,17 @@ impl PictureFlow {
 
     fn drawn(&mut self, post: &Post) {
         self.wanted = self.waiting.is_empty();
-        for (id, frame) in self.waiting.drain() {
-            send_picture(id, &frame, post);
+        for ((id, source), frame) in self.waiting.drain() {
+            send_picture(id, source, &frame, post);
         }
     }
 
     fn forget(&mut self, id: ParticipantId) {
-        self.waiting.remove(&id);
+        self.waiting.retain(|(from, _), _| *from != id);
     }
 }
 
-fn send_picture(id: ParticipantId, frame: &VideoFrame, post: &Post) {
+fn send_picture(id: ParticipantId, source: TrackSource, frame: &VideoFrame, post: &Post) {
     let planes = Uint8Array::new_with_length(frame.byte_len() as u32);
     let (y, u) = (frame.y.len() as u32, frame.u.len() as u32);
     planes.subarray(0, y).copy_from(&frame.y);
@@ -185,6 +186,7 @@ fn send_picture(id: ParticipantId, frame: &VideoFrame, post: &Post) {
     post.send(
         &FromWorker::Picture {
             id,
+            source,
             width: frame.width as u32,
             height: frame.height as u32,
         },
@@ -230,8 +232,10 @@ impl Outputs for WorkerOutputs {
         self.post.send(&FromWorker::Event(event), None);
     }
 
-    fn picture(&mut self, id: ParticipantId, frame: VideoFrame) {
-        self.flow.borrow_mut().offer(id, frame, &self.post);
+    fn picture(&mut self, picture: Decoded) {
+        self.flow
+            .borrow_mut()
+            .offer(picture.from, picture.source, picture.frame, &self.post);
     }
 
     fn pose(&mut self, id: ParticipantId, pose: Pose) {

@@ -3,7 +3,7 @@
 //! frames (a `ReadableStream`), the microphone's and the speakers' `MessagePort`s, a picture's
 //! planes (an `ArrayBuffer`, transferred, not copied).
 
-use rotunda_proto::{ParticipantId, Pose};
+use rotunda_proto::{ParticipantId, Pose, TrackSource};
 use serde::{Deserialize, Serialize};
 
 use crate::call::{CallConfig, CallEvent, Command};
@@ -32,6 +32,8 @@ pub enum FromWorker {
     Picture {
         /// Whose.
         id: ParticipantId,
+        /// Their camera or their shared screen.
+        source: TrackSource,
         /// Width in pixels.
         width: u32,
         /// Height in pixels.

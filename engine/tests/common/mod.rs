@@ -14,16 +14,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rotunda_engine::audio::Clock;
-use rotunda_engine::call::Sources;
+use rotunda_engine::call::{Decoded, Sources};
 use rotunda_engine::codec::Wake;
 use rotunda_engine::codec::native::NativeCodecs;
 use rotunda_engine::handle::native::run_bot;
 use rotunda_engine::mailbox::Pictures;
-use rotunda_engine::media::VideoFrame;
 use rotunda_engine::{
     BotReport, CallConfig, CallEvent, Command, Error, JoinOptions, Outputs, Parts, VideoSpec,
 };
-use rotunda_proto::{ParticipantId, Pose};
+use rotunda_proto::{ParticipantId, Pose, TrackSource};
 pub use rotunda_server::Running;
 use rotunda_server::{Config, Relay};
 use tokio::sync::mpsc;
@@ -119,8 +118,10 @@ impl Outputs for Collect {
         let _ = self.events.send(event);
     }
 
-    fn picture(&mut self, id: ParticipantId, frame: VideoFrame) {
-        self.pictures.store(id, frame);
+    fn picture(&mut self, picture: Decoded) {
+        if picture.source == TrackSource::Camera {
+            self.pictures.store(picture.from, picture.frame);
+        }
     }
 
     fn pose(&mut self, _id: ParticipantId, _pose: Pose) {}

@@ -1,0 +1,184 @@
+//! The screen, through xcap (X11 and Wayland, Windows, macOS), as the engine's [`VideoSource`]
+//! for a shared screen. Capturing a monitor takes milliseconds to a tenth of a second, so it
+//! runs on a thread of its own at the rate shared, converting each capture to I420 at the size
+//! sent; the call takes the newest picture without waiting.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rotunda_engine::VideoSpec;
+use rotunda_engine::media::{VideoFrame, VideoSource, rgba_to_i420};
+
+/// Locks the newest picture; a capture thread that panicked left a whole picture behind.
+fn lock(latest: &Mutex<VideoFrame>) -> std::sync::MutexGuard<'_, VideoFrame> {
+    latest.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The size a monitor of `width` x `height` is sent at within `most` (its aspect kept, even
+/// sides, never larger than it is), at `most`'s rate.
+pub fn fit(width: u32, height: u32, most: VideoSpec) -> VideoSpec {
+    let scale = (most.width as f64 / f64::from(width.max(1)))
+        .min(most.height as f64 / f64::from(height.max(1)))
+        .min(1.0);
+    let side = |n: u32| (((f64::from(n) * scale) as usize) & !1).max(64);
+    VideoSpec {
+        width: side(width),
+        height: side(height),
+        fps: most.fps,
+    }
+}
+
+/// A monitor being captured.
+pub struct Screen {
+    /// The monitor's name.
+    pub name: String,
+    /// What is sent: the monitor fitted into the most asked for.
+    pub spec: VideoSpec,
+    latest: Arc<Mutex<VideoFrame>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Screen {
+    /// Starts capturing the primary monitor (else the first), sent at most at `most`.
+    pub fn open(most: VideoSpec) -> Result<Self, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = mpsc::channel();
+        let latest = Arc::new(Mutex::new(VideoFrame::new(2, 2)));
+        let thread = {
+            let (latest, stop) = (latest.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("screen".into())
+                .spawn(move || capture(most, latest, stop, ready_tx))
+                .map_err(|e| e.to_string())?
+        };
+        let (name, spec) = match ready.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(found)) => found,
+            Ok(Err(reason)) => return Err(reason),
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err("the screen did not answer".into());
+            }
+        };
+        Ok(Self {
+            name,
+            spec,
+            latest,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        // The thread ends after its current capture; it is not waited for.
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.thread.take());
+    }
+}
+
+impl VideoSource for Screen {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.spec.width, self.spec.height)
+    }
+
+    fn next_frame(&mut self, frame: &mut VideoFrame) {
+        let latest = lock(&self.latest);
+        if (latest.width, latest.height) == (frame.width, frame.height) {
+            frame.y.copy_from_slice(&latest.y);
+            frame.u.copy_from_slice(&latest.u);
+            frame.v.copy_from_slice(&latest.v);
+        }
+    }
+}
+
+/// The capture thread: finds the monitor, says what it found, then captures at the rate sent
+/// until told to stop.
+fn capture(
+    most: VideoSpec,
+    latest: Arc<Mutex<VideoFrame>>,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<(String, VideoSpec), String>>,
+) {
+    let found = xcap::Monitor::all()
+        .map_err(|e| format!("no screen to capture: {e}"))
+        .and_then(|monitors| {
+            let primary = monitors
+                .iter()
+                .position(|m| m.is_primary().unwrap_or(false))
+                .unwrap_or(0);
+            monitors
+                .into_iter()
+                .nth(primary)
+                .ok_or_else(|| "no screen to capture".to_string())
+        })
+        .and_then(|monitor| {
+            let size = monitor
+                .width()
+                .and_then(|w| monitor.height().map(|h| (w, h)))
+                .map_err(|e| format!("the screen's size is unknown: {e}"))?;
+            Ok((monitor, size))
+        });
+    let (monitor, (width, height)) = match found {
+        Ok(found) => found,
+        Err(reason) => {
+            let _ = ready.send(Err(reason));
+            return;
+        }
+    };
+    let spec = fit(width, height, most);
+    let name = monitor.name().unwrap_or_else(|_| "screen".into());
+    *lock(&latest) = VideoFrame::new(spec.width, spec.height);
+    let mut picture = VideoFrame::new(spec.width, spec.height);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(spec.fps.max(1)));
+    let mut failing = false;
+    // The first picture is there before the call hears of the screen.
+    let mut told = Some(ready);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match monitor.capture_image() {
+            Ok(image) => {
+                failing = false;
+                let (w, h) = (image.width() as usize, image.height() as usize);
+                rgba_to_i420(image.as_raw(), w, h, &mut picture);
+                std::mem::swap(&mut *lock(&latest), &mut picture);
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "the screen could not be captured; showing the last picture");
+                }
+                failing = true;
+            }
+        }
+        if let Some(ready) = told.take() {
+            let _ = ready.send(Ok((name.clone(), spec)));
+        }
+        // Paced at the rate sent; a capture slower than that only lowers the rate.
+        next += interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_screen_is_sent_at_its_size_within_the_most_asked() {
+        let most: VideoSpec = "1920x1080@5".parse().expect("spec");
+        let size = |spec: VideoSpec| (spec.width, spec.height, spec.fps);
+        assert_eq!(size(fit(1280, 720, most)), (1280, 720, 5));
+        assert_eq!(size(fit(3840, 2160, most)), (1920, 1080, 5));
+        // Taller than 16:9: the height decides; odd sides become even.
+        assert_eq!(size(fit(1920, 1200, most)), (1728, 1080, 5));
+        assert_eq!(size(fit(1001, 701, most)), (1000, 700, 5));
+    }
+}
