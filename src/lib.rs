@@ -62,6 +62,7 @@ pub fn logic_plugin(app: &mut App) {
         participants::plugin,
         audio::logic_plugin,
         ui::logic_plugin,
+        room::wall::logic_plugin,
     ));
 }
 

@@ -11,13 +11,15 @@ use bevy::transform::TransformPlugin;
 use rotunda::audio::{AudioScene, Ears, MeetingMode};
 use rotunda::call::{
     CallEnded, CallJoined, CallReconnecting, CallRejoined, ChatReceived, Connection, Error,
-    ParticipantJoined, ParticipantLeft, ParticipantMoved, ParticipantMuted,
+    ParticipantJoined, ParticipantLeft, ParticipantMoved, ParticipantMuted, ScreenShared,
+    ScreenStopped,
 };
 use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
 use rotunda::room::avatar::place_in_ring;
 use rotunda::room::layout::{self, PANEL_WIDTH};
 use rotunda::room::panel::PanelParts;
 use rotunda::room::view::{MeasuredView, measure_view, ring_view};
+use rotunda::room::wall::{SharedScreen, Wall, WallSlot};
 use rotunda::settings::Settings;
 use rotunda::state::{LeftReason, Screen};
 use rotunda::ui::model::{ChatLog, Panels, ParticipantRows};
@@ -590,4 +592,61 @@ fn what_the_token_grants_reaches_the_room() {
         ("Watcher", watcher),
         "the name and grants the relay gave"
     );
+}
+
+fn wall(app: &mut App) -> Vec<(u32, WallSlot)> {
+    let mut screens: Vec<(u32, WallSlot)> = app
+        .world_mut()
+        .query::<(&SharedScreen, &WallSlot)>()
+        .iter(app.world())
+        .map(|(screen, slot)| (screen.id.0, *slot))
+        .collect();
+    screens.sort_by(|a, b| a.1.x.total_cmp(&b.1.x));
+    screens
+}
+
+#[test]
+fn the_wall_holds_every_shared_screen_side_by_side_and_empties() {
+    let mut app = app();
+    join(&mut app, 1, &[(2, "alice"), (3, "bob")]);
+    assert!(wall(&mut app).is_empty(), "nobody shares: an empty wall");
+
+    // One share: in the middle.
+    app.world_mut()
+        .write_message(ScreenShared(ParticipantId(2)));
+    app.update();
+    let one = wall(&mut app);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].0, 2);
+    assert!(one[0].1.x.abs() < 1e-6 && one[0].1.width > 1.0, "{one:?}");
+
+    // A second: side by side, the first share on the left, the same size, apart.
+    app.world_mut()
+        .write_message(ScreenShared(ParticipantId(3)));
+    // Said again (a roster after a rejoin): still one screen each.
+    app.world_mut()
+        .write_message(ScreenShared(ParticipantId(2)));
+    app.update();
+    let two = wall(&mut app);
+    assert_eq!(two.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2, 3]);
+    let (left, right) = (two[0].1, two[1].1);
+    assert!((left.x + right.x).abs() < 1e-6, "centred: {two:?}");
+    assert_eq!(left.width, right.width);
+    assert!(right.x - left.x >= left.width, "no overlap: {two:?}");
+
+    // The first stops: the other moves to the middle; its sharer leaves: the wall empties.
+    app.world_mut()
+        .write_message(ScreenStopped(ParticipantId(2)));
+    app.update();
+    let back = wall(&mut app);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].0, 3);
+    assert!(back[0].1.x.abs() < 1e-6, "{back:?}");
+    app.world_mut().write_message(ParticipantLeft {
+        id: ParticipantId(3),
+        reason: LeaveReason::Left,
+    });
+    app.update();
+    assert!(wall(&mut app).is_empty());
+    assert!(app.world().resource::<Wall>().shares.is_empty());
 }

@@ -1,10 +1,12 @@
 //! Sharing a screen natively, as a user would: a virtual display (Xvfb) showing a known picture
 //! (the test pattern, marked with a number no participant has, in ImageMagick's `display`),
-//! `rotunda bot --share-screen` capturing it, and a bot in this process receiving it. The
-//! viewer must decode at least 90 % of the screen frames sent, at the screen's size, and read
-//! the picture's marks back.
+//! `rotunda bot --share-screen` capturing it, a bot in this process and the windowed client
+//! receiving it. The bot must decode at least 90 % of the screen frames sent, at the screen's
+//! size, and read the picture's marks back; the window's screenshot must show the picture large
+//! on the wall above the room's centre.
 //!
-//! Needs `Xvfb` and ImageMagick's `display` (the test command installs them).
+//! Needs `Xvfb`, ImageMagick's `display` and Mesa's software Vulkan (the test command installs
+//! them).
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{PATIENCE, hex, join, output_dir, start_relay};
+use common::{PATIENCE, hex, join, output_dir, start_relay, window};
 use rotunda_engine::handle::native::run_bot;
 use rotunda_engine::media::pattern::TestPattern;
 use rotunda_engine::media::{VideoFrame, VideoSource};
@@ -49,12 +51,25 @@ async fn a_shared_screen_reaches_a_viewer_whole_and_readable() {
     config.audio = false;
     config.duration = Some(Duration::from_secs(16));
     let viewer = tokio::spawn(run_bot(config, false));
+    // The window: it takes its screenshot while the screen is shared.
+    let shot = dir.join("wall.png");
+    let watched = dir.join("window.json");
+    let window = window(&relay.url, "screen", "watcher")
+        .args(["--cert-hash", &hex(&relay.hash)])
+        .args(["--duration", "16s", "--screenshot-after", "8s"])
+        .arg("--stats-json")
+        .arg(&watched)
+        .arg("--screenshot")
+        .arg(&shot)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xvfb-run starts (apt-get install xvfb mesa-vulkan-drivers)");
 
     let stats = dir.join("sharer.json");
     let sharer = Command::new(env!("CARGO_BIN_EXE_rotunda"))
         .arg("bot")
         .args(["--relay", &relay.url, "--cert-hash", &hex(&relay.hash)])
-        .args(["--room", "screen", "--name", "sharer", "--duration", "10s"])
+        .args(["--room", "screen", "--name", "sharer", "--duration", "14s"])
         .args(["--no-video", "--no-audio", "--share-screen"])
         .arg("--stats-json")
         .arg(&stats)
@@ -78,6 +93,15 @@ async fn a_shared_screen_reaches_a_viewer_whole_and_readable() {
     let sent: BotReport =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("sharer's stats written"))
             .expect("sharer's stats parse");
+    let shown = tokio::time::timeout(PATIENCE * 3, window.wait_with_output())
+        .await
+        .expect("the window finishes")
+        .expect("the window runs");
+    assert!(
+        shown.status.success(),
+        "the window failed: {}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
     let seen = tokio::time::timeout(PATIENCE, viewer)
         .await
         .expect("the viewer finishes")
@@ -105,6 +129,56 @@ async fn a_shared_screen_reaches_a_viewer_whole_and_readable() {
         peer.screen_marks,
         Some(MARK),
         "the picture's marks: {peer:?}"
+    );
+
+    // The window decoded the screen too, and shows it on the wall.
+    let watched: BotReport =
+        serde_json::from_str(&std::fs::read_to_string(&watched).expect("window's stats written"))
+            .expect("window's stats parse");
+    let peer = watched
+        .peers
+        .get("sharer")
+        .expect("the window saw the sharer");
+    assert_eq!(peer.screen_marks, Some(MARK), "{peer:?}");
+    check_wall(&shot);
+    eprintln!("screenshot: {}", shot.display());
+}
+
+/// The shared picture (the pattern's hue for [`MARK`]) covers a large part of the view, in the
+/// middle, above the eyes' level.
+fn check_wall(path: &Path) {
+    let image = image::open(path).expect("screenshot is a PNG").to_rgb8();
+    let (u, v) = TestPattern::chroma(MARK);
+    let want = (f64::from(v) - 128.0).atan2(f64::from(u) - 128.0);
+    let (mut pixels, mut x_sum, mut y_sum) = (0u32, 0.0, 0.0);
+    for (x, y, pixel) in image.enumerate_pixels() {
+        let [r, g, b] = pixel.0.map(f64::from);
+        let (pu, pv) = (
+            (-38.0 * r - 74.0 * g + 112.0 * b) / 256.0,
+            (112.0 * r - 94.0 * g - 18.0 * b) / 256.0,
+        );
+        let off = (pv.atan2(pu) - want + 3.0 * std::f64::consts::PI) % (2.0 * std::f64::consts::PI)
+            - std::f64::consts::PI;
+        if pu.hypot(pv) > 20.0 && off.abs() < 0.2 {
+            pixels += 1;
+            x_sum += f64::from(x);
+            y_sum += f64::from(y);
+        }
+    }
+    let (width, height) = image.dimensions();
+    let (x, y) = (
+        x_sum / f64::from(pixels.max(1)),
+        y_sum / f64::from(pixels.max(1)),
+    );
+    eprintln!("the shared picture: {pixels} px around ({x:.0}, {y:.0})");
+    assert!(
+        pixels > width * height / 20,
+        "the shared screen is not large on the wall: {pixels} px"
+    );
+    assert!(
+        (f64::from(width) * 0.3..f64::from(width) * 0.7).contains(&x)
+            && y < f64::from(height) * 0.5,
+        "the shared screen is not in the middle, above: ({x:.0}, {y:.0})"
     );
 }
 

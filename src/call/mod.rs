@@ -19,8 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bevy::prelude::*;
 use rotunda_engine::handle::{self, EngineSide};
 pub use rotunda_engine::mailbox::{Pictures, Poses};
-pub use rotunda_engine::{BotReport, CallConfig, Command, Engine, Error, JoinOptions, LiveStats};
-use rotunda_proto::{FromRelay, Grants, LeaveReason, ParticipantId, ParticipantInfo, Pose};
+pub use rotunda_engine::{
+    BotReport, CallConfig, Command, Engine, Error, JoinOptions, LiveStats, SCREEN_INDEX,
+};
+use rotunda_proto::{
+    FromRelay, Grants, LeaveReason, ParticipantId, ParticipantInfo, Pose, TrackSource,
+};
 
 use crate::AppSystems;
 use crate::devices::{DeviceStates, Devices};
@@ -39,6 +43,8 @@ pub(super) fn plugin(app: &mut App) {
         .add_message::<ParticipantMoved>()
         .add_message::<ParticipantMuted>()
         .add_message::<ChatReceived>()
+        .add_message::<ScreenShared>()
+        .add_message::<ScreenStopped>()
         .add_message::<StatsUpdated>()
         .add_message::<SecurityChanged>()
         .add_message::<CallEnded>();
@@ -121,6 +127,14 @@ pub struct ParticipantMuted {
     pub video: bool,
 }
 
+/// Someone shares a screen (already when we joined, or from now on).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScreenShared(pub ParticipantId);
+
+/// Someone stopped sharing their screen.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScreenStopped(pub ParticipantId);
+
 /// A chat line.
 #[derive(Message, Debug, Clone, PartialEq)]
 pub struct ChatReceived {
@@ -184,6 +198,11 @@ impl Call {
     /// Everyone's newest decoded picture.
     pub fn pictures(&self) -> &Pictures {
         &self.engine.pictures
+    }
+
+    /// The newest picture of every shared screen, by sharer.
+    pub fn screens(&self) -> &Pictures {
+        &self.engine.screens
     }
 
     /// Everyone's newest pose.
@@ -279,9 +298,25 @@ struct CallMessages<'w> {
     moved: MessageWriter<'w, ParticipantMoved>,
     muted: MessageWriter<'w, ParticipantMuted>,
     chat: MessageWriter<'w, ChatReceived>,
+    shared: MessageWriter<'w, ScreenShared>,
+    stopped: MessageWriter<'w, ScreenStopped>,
     stats: MessageWriter<'w, StatsUpdated>,
     security: MessageWriter<'w, SecurityChanged>,
     ended: MessageWriter<'w, CallEnded>,
+}
+
+impl CallMessages<'_> {
+    /// Someone present, and the screen they share, if they do.
+    fn joined_participant(&mut self, info: ParticipantInfo) {
+        if info
+            .tracks
+            .iter()
+            .any(|(_, track)| track.source == TrackSource::Screen)
+        {
+            self.shared.write(ScreenShared(info.id));
+        }
+        self.participants.write(ParticipantJoined(info));
+    }
 }
 
 /// Turns up to [`EVENTS_PER_FRAME`] call events into messages.
@@ -334,7 +369,7 @@ fn drain_call(
             } => {
                 out.joined.write(CallJoined { you, name, grants });
                 for info in roster {
-                    out.participants.write(ParticipantJoined(info));
+                    out.joined_participant(info);
                 }
             }
             CallEvent::Reconnecting { attempt, reason } => {
@@ -353,12 +388,16 @@ fn drain_call(
                     present: roster.iter().map(|info| info.id).collect(),
                 });
                 for info in roster {
-                    out.participants.write(ParticipantJoined(info));
+                    out.joined_participant(info);
                 }
             }
             CallEvent::Relay(message) => match message {
-                FromRelay::ParticipantJoined(info) => {
-                    out.participants.write(ParticipantJoined(info));
+                FromRelay::ParticipantJoined(info) => out.joined_participant(info),
+                FromRelay::TrackPublished { track, info } if info.source == TrackSource::Screen => {
+                    out.shared.write(ScreenShared(track.participant));
+                }
+                FromRelay::TrackUnpublished { track } if track.index == SCREEN_INDEX => {
+                    out.stopped.write(ScreenStopped(track.participant));
                 }
                 FromRelay::ParticipantLeft { id, reason } => {
                     levels.0.remove(&id);

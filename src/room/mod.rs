@@ -6,10 +6,17 @@ pub mod layout;
 pub mod panel;
 mod scene;
 pub mod view;
+pub mod wall;
 
 use bevy::prelude::*;
 
 /// The room's visuals and the viewer's movement.
 pub(super) fn plugin(app: &mut App) {
-    app.add_plugins((scene::plugin, panel::plugin, avatar::plugin, view::plugin));
+    app.add_plugins((
+        scene::plugin,
+        panel::plugin,
+        avatar::plugin,
+        view::plugin,
+        wall::plugin,
+    ));
 }

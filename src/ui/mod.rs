@@ -15,6 +15,7 @@ use crate::call::{Call, Command, Connection};
 use crate::devices::{Devices, SourceState};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 use crate::room::layout::PANEL_HEIGHT;
+use crate::room::wall::SharedScreen;
 use crate::settings::Settings;
 use crate::state::Screen;
 use model::{Allowed, CallStats, ChatLog, Panels, ParticipantRows, Secured};
@@ -82,6 +83,7 @@ struct RoomUi<'w, 's> {
         ),
         Without<Departing>,
     >,
+    shared_screens: Query<'w, 's, (&'static SharedScreen, &'static GlobalTransform)>,
 }
 
 fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
@@ -99,6 +101,7 @@ fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
     fit_view(&ctx, ui.available_rect_before_wrap(), &mut room);
     draw_stats(&ctx, &room);
     draw_name_tags(&ctx, &room);
+    draw_screen_tags(&ctx, &room);
     Ok(())
 }
 
@@ -506,6 +509,43 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                 }
             });
         });
+}
+
+/// Under every shared screen on the wall, whose it is.
+fn draw_screen_tags(ctx: &egui::Context, room: &RoomUi) {
+    let Some((camera, camera_transform)) = room.cameras.iter().next() else {
+        return;
+    };
+    for (screen, transform) in &room.shared_screens {
+        let (scale, _, centre) = transform.to_scale_rotation_translation();
+        let below = centre - Vec3::Y * (scale.y / 2.0 + 0.05);
+        let Ok(at) = camera.world_to_viewport(camera_transform, below) else {
+            continue;
+        };
+        let name = room
+            .participants
+            .iter()
+            .find(|(p, ..)| p.id == screen.id)
+            .map_or_else(|| screen.id.to_string(), |(p, ..)| p.name.clone());
+        egui::Area::new(egui::Id::new(("screen-tag", screen.id.0)))
+            .fixed_pos(egui::pos2(at.x, at.y))
+            .pivot(egui::Align2::CENTER_TOP)
+            .interactable(false)
+            .order(egui::Order::Middle)
+            .show(ctx, |ui| {
+                egui::Frame::new()
+                    .fill(egui::Color32::from_black_alpha(170))
+                    .corner_radius(6.0)
+                    .inner_margin(egui::Margin::symmetric(8, 3))
+                    .show(ui, |ui| {
+                        ui.label(
+                            egui::RichText::new(format!("{name}'s screen"))
+                                .color(egui::Color32::WHITE)
+                                .strong(),
+                        );
+                    });
+            });
+    }
 }
 
 /// Name tags above every panel in sight, with the microphone state and a speaking dot.
