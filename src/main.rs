@@ -118,6 +118,9 @@ struct RoomArgs {
     /// Video to send, WIDTHxHEIGHT@FPS.
     #[arg(long, default_value = "640x480@30")]
     video: VideoSpec,
+    /// Share the screen from the moment we join (else with Shift+S or the top bar).
+    #[arg(long)]
+    share_screen: bool,
     /// Leave and exit after this long in the room, e.g. 30s.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -322,6 +325,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         speakers: args.speakers,
         video: args.video,
         simulcast: true,
+        share_screen: args.share_screen,
         auto_join,
         duration: args.duration,
         stats_json: args.stats_json,
@@ -367,6 +371,7 @@ async fn run_bot(args: BotArgs) -> anyhow::Result<()> {
             config.join.name, screen.name, screen.spec
         );
         config.screen = Some(screen.spec);
+        config.share_screen = true;
         sources.screen = Some(Box::new(screen));
     }
     let cycle = args.view_cycle.filter(|c| !c.is_zero());

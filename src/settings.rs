@@ -75,6 +75,8 @@ pub struct Settings {
     pub video: VideoSpec,
     /// Send the video in simulcast layers (each viewer gets the size it sees).
     pub simulcast: bool,
+    /// Share the screen from the moment we join (else with Shift+S or the top bar).
+    pub share_screen: bool,
     /// Join without showing the join screen.
     pub auto_join: bool,
     /// Leave and exit after this long in the room.
@@ -119,6 +121,7 @@ impl Default for Settings {
             speakers: DeviceChoice::Default,
             video: VideoSpec::default(),
             simulcast: true,
+            share_screen: false,
             auto_join: false,
             duration: None,
             stats_json: None,

@@ -246,6 +246,7 @@ impl CallParts {
         config.chat_with = settings.chat_with;
         config.microphone_off = self.microphone_off;
         config.camera_off = self.camera_off;
+        config.share_screen = settings.share_screen;
         // The browser logs the whole report once a second (`rotunda:stats`).
         config.live_report = cfg!(web);
         config

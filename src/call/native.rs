@@ -5,7 +5,8 @@ use bevy::prelude::*;
 use rotunda_engine::handle;
 
 use super::CallParts;
-use crate::devices::{DeviceStates, native as devices};
+use crate::devices::screen::{SHARED_MOST as SCREEN_MOST, Screen};
+use crate::devices::{DeviceStates, SourceState, native as devices};
 use crate::settings::Settings;
 
 /// The async runtime the network runs on.
@@ -89,16 +90,31 @@ pub(super) fn start(world: &mut World, parts: CallParts) {
             let (camera, camera_state) = devices::open_camera(&settings.camera, settings.video);
             let (microphone, microphone_state) = devices::open_microphone(&settings.microphone);
             let (speakers, speakers_state) = devices::open_speakers(&settings.speakers);
-            let config = parts.config(camera_state.sends(), microphone_state.sends());
+            // The screen is captured only while it is shared.
+            let (screen, screen_state) = match Screen::open(SCREEN_MOST) {
+                Ok(screen) => {
+                    let state = SourceState::Live(screen.name.clone());
+                    (Some(screen), state)
+                }
+                Err(reason) => {
+                    info!("no screen to share: {reason}");
+                    (None, SourceState::Off)
+                }
+            };
+            let mut config = parts.config(camera_state.sends(), microphone_state.sends());
+            config.screen = screen.as_ref().map(|screen| screen.spec);
+            config.share_screen &= screen.is_some();
             let _ = parts.devices.send(DeviceStates {
                 camera: camera_state,
                 microphone: microphone_state,
                 speakers: speakers_state,
+                screen: screen_state,
+                screen_on: config.share_screen,
             });
             let sources = rotunda_engine::call::Sources {
                 camera,
                 microphone,
-                screen: None,
+                screen: screen.map(|screen| Box::new(screen) as _),
             };
             handle::native::start(parts.side, config, sources, Some(speakers), &runtime);
         });

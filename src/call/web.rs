@@ -17,14 +17,18 @@ pub(super) fn start(parts: CallParts) {
         let (speakers, speakers_state) = devices::open_speakers(&settings.speakers).await;
         // A microphone that would not open sends nothing (silence stands in natively): the call
         // publishes audio only for one that works or the synthetic tone.
-        let config = parts.config(
+        let mut config = parts.config(
             camera_state.sends(),
             microphone.is_some() || microphone_state == crate::devices::SourceState::Synthetic,
         );
+        // Not shared from the browser yet (getDisplayMedia is to come).
+        config.share_screen = false;
         let _ = parts.devices.send(DeviceStates {
             camera: camera_state,
             microphone: microphone_state,
             speakers: speakers_state,
+            screen: crate::devices::SourceState::Off,
+            screen_on: false,
         });
         let page = PageDevices {
             camera,

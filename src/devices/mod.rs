@@ -41,6 +41,10 @@ pub struct Devices {
     pub microphone_on: bool,
     /// Camera on (sending).
     pub camera_on: bool,
+    /// The screen to share: off when there is none to capture.
+    pub screen: SourceState,
+    /// The screen is shared.
+    pub screen_on: bool,
     /// The user turned the microphone off: it stays off when the call is rejoined.
     pub microphone_off_by_user: bool,
     /// The user turned the camera off: it stays off when the call is rejoined.
@@ -56,6 +60,10 @@ pub struct DeviceStates {
     pub microphone: SourceState,
     /// The speakers.
     pub speakers: SourceState,
+    /// The screen to share.
+    pub screen: SourceState,
+    /// The screen is shared from the start.
+    pub screen_on: bool,
 }
 
 impl Devices {
@@ -76,6 +84,8 @@ impl Devices {
         self.camera = states.camera;
         self.microphone = states.microphone;
         self.speakers = states.speakers;
+        self.screen_on = states.screen.sends() && states.screen_on;
+        self.screen = states.screen;
     }
 }
 

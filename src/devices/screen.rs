@@ -1,15 +1,28 @@
 //! The screen, through xcap (X11 and Wayland, Windows, macOS), as the engine's [`VideoSource`]
 //! for a shared screen. Capturing a monitor takes milliseconds to a tenth of a second, so it
 //! runs on a thread of its own at the rate shared, converting each capture to I420 at the size
-//! sent; the call takes the newest picture without waiting.
+//! sent; the call takes the newest picture without waiting. The thread captures only while the
+//! call takes pictures (someone watches a shared screen): a window that could share its screen
+//! costs nothing until it does.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rotunda_engine::VideoSpec;
 use rotunda_engine::media::{VideoFrame, VideoSource, rgba_to_i420};
+
+/// The most a window shares: its screen at up to 1920x1080, 5 pictures a second (text wants
+/// sharp pictures more than many of them).
+pub const SHARED_MOST: VideoSpec = VideoSpec {
+    width: 1920,
+    height: 1080,
+    fps: 5,
+};
+
+/// The thread stops capturing when the call took no picture for this long.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Locks the newest picture; a capture thread that panicked left a whole picture behind.
 fn lock(latest: &Mutex<VideoFrame>) -> std::sync::MutexGuard<'_, VideoFrame> {
@@ -39,6 +52,9 @@ pub struct Screen {
     latest: Arc<Mutex<VideoFrame>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// When the call last took a picture, in ms since `epoch`.
+    asked: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl Screen {
@@ -47,11 +63,18 @@ impl Screen {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready) = mpsc::channel();
         let latest = Arc::new(Mutex::new(VideoFrame::new(2, 2)));
+        let asked = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
         let thread = {
-            let (latest, stop) = (latest.clone(), stop.clone());
+            let (latest, stop, asked) = (latest.clone(), stop.clone(), asked.clone());
             std::thread::Builder::new()
                 .name("screen".into())
-                .spawn(move || capture(most, latest, stop, ready_tx))
+                .spawn(move || {
+                    capture(most, latest, stop, ready_tx, |now: Instant| {
+                        let last = Duration::from_millis(asked.load(Ordering::Relaxed));
+                        now.saturating_duration_since(epoch) < last + IDLE_AFTER
+                    })
+                })
                 .map_err(|e| e.to_string())?
         };
         let (name, spec) = match ready.recv_timeout(Duration::from_secs(10)) {
@@ -68,6 +91,8 @@ impl Screen {
             latest,
             stop,
             thread: Some(thread),
+            asked,
+            epoch,
         })
     }
 }
@@ -86,6 +111,9 @@ impl VideoSource for Screen {
     }
 
     fn next_frame(&mut self, frame: &mut VideoFrame) {
+        // At least 1: the first picture is asked for at once.
+        let now = (self.epoch.elapsed().as_millis() as u64).max(1);
+        self.asked.store(now, Ordering::Relaxed);
         let latest = lock(&self.latest);
         if (latest.width, latest.height) == (frame.width, frame.height) {
             frame.y.copy_from_slice(&latest.y);
@@ -96,12 +124,13 @@ impl VideoSource for Screen {
 }
 
 /// The capture thread: finds the monitor, says what it found, then captures at the rate sent
-/// until told to stop.
+/// while `wanted` (pictures are being taken) until told to stop.
 fn capture(
     most: VideoSpec,
     latest: Arc<Mutex<VideoFrame>>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(String, VideoSpec), String>>,
+    wanted: impl Fn(Instant) -> bool,
 ) {
     let found = xcap::Monitor::all()
         .map_err(|e| format!("no screen to capture: {e}"))
@@ -135,26 +164,28 @@ fn capture(
     let mut picture = VideoFrame::new(spec.width, spec.height);
     let interval = Duration::from_secs_f64(1.0 / f64::from(spec.fps.max(1)));
     let mut failing = false;
-    // The first picture is there before the call hears of the screen.
-    let mut told = Some(ready);
+    let _ = ready.send(Ok((name.clone(), spec)));
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        match monitor.capture_image() {
-            Ok(image) => {
+        let capture = if wanted(Instant::now()) {
+            Some(monitor.capture_image())
+        } else {
+            None
+        };
+        match capture {
+            None => {}
+            Some(Ok(image)) => {
                 failing = false;
                 let (w, h) = (image.width() as usize, image.height() as usize);
                 rgba_to_i420(image.as_raw(), w, h, &mut picture);
                 std::mem::swap(&mut *lock(&latest), &mut picture);
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 if !failing {
                     tracing::warn!(%error, "the screen could not be captured; showing the last picture");
                 }
                 failing = true;
             }
-        }
-        if let Some(ready) = told.take() {
-            let _ = ready.send(Ok((name.clone(), spec)));
         }
         // Paced at the rate sent; a capture slower than that only lowers the rate.
         next += interval;

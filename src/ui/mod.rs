@@ -127,6 +127,16 @@ pub fn set_camera(devices: &mut Devices, call: Option<&Call>, on: bool) {
     }
 }
 
+/// Shares the screen or stops (the switch moves only when the call took the command).
+pub fn set_screen(devices: &mut Devices, call: Option<&Call>, on: bool) {
+    if !devices.screen.sends() || devices.screen_on == on {
+        return;
+    }
+    if call.is_none_or(|call| call.send(Command::Screen(on))) {
+        devices.screen_on = on;
+    }
+}
+
 /// Cuts `text` to the protocol's chat limit (in bytes), on a character boundary.
 pub fn chat_text(text: &str) -> String {
     let mut end = text.len().min(rotunda_proto::limits::MAX_CHAT);
@@ -153,6 +163,12 @@ fn handle_keys(
     if keys.just_pressed(KeyCode::KeyV) {
         let on = !devices.camera_on;
         set_camera(&mut devices, call.as_deref(), on);
+    }
+    // Shift+S: S alone walks backwards.
+    let shift = keys.any_pressed([KeyCode::ShiftLeft, KeyCode::ShiftRight]);
+    if shift && keys.just_pressed(KeyCode::KeyS) {
+        let on = !devices.screen_on;
+        set_screen(&mut devices, call.as_deref(), on);
     }
     if keys.just_pressed(KeyCode::F3) {
         panels.stats = !panels.stats;
@@ -228,6 +244,17 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
                 .changed()
             {
                 set_camera(devices, call.as_deref(), camera);
+            }
+            let mut screen = devices.screen_on;
+            if ui
+                .add_enabled(
+                    devices.screen.sends() && may_publish,
+                    egui::Checkbox::new(&mut screen, "Share screen (Shift+S)"),
+                )
+                .on_disabled_hover_text("No screen to capture here")
+                .changed()
+            {
+                set_screen(devices, call.as_deref(), screen);
             }
             ui.checkbox(&mut meeting.0, "Meeting mode")
                 .on_hover_text("Every voice centred, as in a flat call");

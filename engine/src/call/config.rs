@@ -96,6 +96,9 @@ pub struct CallConfig {
     /// size and rate; with `simulcast`, in layers by halves as the camera's).
     #[serde(default)]
     pub screen: Option<VideoSpec>,
+    /// Share the screen from the start (else from [`Command::Screen`](super::Command::Screen)).
+    #[serde(default)]
+    pub share_screen: bool,
     /// The most this call wants to receive, in kb/s (the relay keeps within it).
     pub max_kbps: Option<u32>,
     /// Publish audio.
@@ -132,6 +135,7 @@ impl CallConfig {
             video: Some(VideoSpec::default()),
             simulcast: true,
             screen: None,
+            share_screen: false,
             max_kbps: None,
             audio: true,
             chat: Vec::new(),

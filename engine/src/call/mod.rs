@@ -309,6 +309,7 @@ impl Call {
             video_sent: config.video.map(|spec| spec.to_string()),
             ..BotReport::default()
         };
+        let share_screen = screen.is_some() && config.share_screen;
         let mut call = Self {
             deadline: config.duration.map(|d| now + d),
             microphone_on: !config.microphone_off,
@@ -328,7 +329,7 @@ impl Call {
             last_chat: None,
             chat_lines: 0,
             camera,
-            screen_on: screen.is_some(),
+            screen_on: share_screen,
             screen,
             microphone,
             names: HashMap::new(),
