@@ -130,7 +130,12 @@ pub fn start(side: EngineSide, config: CallConfig, devices: PageDevices, worker_
         transfer.push(&speakers);
         beside.push(("speakers", speakers.into()));
     }
-    post_with(&worker, &ToWorker::Start(config), beside, transfer);
+    post_with(
+        &worker,
+        &ToWorker::Start(Box::new(config)),
+        beside,
+        transfer,
+    );
     let handlers = Handlers {
         _message: onmessage,
         _error: onerror,

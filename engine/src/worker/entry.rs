@@ -54,7 +54,7 @@ pub fn start() {
                 let microphone = get(&data, "microphone").dyn_into::<MessagePort>().ok();
                 let speakers = get(&data, "speakers").dyn_into::<MessagePort>().ok();
                 let devices = (camera, microphone, speakers);
-                js::spawn(run(config, devices, commands, post.clone(), flow.clone()));
+                js::spawn(run(*config, devices, commands, post.clone(), flow.clone()));
             }
             ToWorker::Command(command) => {
                 if commands_tx.try_send(command).is_err() {

@@ -13,7 +13,7 @@ use crate::call::{CallConfig, CallEvent, Command};
 pub enum ToWorker {
     /// Start the call. The camera, microphone and speakers come beside it when the page has
     /// them (the synthetic pattern and tone stand in otherwise).
-    Start(CallConfig),
+    Start(Box<CallConfig>),
     /// A command for the call.
     Command(Command),
     /// The page drew a frame: the newest pictures may come (one per participant, at most once a
@@ -67,14 +67,14 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_garbage_is_refused() {
-        let start = ToWorker::Start(CallConfig::new(JoinOptions {
+        let start = ToWorker::Start(Box::new(CallConfig::new(JoinOptions {
             relay: "https://127.0.0.1:4443".into(),
             cert_hash: Some([7; 32]),
             room: "lobby".into(),
             name: "ada".into(),
             token: None,
             e2ee: false,
-        }));
+        })));
         let bytes = encode(&start).expect("encodes");
         assert_eq!(decode::<ToWorker>(&bytes).expect("decodes"), start);
         let event = FromWorker::Event(CallEvent::Levels(vec![(ParticipantId(3), 0.5)]));
