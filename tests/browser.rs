@@ -10,6 +10,8 @@
 //!   default) with one safety code for all; the bundle must have cost at most 8 MB on the wire. Once with the pages drawing
 //!   as the client paces them on a software renderer, once with `web1` drawing back to back: the
 //!   call runs in a worker and must not care.
+//! - A shared screen: `web1` shares Chromium's fake display (getDisplayMedia) from the start;
+//!   `web2` and the bot must decode at least 90 % of its frames.
 //! - A hidden tab: one page (headful Chromium under Xvfb: headless keeps every tab visible) goes
 //!   behind another tab for 20 s with the bot in the room; it must keep hearing and being heard.
 //!
@@ -149,6 +151,48 @@ async fn a_hidden_tab_keeps_sending_and_receiving_audio() {
         bot.audio_frames_decoded as f64 >= MIN_AUDIO * bot.audio_frames_expected as f64,
         "the hidden page kept being heard: {bot:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_shares_a_screen_that_the_other_page_and_the_bot_show() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let outcome = run(Scenario {
+        test: "screen",
+        room: "screen",
+        pages: two_pages(&[("share", "screen")], &[]),
+        hide: &[],
+    })
+    .await;
+    // web1 shared Chromium's fake display (getDisplayMedia) from the start, 5 pictures a second.
+    let sent = &outcome.reports["web1"];
+    println!(
+        "web1 shared {:?}: {} frames",
+        sent.screen_sent, sent.screen_frames_sent
+    );
+    assert!(
+        sent.screen_sent.is_some(),
+        "web1 shared no screen: {sent:?}"
+    );
+    let mut failures = Vec::new();
+    for viewer in ["web2", "bot"] {
+        let peer = &outcome.reports[viewer].peers["web1"];
+        println!(
+            "{viewer} <- web1's screen: {} of {} frames, {:?}",
+            peer.screen_frames_decoded, peer.screen_frames_expected, peer.screen_size
+        );
+        if (peer.screen_frames_expected as f64) < 0.8 * 5.0 * TOGETHER_SECONDS as f64
+            || (peer.screen_frames_decoded as f64) < 0.9 * peer.screen_frames_expected as f64
+            || peer.screen_size.is_none()
+        {
+            failures.push(format!("{viewer} <- web1's screen: {peer:?}"));
+        }
+    }
+    let shot = outcome.out.join("web2.png");
+    match std::fs::metadata(&shot) {
+        Ok(meta) if meta.len() > MIN_SCREENSHOT_BYTES => println!("screenshot: {}", shot.display()),
+        _ => failures.push(format!("{}: no screenshot of the room", shot.display())),
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// `web1` on the synthetic camera and tone, `web2` on Chromium's fake devices, each with more

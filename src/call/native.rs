@@ -5,7 +5,8 @@ use bevy::prelude::*;
 use rotunda_engine::handle;
 
 use super::CallParts;
-use crate::devices::screen::{SHARED_MOST as SCREEN_MOST, Screen};
+use crate::devices::SHARED_MOST as SCREEN_MOST;
+use crate::devices::screen::Screen;
 use crate::devices::{DeviceStates, SourceState, native as devices};
 use crate::settings::Settings;
 

@@ -23,7 +23,30 @@ pub use native::list_devices;
 pub use web::list_devices;
 
 use bevy::prelude::*;
+use rotunda_engine::VideoSpec;
 pub use rotunda_engine::media::SourceState;
+
+/// The most a window or a page shares: its screen at up to 1920x1080, 5 pictures a second (text wants
+/// sharp pictures more than many of them).
+pub const SHARED_MOST: VideoSpec = VideoSpec {
+    width: 1920,
+    height: 1080,
+    fps: 5,
+};
+
+/// The size a monitor of `width` x `height` is sent at within `most` (its aspect kept, even
+/// sides, never larger than it is), at `most`'s rate.
+pub fn fit(width: u32, height: u32, most: VideoSpec) -> VideoSpec {
+    let scale = (most.width as f64 / f64::from(width.max(1)))
+        .min(most.height as f64 / f64::from(height.max(1)))
+        .min(1.0);
+    let side = |n: u32| (((f64::from(n) * scale) as usize) & !1).max(64);
+    VideoSpec {
+        width: side(width),
+        height: side(height),
+        fps: most.fps,
+    }
+}
 
 /// Devices a menu offers, as (choice, label).
 pub type DeviceList = Vec<(String, String)>;
@@ -91,4 +114,20 @@ impl Devices {
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Devices>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_screen_is_sent_at_its_size_within_the_most_asked() {
+        let most: VideoSpec = "1920x1080@5".parse().expect("spec");
+        let size = |spec: VideoSpec| (spec.width, spec.height, spec.fps);
+        assert_eq!(size(fit(1280, 720, most)), (1280, 720, 5));
+        assert_eq!(size(fit(3840, 2160, most)), (1920, 1080, 5));
+        // Taller than 16:9: the height decides; odd sides become even.
+        assert_eq!(size(fit(1920, 1200, most)), (1728, 1080, 5));
+        assert_eq!(size(fit(1001, 701, most)), (1000, 700, 5));
+    }
 }

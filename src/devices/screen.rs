@@ -13,13 +13,7 @@ use std::time::{Duration, Instant};
 use rotunda_engine::VideoSpec;
 use rotunda_engine::media::{VideoFrame, VideoSource, rgba_to_i420};
 
-/// The most a window shares: its screen at up to 1920x1080, 5 pictures a second (text wants
-/// sharp pictures more than many of them).
-pub const SHARED_MOST: VideoSpec = VideoSpec {
-    width: 1920,
-    height: 1080,
-    fps: 5,
-};
+use super::fit;
 
 /// The thread stops capturing when the call took no picture for this long.
 const IDLE_AFTER: Duration = Duration::from_secs(1);
@@ -27,20 +21,6 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Locks the newest picture; a capture thread that panicked left a whole picture behind.
 fn lock(latest: &Mutex<VideoFrame>) -> std::sync::MutexGuard<'_, VideoFrame> {
     latest.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The size a monitor of `width` x `height` is sent at within `most` (its aspect kept, even
-/// sides, never larger than it is), at `most`'s rate.
-pub fn fit(width: u32, height: u32, most: VideoSpec) -> VideoSpec {
-    let scale = (most.width as f64 / f64::from(width.max(1)))
-        .min(most.height as f64 / f64::from(height.max(1)))
-        .min(1.0);
-    let side = |n: u32| (((f64::from(n) * scale) as usize) & !1).max(64);
-    VideoSpec {
-        width: side(width),
-        height: side(height),
-        fps: most.fps,
-    }
 }
 
 /// A monitor being captured.
@@ -195,21 +175,5 @@ fn capture(
         } else {
             next = now;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_screen_is_sent_at_its_size_within_the_most_asked() {
-        let most: VideoSpec = "1920x1080@5".parse().expect("spec");
-        let size = |spec: VideoSpec| (spec.width, spec.height, spec.fps);
-        assert_eq!(size(fit(1280, 720, most)), (1280, 720, 5));
-        assert_eq!(size(fit(3840, 2160, most)), (1920, 1080, 5));
-        // Taller than 16:9: the height decides; odd sides become even.
-        assert_eq!(size(fit(1920, 1200, most)), (1728, 1080, 5));
-        assert_eq!(size(fit(1001, 701, most)), (1000, 700, 5));
     }
 }

@@ -258,6 +258,97 @@ async fn user_media(
     Ok((stream, track))
 }
 
+thread_local! {
+    /// The display being shared, to stop when sharing stops.
+    static DISPLAY: RefCell<Option<MediaStreamTrack>> = const { RefCell::new(None) };
+    /// The display went away (the user stopped it in the browser's bar) or was refused.
+    static DISPLAY_GONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Asks the user for a display and gives it to the running call; when they refuse, or stop it
+/// later from the browser's bar, [`display_gone`] says so once.
+pub fn offer_screen() {
+    wasm_bindgen_futures::spawn_local(async {
+        match open_screen(super::SHARED_MOST).await {
+            Ok(display) => {
+                if !rotunda_engine::handle::web::share_screen(display) {
+                    DISPLAY_GONE.set(true);
+                }
+            }
+            Err(reason) => {
+                js::log_error(&format!("rotunda:error the screen is not shared: {reason}"));
+                DISPLAY_GONE.set(true);
+            }
+        }
+    });
+}
+
+/// Stops the display shared (the browser's sharing bar goes away).
+pub fn stop_screen() {
+    if let Some(track) = DISPLAY.take() {
+        track.stop();
+    }
+}
+
+/// Whether the display went away since the last call.
+pub fn display_gone() -> bool {
+    DISPLAY_GONE.replace(false)
+}
+
+/// Whether this page can share a display (getDisplayMedia, and frames it can read).
+pub fn can_share_screen() -> bool {
+    let devices = web_sys::window().and_then(|w| w.navigator().media_devices().ok());
+    devices.is_some_and(|d| !js::get(&d, "getDisplayMedia").is_undefined())
+        && js::has_global("MediaStreamTrackProcessor")
+}
+
+/// The display the user picks to share (the browser asks), up to `most`: its frames' stream,
+/// for the engine's worker. The stream ends when the user stops sharing in the browser's bar.
+pub async fn open_screen(most: VideoSpec) -> Result<ReadableStream, String> {
+    let devices = web_sys::window()
+        .ok_or("no window")?
+        .navigator()
+        .media_devices()
+        .map_err(|_| "this page may not use media devices (it needs https or localhost)")?;
+    let video = object(&[
+        ("frameRate", object(&[("ideal", most.fps.into())]).into()),
+        (
+            "width",
+            object(&[("max", (most.width as u32).into())]).into(),
+        ),
+        (
+            "height",
+            object(&[("max", (most.height as u32).into())]).into(),
+        ),
+    ]);
+    let constraints = object(&[("video", video.into()), ("audio", false.into())]);
+    let ask: js_sys::Function = js::get(&devices, "getDisplayMedia")
+        .dyn_into()
+        .map_err(|_| "this browser cannot share a screen".to_owned())?;
+    let promise: js_sys::Promise = ask
+        .call1(&devices, &constraints)
+        .map_err(|e| js::message(&e))?
+        .dyn_into()
+        .map_err(|_| "getDisplayMedia gave no promise".to_owned())?;
+    let stream: MediaStream = wait(promise).await?.unchecked_into();
+    let track = stream
+        .get_video_tracks()
+        .get(0)
+        .dyn_into::<MediaStreamTrack>()
+        .map_err(|_| "the browser gave no display track".to_owned())?;
+    let ended = Closure::<dyn FnMut()>::new(|| DISPLAY_GONE.set(true));
+    track.set_onended(Some(ended.as_ref().unchecked_ref()));
+    // It lives as long as the track.
+    ended.forget();
+    let init = object(&[("track", track.clone().into())]);
+    let processor = web_sys::MediaStreamTrackProcessor::new(init.unchecked_ref())
+        .map_err(|e| js::message(&e))?;
+    if let Some(old) = DISPLAY.replace(Some(track)) {
+        old.stop();
+    }
+    Ok(processor.readable())
+}
+
 /// The microphone for a call: the browser asks the user; a port to a microphone worklet fed by
 /// it. No port with [`SourceState::Synthetic`] means the engine's tone.
 pub async fn open_microphone(choice: &DeviceChoice) -> (Option<MessagePort>, SourceState) {

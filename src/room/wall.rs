@@ -23,7 +23,7 @@ pub const SCREEN_ASPECT: f32 = 16.0 / 9.0;
 /// Where the wall's bottom and top edges appear to a viewer: this far above the eyes' level
 /// (tangent of the angle), over the panels across the ring and within the view.
 const BOTTOM_SLOPE: f32 = 0.07;
-const TOP_SLOPE: f32 = 0.5;
+const TOP_SLOPE: f32 = 0.44;
 /// The wall spans at most this much of the view's width (tangent of half the angle).
 const HALF_WIDTH_SLOPE: f32 = 0.62;
 /// The wall is sized for a viewer at least this far from the centre.

@@ -134,6 +134,13 @@ pub fn set_screen(devices: &mut Devices, call: Option<&Call>, on: bool) {
     }
     if call.is_none_or(|call| call.send(Command::Screen(on))) {
         devices.screen_on = on;
+        // In the browser the user picks a display each time; it stops with the sharing.
+        #[cfg(web)]
+        if on {
+            crate::devices::web::offer_screen();
+        } else {
+            crate::devices::web::stop_screen();
+        }
     }
 }
 
@@ -163,6 +170,11 @@ fn handle_keys(
     if keys.just_pressed(KeyCode::KeyV) {
         let on = !devices.camera_on;
         set_camera(&mut devices, call.as_deref(), on);
+    }
+    // The browser's display went away (stopped from its bar, or refused): sharing ends.
+    #[cfg(web)]
+    if crate::devices::web::display_gone() {
+        set_screen(&mut devices, call.as_deref(), false);
     }
     // Shift+S: S alone walks backwards.
     let shift = keys.any_pressed([KeyCode::ShiftLeft, KeyCode::ShiftRight]);

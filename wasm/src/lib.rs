@@ -96,6 +96,8 @@ fn settings_from_page() -> Result<Settings, String> {
     // project's 2-core test machine (software rendering) a page encoding a second layer played
     // its audio late (BENCHMARKS.md, "Big rooms").
     settings.simulcast = param("simulcast").as_deref() == Some("on");
+    // `share=screen`: share a display from the start (the browser asks which).
+    settings.share_screen = param("share").as_deref() == Some("screen");
     if let Some(chat) = param("chat") {
         settings.chat.push(chat);
     }

@@ -33,6 +33,7 @@ use rotunda_proto::{
 use web_time::Instant;
 
 pub use crate::session::{JoinOptions, Joined};
+pub use camera::{SCREEN_BITS_FPS, layer_bitrate};
 pub use config::{CallConfig, VideoSpec};
 pub use events::{CallEvent, Command, LivePeer, LiveStats};
 pub use report::{BotReport, ChatLine, E2eeCost, PeerReport, Reconnection};

@@ -144,7 +144,10 @@ impl H264Encoder {
             .max_frame_rate(FrameRate::from_hz(config.fps as f32))
             .skip_frames(true)
             // Keyframes come when the call asks for them (periodically and on request).
-            .intra_frame_period(IntraFramePeriod::from_num_frames(0));
+            .intra_frame_period(IntraFramePeriod::from_num_frames(0))
+            // Neither works with screen content (openh264 turns them off with a warning).
+            .adaptive_quantization(!config.screen)
+            .background_detection(!config.screen);
         let encoder =
             Encoder::with_api_config(OpenH264API::from_source(), settings).map_err(h264_start)?;
         Ok(Self { encoder })

@@ -28,6 +28,32 @@ pub struct PageDevices {
     pub microphone: Option<MessagePort>,
     /// The speakers worklet's port.
     pub speakers: Option<MessagePort>,
+    /// A display shared from the start (a `getDisplayMedia` track's `VideoFrame`s).
+    pub screen: Option<ReadableStream>,
+}
+
+thread_local! {
+    /// The running call's worker, for a display shared later.
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+/// Gives the running call a display to share (the call publishes it on
+/// [`Command::Screen`]); false when no call runs.
+pub fn share_screen(display: ReadableStream) -> bool {
+    WORKER.with_borrow(|worker| {
+        let Some(worker) = worker else {
+            return false;
+        };
+        let transfer = Array::new();
+        transfer.push(&display);
+        post_with(
+            worker,
+            &ToWorker::Screen,
+            vec![("screen", display.into())],
+            transfer,
+        );
+        true
+    })
 }
 
 /// How long a worker may take to finish after the page left.
@@ -130,12 +156,17 @@ pub fn start(side: EngineSide, config: CallConfig, devices: PageDevices, worker_
         transfer.push(&speakers);
         beside.push(("speakers", speakers.into()));
     }
+    if let Some(screen) = devices.screen {
+        transfer.push(&screen);
+        beside.push(("screen", screen.into()));
+    }
     post_with(
         &worker,
         &ToWorker::Start(Box::new(config)),
         beside,
         transfer,
     );
+    WORKER.set(Some(worker.clone()));
     let handlers = Handlers {
         _message: onmessage,
         _error: onerror,
@@ -172,6 +203,11 @@ async fn forward(
     worker.set_onmessage(None);
     worker.set_onerror(None);
     worker.terminate();
+    WORKER.with_borrow_mut(|current| {
+        if current.as_ref() == Some(&worker) {
+            *current = None;
+        }
+    });
     drop(handlers);
 }
 

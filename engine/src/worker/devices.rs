@@ -87,6 +87,45 @@ impl Drop for CameraReader {
     }
 }
 
+/// Where the page's display stream waits for the call's screen (given at the start or when the
+/// user starts sharing).
+pub type ScreenGiven = Rc<RefCell<Option<ReadableStream>>>;
+
+/// A shared screen: the newest picture of the display stream the page gave last, at the size
+/// the call sends (black until one is given).
+pub struct ScreenReader {
+    given: ScreenGiven,
+    reader: Option<CameraReader>,
+    spec: VideoSpec,
+}
+
+impl ScreenReader {
+    /// A screen at `spec`, reading what the page puts in `given`.
+    pub fn new(given: ScreenGiven, spec: VideoSpec) -> Self {
+        Self {
+            given,
+            reader: None,
+            spec,
+        }
+    }
+}
+
+impl VideoSource for ScreenReader {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.spec.width, self.spec.height)
+    }
+
+    fn next_frame(&mut self, frame: &mut VideoFrame) {
+        if let Some(stream) = self.given.borrow_mut().take() {
+            // A new display (the old reader stops as it is dropped).
+            self.reader = Some(CameraReader::new(stream, self.spec));
+        }
+        if let Some(reader) = &mut self.reader {
+            reader.next_frame(frame);
+        }
+    }
+}
+
 /// Microphone samples kept before the oldest are dropped (100 ms).
 const MICROPHONE_BACKLOG: usize = 4_800;
 

@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, MessagePort, ReadableStream};
 use web_time::Instant;
 
-use super::devices::{CameraReader, MicrophonePort, SpeakerPort};
+use super::devices::{CameraReader, MicrophonePort, ScreenGiven, ScreenReader, SpeakerPort};
 use super::protocol::{self, FromWorker, ToWorker};
 use crate::call::{CallConfig, CallEvent, Decoded, Sources};
 use crate::codec::Wake;
@@ -34,6 +34,7 @@ pub fn start() {
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let mut commands = Some(commands);
     let flow = Rc::new(RefCell::new(PictureFlow::default()));
+    let screen = ScreenGiven::default();
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let data = event.data();
         let bytes: Option<Uint8Array> = get(&data, "message").dyn_into().ok();
@@ -53,9 +54,19 @@ pub fn start() {
                 let camera = get(&data, "camera").dyn_into::<ReadableStream>().ok();
                 let microphone = get(&data, "microphone").dyn_into::<MessagePort>().ok();
                 let speakers = get(&data, "speakers").dyn_into::<MessagePort>().ok();
-                let devices = (camera, microphone, speakers);
+                if let Ok(display) = get(&data, "screen").dyn_into::<ReadableStream>() {
+                    *screen.borrow_mut() = Some(display);
+                }
+                let devices = (camera, microphone, speakers, screen.clone());
                 js::spawn(run(*config, devices, commands, post.clone(), flow.clone()));
             }
+            ToWorker::Screen => match get(&data, "screen").dyn_into::<ReadableStream>() {
+                Ok(display) => *screen.borrow_mut() = Some(display),
+                Err(_) => post.log(
+                    true,
+                    "rotunda:error a screen to share came without its stream",
+                ),
+            },
             ToWorker::Command(command) => {
                 if commands_tx.try_send(command).is_err() {
                     tracing::debug!("a command was dropped: the call is behind");
@@ -72,10 +83,11 @@ pub fn start() {
 /// Runs the call to its end, then says so and closes the worker.
 async fn run(
     config: CallConfig,
-    (camera, microphone, speakers): (
+    (camera, microphone, speakers, screen): (
         Option<ReadableStream>,
         Option<MessagePort>,
         Option<MessagePort>,
+        ScreenGiven,
     ),
     commands: mpsc::Receiver<crate::call::Command>,
     post: Post,
@@ -86,7 +98,9 @@ async fn run(
     let sources = Sources {
         camera: camera.map(|stream| Box::new(CameraReader::new(stream, spec)) as _),
         microphone: microphone.map(|port| Box::new(MicrophonePort::new(port)) as _),
-        screen: None,
+        screen: config
+            .screen
+            .map(|spec| Box::new(ScreenReader::new(screen, spec)) as _),
     };
     let parts = Parts {
         config,

@@ -14,6 +14,9 @@ pub enum ToWorker {
     /// Start the call. The camera, microphone and speakers come beside it when the page has
     /// them (the synthetic pattern and tone stand in otherwise).
     Start(Box<CallConfig>),
+    /// A display to share (the page's `getDisplayMedia`): its frames' stream comes beside
+    /// (`screen`).
+    Screen,
     /// A command for the call.
     Command(Command),
     /// The page drew a frame: the newest pictures may come (one per participant, at most once a
