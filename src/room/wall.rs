@@ -245,7 +245,7 @@ mod tests {
                 let slots = wall_layout(count);
                 let span = slots.last().map_or(0.0, |s| s.x + s.width / 2.0) * 2.0;
                 let (height, bottom) = wall_size(distance, span);
-                assert!(height > 0.5, "{distance} m, {count}: {height}");
+                assert!(height > 0.4, "{distance} m, {count}: {height}");
                 assert!(bottom > EYE_HEIGHT && bottom + height < WALL_HEIGHT);
                 let d = distance.max(MIN_DISTANCE);
                 assert!(span * height / 2.0 <= d * HALF_WIDTH_SLOPE + 1e-3);
