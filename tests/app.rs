@@ -22,7 +22,7 @@ use rotunda::room::view::{MeasuredView, measure_view, ring_view};
 use rotunda::room::wall::{SharedScreen, Wall, WallSlot};
 use rotunda::settings::Settings;
 use rotunda::state::{LeftReason, Screen};
-use rotunda::ui::model::{ChatLog, Panels, ParticipantRows};
+use rotunda::ui::model::{ChatLog, Invitation, Panels, ParticipantRows};
 use rotunda_engine::PanelView;
 use rotunda_engine::audio::Mixer;
 use rotunda_engine::audio::spatial::VoiceParams;
@@ -649,4 +649,34 @@ fn the_wall_holds_every_shared_screen_side_by_side_and_empties() {
     app.update();
     assert!(wall(&mut app).is_empty());
     assert!(app.world().resource::<Wall>().shares.is_empty());
+}
+
+#[test]
+fn an_invitation_names_the_room_for_a_browser_and_for_the_command_line() {
+    let mut settings = Settings {
+        relay: Some("https://meet.example.org:4443".into()),
+        room: "design review".into(),
+        ..Settings::default()
+    };
+    let invitation = Invitation::to(&settings);
+    assert_eq!(
+        invitation.link,
+        "http://meet.example.org:4443/?room=design%20review"
+    );
+    assert_eq!(
+        invitation.command,
+        "rotunda --relay https://meet.example.org:4443 --room 'design review'"
+    );
+    assert!(!invitation.needs_token);
+    // A relay with its own certificate is pinned; a token is never handed on.
+    settings.cert_hash = Some([0xab; 32]);
+    settings.token = Some("secret".into());
+    let invitation = Invitation::to(&settings);
+    assert!(
+        invitation
+            .command
+            .ends_with(&format!(" --cert-hash {}", "ab".repeat(32)))
+    );
+    assert!(!invitation.command.contains("secret") && !invitation.link.contains("secret"));
+    assert!(invitation.needs_token);
 }

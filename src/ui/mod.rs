@@ -18,7 +18,7 @@ use crate::room::layout::PANEL_HEIGHT;
 use crate::room::wall::SharedScreen;
 use crate::settings::Settings;
 use crate::state::Screen;
-use model::{Allowed, CallStats, ChatLog, Panels, ParticipantRows, Secured};
+use model::{Allowed, CallStats, ChatLog, Invitation, Panels, ParticipantRows, Secured};
 
 /// The UI's model, without drawing (what tests build on).
 pub fn logic_plugin(app: &mut App) {
@@ -102,7 +102,65 @@ fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
     draw_stats(&ctx, &room);
     draw_name_tags(&ctx, &room);
     draw_screen_tags(&ctx, &room);
+    draw_invitation(&ctx, &mut room);
     Ok(())
+}
+
+/// The invitation: a dialog from the top bar's Invite, and, alone in the room, a card in the
+/// empty ring saying how to bring someone in.
+fn draw_invitation(ctx: &egui::Context, room: &mut RoomUi) {
+    let invitation = Invitation::to(&room.settings);
+    let alone = room.participants.is_empty() && room.call.is_some();
+    if room.panels.invite {
+        let mut open = true;
+        egui::Window::new("Invite someone")
+            .open(&mut open)
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, egui::vec2(0.0, 0.0))
+            .show(ctx, |ui| invitation_body(ui, &invitation));
+        room.panels.invite = open;
+    } else if alone {
+        egui::Area::new(egui::Id::new("alone"))
+            .anchor(egui::Align2::CENTER_CENTER, egui::vec2(0.0, -30.0))
+            .order(egui::Order::Middle)
+            .show(ctx, |ui| {
+                egui::Frame::new()
+                    .fill(egui::Color32::from_rgb(26, 27, 32))
+                    .corner_radius(8.0)
+                    .inner_margin(egui::Margin::same(14))
+                    .show(ui, |ui| {
+                        ui.visuals_mut().override_text_color = Some(egui::Color32::from_gray(225));
+                        ui.label(
+                            egui::RichText::new("You are the only one here.")
+                                .color(egui::Color32::WHITE)
+                                .strong(),
+                        );
+                        invitation_body(ui, &invitation);
+                    });
+            });
+    }
+}
+
+fn invitation_body(ui: &mut egui::Ui, invitation: &Invitation) {
+    for (what, text) in [
+        ("In a browser (Chrome or Edge), open:", &invitation.link),
+        ("Or run Rotunda:", &invitation.command),
+    ] {
+        ui.label(what);
+        ui.horizontal(|ui| {
+            ui.monospace(text.as_str());
+            if ui.small_button("Copy").clicked() {
+                ui.ctx().copy_text(text.clone());
+            }
+        });
+    }
+    if invitation.needs_token {
+        ui.colored_label(
+            egui::Color32::from_rgb(240, 180, 60),
+            "This room asks for an access token: each person needs their own from its host.",
+        );
+    }
 }
 
 /// Turns the microphone on or off (the switch moves only when the call took the command).
@@ -287,6 +345,9 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
             }
             if ui.selectable_label(panels.stats, "Stats (F3)").clicked() {
                 panels.stats = !panels.stats;
+            }
+            if ui.selectable_label(panels.invite, "Invite").clicked() {
+                panels.invite = !panels.invite;
             }
             badge(ui, "camera", &devices.camera);
             badge(ui, "microphone", &devices.microphone);

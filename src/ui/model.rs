@@ -104,6 +104,8 @@ pub struct Panels {
     pub participants: bool,
     /// The statistics overlay.
     pub stats: bool,
+    /// The invitation dialog.
+    pub invite: bool,
     /// Fitted to the window since arriving in the room.
     pub arrived: bool,
 }
@@ -114,8 +116,71 @@ impl Default for Panels {
             chat: true,
             participants: true,
             stats: false,
+            invite: false,
             arrived: false,
         }
+    }
+}
+
+/// How someone else joins this room: the link a browser opens and the command a native client
+/// runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    /// The browser link (the relay serves the client at its own address).
+    pub link: String,
+    /// The native command.
+    pub command: String,
+    /// The room asks for an access token: each person needs their own.
+    pub needs_token: bool,
+}
+
+impl Invitation {
+    /// The invitation to the room `settings` joined.
+    pub fn to(settings: &crate::settings::Settings) -> Self {
+        let relay = settings.relay_url();
+        let address = relay
+            .strip_prefix("https://")
+            .unwrap_or(&relay)
+            .trim_end_matches('/');
+        let link = format!("http://{address}/?room={}", percent_encode(&settings.room));
+        let mut command = format!(
+            "rotunda --relay {relay} --room {}",
+            shell_quote(&settings.room)
+        );
+        if let Some(hash) = settings.cert_hash {
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            command.push_str(&format!(" --cert-hash {hex}"));
+        }
+        Self {
+            link,
+            command,
+            needs_token: settings.token.is_some(),
+        }
+    }
+}
+
+/// `text` for a URL's query: letters, digits and `-_.~` as they are, every other byte as %XX.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
