@@ -1,6 +1,7 @@
 //! Scripted runs, for tests and the README picture: leave after `--duration`, write
-//! `--stats-json` at the end, save `--screenshot` once the room has been up for
-//! `--screenshot-after` and every shader is compiled, then exit.
+//! `--stats-json` at the end, look closely at `--focus NAME` once they are here, save
+//! `--screenshot` once the room has been up for `--screenshot-after` and every shader is
+//! compiled, then exit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +32,33 @@ pub(super) fn plugin(app: &mut App) {
         Update,
         (take_screenshot, write_stats, exit_when_done).chain(),
     );
+    app.add_systems(
+        Update,
+        focus_as_asked
+            .after(crate::AppSystems::Update)
+            .run_if(in_state(Screen::InRoom)),
+    );
+}
+
+/// `--focus NAME`: as if the user clicked that person's panel, once, when they are here.
+fn focus_as_asked(
+    settings: Res<Settings>,
+    participants: Query<&crate::participants::Participant>,
+    avatars: Query<(&crate::room::avatar::Avatar, &Transform)>,
+    mut focus: ResMut<crate::room::focus::Focus>,
+    mut done: Local<bool>,
+) {
+    let Some(name) = &settings.focus else {
+        return;
+    };
+    if *done {
+        return;
+    }
+    let found = participants.iter().find(|p| &p.name == name);
+    if let (Some(participant), Some((avatar, transform))) = (found, avatars.iter().next()) {
+        focus.look_at(participant.id, avatar, transform.translation);
+        *done = true;
+    }
 }
 
 /// Set by the render world when no pipeline is waiting to compile.

@@ -121,6 +121,10 @@ struct RoomArgs {
     /// Share the screen from the moment we join (else with Shift+S or the top bar).
     #[arg(long)]
     share_screen: bool,
+    /// Look closely at this person once they are in the room, as clicking their panel does
+    /// (for scripted screenshots).
+    #[arg(long)]
+    focus: Option<String>,
     /// Leave and exit after this long in the room, e.g. 30s.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -326,6 +330,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         video: args.video,
         simulcast: true,
         share_screen: args.share_screen,
+        focus: args.focus,
         auto_join,
         duration: args.duration,
         stats_json: args.stats_json,

@@ -77,6 +77,8 @@ pub struct Settings {
     pub simulcast: bool,
     /// Share the screen from the moment we join (else with Shift+S or the top bar).
     pub share_screen: bool,
+    /// Look closely at this person once they are in the room (as clicking their panel does).
+    pub focus: Option<String>,
     /// Join without showing the join screen.
     pub auto_join: bool,
     /// Leave and exit after this long in the room.
@@ -122,6 +124,7 @@ impl Default for Settings {
             video: VideoSpec::default(),
             simulcast: true,
             share_screen: false,
+            focus: None,
             auto_join: false,
             duration: None,
             stats_json: None,

@@ -15,10 +15,11 @@ use rotunda::call::{
     ScreenStopped,
 };
 use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
-use rotunda::room::avatar::place_in_ring;
+use rotunda::room::avatar::{Avatar, place_in_ring};
+use rotunda::room::focus::{FOCUS_DISTANCE, Focus, focus_keys, focus_pose, follow_focus};
 use rotunda::room::layout::{self, PANEL_WIDTH};
 use rotunda::room::panel::PanelParts;
-use rotunda::room::view::{MeasuredView, measure_view, ring_view};
+use rotunda::room::view::{MeasuredView, PIN_PRIORITY, Pinned, measure_view, pin_view, ring_view};
 use rotunda::room::wall::{SharedScreen, Wall, WallSlot};
 use rotunda::settings::Settings;
 use rotunda::state::{LeftReason, Screen};
@@ -679,4 +680,133 @@ fn an_invitation_names_the_room_for_a_browser_and_for_the_command_line() {
     );
     assert!(!invitation.command.contains("secret") && !invitation.link.contains("secret"));
     assert!(invitation.needs_token);
+}
+
+/// The viewer (at the ring, looking at the centre) and one panel across the ring, with the
+/// focus systems alone.
+fn focus_app() -> (App, Entity) {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, TransformPlugin));
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(STEP));
+    app.init_resource::<ButtonInput<KeyCode>>();
+    app.init_resource::<Focus>().init_resource::<Pinned>();
+    app.add_systems(Update, (focus_keys, follow_focus).chain());
+    app.world_mut().spawn((
+        Participant {
+            id: ParticipantId(2),
+            name: "alice".into(),
+        },
+        Transform::from_xyz(0.0, 1.55, -4.0),
+    ));
+    let viewer = app
+        .world_mut()
+        .spawn((Avatar::default(), Transform::from_xyz(0.0, 1.6, 6.0)))
+        .id();
+    app.update();
+    (app, viewer)
+}
+
+fn press(app: &mut App, key: KeyCode) {
+    app.world_mut()
+        .resource_mut::<ButtonInput<KeyCode>>()
+        .press(key);
+    app.update();
+    let mut keys = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+    keys.release(key);
+    keys.clear();
+}
+
+fn viewer_at(app: &App, viewer: Entity) -> Vec3 {
+    app.world()
+        .get::<Transform>(viewer)
+        .expect("viewer")
+        .translation
+}
+
+#[test]
+fn focusing_glides_up_to_a_panel_and_esc_glides_back() {
+    let (mut app, viewer) = focus_app();
+    let start = viewer_at(&app, viewer);
+    let avatar = app.world().get::<Avatar>(viewer).expect("avatar");
+    let mut focus = Focus::default();
+    focus.look_at(ParticipantId(2), avatar, start);
+    app.insert_resource(focus);
+    // Halfway after a few frames, there after two seconds: in front of the panel, facing it.
+    run(&mut app, 3);
+    let moving = viewer_at(&app, viewer);
+    assert!(moving.z < start.z - 1.0 && moving.z > -2.3, "{moving}");
+    run(&mut app, 20);
+    let (goal, yaw) = focus_pose(Vec3::new(0.0, 1.55, -4.0), start);
+    assert!(
+        viewer_at(&app, viewer).distance(goal) < 0.05,
+        "{}",
+        viewer_at(&app, viewer)
+    );
+    assert!((goal.z - (-4.0 + FOCUS_DISTANCE)).abs() < 1e-4 && yaw.abs() < 1e-4);
+    assert!(app.world().get::<Avatar>(viewer).expect("avatar").moved);
+
+    // Esc: back where the viewer stood, and the ring may move them again.
+    press(&mut app, KeyCode::Escape);
+    assert_eq!(app.world().resource::<Focus>().target, None);
+    run(&mut app, 30);
+    assert!(viewer_at(&app, viewer).distance(start) < 0.05);
+    assert!(!app.world().get::<Avatar>(viewer).expect("avatar").moved);
+    assert_eq!(*app.world().resource::<Focus>(), Focus::default());
+
+    // Walking while focused: the focus ends where the viewer is.
+    let avatar = app.world().get::<Avatar>(viewer).expect("avatar");
+    let mut focus = Focus::default();
+    focus.look_at(ParticipantId(2), avatar, start);
+    app.insert_resource(focus);
+    run(&mut app, 4);
+    app.world_mut()
+        .resource_mut::<ButtonInput<KeyCode>>()
+        .press(KeyCode::KeyW);
+    app.update();
+    let stopped = viewer_at(&app, viewer);
+    run(&mut app, 10);
+    assert_eq!(viewer_at(&app, viewer), stopped);
+    assert_eq!(*app.world().resource::<Focus>(), Focus::default());
+}
+
+#[test]
+fn pinning_the_focused_person_puts_their_picture_first_and_whole() {
+    let (mut app, viewer) = focus_app();
+    app.add_systems(Update, pin_view.after(follow_focus));
+    let panel = |id: u32, height: u16, priority: u8| PanelView {
+        id: ParticipantId(id),
+        height,
+        priority,
+    };
+    let measured = vec![panel(2, 90, 0), panel(3, 200, 3)];
+    app.insert_resource(MeasuredView(Some(measured.clone())));
+    app.update();
+    assert_eq!(
+        app.world().resource::<MeasuredView>().0.as_ref(),
+        Some(&measured)
+    );
+    // P with nobody focused pins nobody.
+    press(&mut app, KeyCode::KeyP);
+    assert_eq!(app.world().resource::<Pinned>().0, None);
+
+    let avatar = app.world().get::<Avatar>(viewer).expect("avatar");
+    let mut focus = Focus::default();
+    focus.look_at(ParticipantId(2), avatar, Vec3::new(0.0, 1.6, 6.0));
+    app.insert_resource(focus);
+    app.insert_resource(MeasuredView(Some(measured.clone())));
+    press(&mut app, KeyCode::KeyP);
+    assert_eq!(app.world().resource::<Pinned>().0, Some(ParticipantId(2)));
+    let view = app
+        .world()
+        .resource::<MeasuredView>()
+        .0
+        .clone()
+        .expect("a view");
+    // Above the speaker, and its top layer whatever its panel's size.
+    assert_eq!(view[0], panel(2, u16::MAX, PIN_PRIORITY));
+    assert_eq!(view[1], measured[1]);
+    assert!(view[0].priority > view[1].priority);
+    // P again unpins.
+    press(&mut app, KeyCode::KeyP);
+    assert_eq!(app.world().resource::<Pinned>().0, None);
 }

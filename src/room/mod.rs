@@ -2,6 +2,7 @@
 //! panels; the local viewer's movement; and a self-view in the corner.
 
 pub mod avatar;
+pub mod focus;
 pub mod layout;
 pub mod panel;
 mod scene;
@@ -18,5 +19,6 @@ pub(super) fn plugin(app: &mut App) {
         avatar::plugin,
         view::plugin,
         wall::plugin,
+        focus::plugin,
     ));
 }

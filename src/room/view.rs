@@ -17,12 +17,32 @@ use crate::participants::{Departing, Participant, Speaking};
 
 /// The window's view goes to the call.
 pub(super) fn plugin(app: &mut App) {
-    app.init_resource::<MeasuredView>().add_systems(
-        Update,
-        (measure_view, report_view)
-            .chain()
-            .in_set(AppSystems::Present),
-    );
+    app.init_resource::<MeasuredView>()
+        .init_resource::<Pinned>()
+        .add_systems(
+            Update,
+            (measure_view, pin_view, report_view)
+                .chain()
+                .in_set(AppSystems::Present),
+        );
+}
+
+/// Priority of a pinned person's picture: above any speaker's or the middle of the view's.
+pub const PIN_PRIORITY: u8 = 8;
+
+/// The person pinned: their picture goes first, at its top size.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned(pub Option<ParticipantId>);
+
+/// The pinned person's picture first and whole in the view the relay hears.
+pub fn pin_view(pinned: Res<Pinned>, mut measured: ResMut<MeasuredView>) {
+    let (Some(id), Some(view)) = (pinned.0, measured.0.as_mut()) else {
+        return;
+    };
+    for panel in view.iter_mut().filter(|panel| panel.id == id) {
+        panel.priority = panel.priority.saturating_add(PIN_PRIORITY);
+        panel.height = u16::MAX;
+    }
 }
 
 /// How tall every panel appears through the room's camera, as last measured (`None` before
