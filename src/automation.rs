@@ -40,18 +40,28 @@ pub(super) fn plugin(app: &mut App) {
     );
 }
 
-/// `--focus NAME`: as if the user clicked that person's panel, once, when they are here.
+/// `--focus NAME`: as if the user clicked that person's panel, once, when they are here;
+/// `--focus screen`: as if they pressed F once a screen is shared.
 fn focus_as_asked(
     settings: Res<Settings>,
     participants: Query<&crate::participants::Participant>,
     avatars: Query<(&crate::room::avatar::Avatar, &Transform)>,
     mut focus: ResMut<crate::room::focus::Focus>,
+    (wall, mut full): (Res<crate::room::wall::Wall>, ResMut<crate::ui::FullWindow>),
     mut done: Local<bool>,
 ) {
     let Some(name) = &settings.focus else {
         return;
     };
     if *done {
+        return;
+    }
+    if name == "screen" {
+        // The first shared screen over the whole window, as F shows it.
+        if let Some((id, _)) = wall.shares.first() {
+            full.showing = Some(*id);
+            *done = true;
+        }
         return;
     }
     let found = participants.iter().find(|p| &p.name == name);

@@ -121,8 +121,9 @@ struct RoomArgs {
     /// Share the screen from the moment we join (else with Shift+S or the top bar).
     #[arg(long)]
     share_screen: bool,
-    /// Look closely at this person once they are in the room, as clicking their panel does
-    /// (for scripted screenshots).
+    /// Look closely at this person once they are in the room, as clicking their panel does;
+    /// `screen`: show the first shared screen over the window, as F does (for scripted
+    /// screenshots).
     #[arg(long)]
     focus: Option<String>,
     /// Leave and exit after this long in the room, e.g. 30s.

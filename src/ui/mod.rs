@@ -15,10 +15,11 @@ use crate::call::{Call, Command, Connection};
 use crate::devices::{Devices, SourceState};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 use crate::room::layout::PANEL_HEIGHT;
-use crate::room::wall::SharedScreen;
+use crate::room::wall::{SharedScreen, Wall};
 use crate::settings::Settings;
 use crate::state::Screen;
 use model::{Allowed, CallStats, ChatLog, Invitation, Panels, ParticipantRows, Secured};
+use rotunda_engine::media::i420_to_rgba;
 
 /// The UI's model, without drawing (what tests build on).
 pub fn logic_plugin(app: &mut App) {
@@ -27,12 +28,139 @@ pub fn logic_plugin(app: &mut App) {
 
 /// Drawing and keys.
 pub(super) fn plugin(app: &mut App) {
+    app.init_resource::<FullWindow>();
     app.add_systems(Update, handle_keys.run_if(in_state(Screen::InRoom)));
+    app.add_systems(OnExit(Screen::InRoom), |mut full: ResMut<FullWindow>| {
+        *full = FullWindow::default();
+    });
     app.add_systems(OnExit(Screen::InRoom), reset_view);
     app.add_systems(
         EguiPrimaryContextPass,
-        draw_room_ui.run_if(in_state(Screen::InRoom)),
+        (draw_room_ui, draw_full_window)
+            .chain()
+            .run_if(in_state(Screen::InRoom)),
     );
+}
+
+/// The shared screen shown over the whole window, as it was sent (**F** toggles, **Esc**
+/// returns), with its picture (RGBA, for egui) and the serial of the picture in it.
+#[derive(Resource, Default)]
+pub struct FullWindow {
+    /// Whose screen; `None` when the room shows.
+    pub showing: Option<rotunda_proto::ParticipantId>,
+    image: Option<(Handle<Image>, egui::TextureId)>,
+    shown: u64,
+}
+
+/// Draws the shared screen over the window while it is asked for and still shared.
+fn draw_full_window(
+    mut contexts: EguiContexts,
+    call: Option<Res<Call>>,
+    wall: Res<Wall>,
+    mut full: ResMut<FullWindow>,
+    mut images: ResMut<Assets<Image>>,
+    participants: Query<&Participant>,
+) -> Result {
+    let Some(id) = full.showing else {
+        return Ok(());
+    };
+    if !wall.shares.iter().any(|(sharer, _)| *sharer == id) {
+        // Sharing stopped: back to the room.
+        if let Some((image, _)) = full.image.take() {
+            contexts.remove_image(&image);
+        }
+        *full = FullWindow::default();
+        return Ok(());
+    }
+    if let Some(call) = &call {
+        let full = &mut *full;
+        let current = full.image.as_ref().map(|(image, _)| image.clone());
+        let picture = call.screens().read_newer(id, full.shown, |frame| {
+            let fits = current
+                .as_ref()
+                .and_then(|image| images.get(image))
+                .is_some_and(|image| {
+                    image.width() as usize == frame.width && image.height() as usize == frame.height
+                });
+            let mut rgba = Vec::new();
+            i420_to_rgba(frame, &mut rgba);
+            (fits, rgba, frame.width as u32, frame.height as u32)
+        });
+        if let Some((serial, (fits, rgba, width, height))) = picture {
+            full.shown = serial;
+            match (&current, fits) {
+                (Some(image), true) => {
+                    if let Some(mut image) = images.get_mut(image) {
+                        image.data = Some(rgba);
+                    }
+                }
+                _ => {
+                    let image = images.add(Image::new(
+                        bevy::render::render_resource::Extent3d {
+                            width,
+                            height,
+                            depth_or_array_layers: 1,
+                        },
+                        bevy::render::render_resource::TextureDimension::D2,
+                        rgba,
+                        bevy::render::render_resource::TextureFormat::Rgba8UnormSrgb,
+                        bevy::asset::RenderAssetUsages::MAIN_WORLD
+                            | bevy::asset::RenderAssetUsages::RENDER_WORLD,
+                    ));
+                    if let Some((old, _)) = full.image.take() {
+                        contexts.remove_image(&old);
+                    }
+                    let texture =
+                        contexts.add_image(bevy_egui::EguiTextureHandle::Strong(image.clone()));
+                    full.image = Some((image, texture));
+                }
+            }
+        }
+    }
+    let ctx = contexts.ctx_mut()?.clone();
+    let name = participants
+        .iter()
+        .find(|p| p.id == id)
+        .map_or_else(|| id.to_string(), |p| p.name.clone());
+    let area = ctx.content_rect();
+    // The room's interface stays underneath, out of reach.
+    egui::Area::new(egui::Id::new("full-window"))
+        .fixed_pos(area.min)
+        .order(egui::Order::Foreground)
+        .show(&ctx, |ui| {
+            ui.allocate_rect(area, egui::Sense::click());
+        });
+    let painter = ctx.layer_painter(egui::LayerId::new(
+        egui::Order::Tooltip,
+        egui::Id::new("full-window-picture"),
+    ));
+    painter.rect_filled(area, 0.0, egui::Color32::BLACK);
+    if let Some((image, texture)) = &full.image
+        && let Some(picture) = images.get(image)
+    {
+        let size = egui::vec2(picture.width() as f32, picture.height() as f32);
+        let scale = (area.width() / size.x).min(area.height() / size.y);
+        let shown = egui::Rect::from_center_size(area.center(), size * scale);
+        painter.image(
+            *texture,
+            shown,
+            egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+            egui::Color32::WHITE,
+        );
+    }
+    let label = painter.layout_no_wrap(
+        format!("{name}'s screen · Esc or F returns to the room"),
+        egui::FontId::proportional(15.0),
+        egui::Color32::from_gray(235),
+    );
+    let at = area.min + egui::vec2(12.0, 10.0);
+    painter.rect_filled(
+        egui::Rect::from_min_size(at, label.size()).expand(6.0),
+        6.0,
+        egui::Color32::from_black_alpha(190),
+    );
+    painter.galley(at, label, egui::Color32::from_gray(235));
+    Ok(())
 }
 
 /// Lays `contents` out in a column `width` wide, centred in `ui`.
@@ -217,6 +345,7 @@ fn handle_keys(
     call: Option<Res<Call>>,
     mut devices: ResMut<Devices>,
     mut panels: ResMut<Panels>,
+    (wall, mut full): (Res<Wall>, ResMut<FullWindow>),
 ) {
     if wants.is_some_and(|w| w.wants_keyboard_input()) {
         return;
@@ -242,6 +371,16 @@ fn handle_keys(
     }
     if keys.just_pressed(KeyCode::F3) {
         panels.stats = !panels.stats;
+    }
+    // F: the first shared screen over the whole window, and back; Esc: back.
+    if keys.just_pressed(KeyCode::KeyF) {
+        full.showing = match full.showing {
+            Some(_) => None,
+            None => wall.shares.first().map(|(id, _)| *id),
+        };
+    }
+    if keys.just_pressed(KeyCode::Escape) {
+        full.showing = None;
     }
 }
 

@@ -119,6 +119,26 @@ fn packed_to_i420(rgb: &[u8], bytes: usize, width: usize, height: usize, frame: 
     }
 }
 
+/// Converts an I420 picture to packed RGBA (`width * height * 4` bytes in `rgba`, resized to
+/// fit), BT.601 limited range, opaque.
+pub fn i420_to_rgba(frame: &VideoFrame, rgba: &mut Vec<u8>) {
+    let (w, h) = (frame.width, frame.height);
+    rgba.resize(w * h * 4, 255);
+    for y in 0..h {
+        for x in 0..w {
+            let c = (y / 2) * (w / 2) + x / 2;
+            let luma = 298 * (i32::from(frame.y[y * w + x]) - 16);
+            let u = i32::from(frame.u.get(c).copied().unwrap_or(128)) - 128;
+            let v = i32::from(frame.v.get(c).copied().unwrap_or(128)) - 128;
+            let i = (y * w + x) * 4;
+            rgba[i] = ((luma + 409 * v + 128) >> 8).clamp(0, 255) as u8;
+            rgba[i + 1] = ((luma - 100 * u - 208 * v + 128) >> 8).clamp(0, 255) as u8;
+            rgba[i + 2] = ((luma + 516 * u + 128) >> 8).clamp(0, 255) as u8;
+            rgba[i + 3] = 255;
+        }
+    }
+}
+
 /// Scales an I420 picture to `dst`'s size, nearest pixel.
 pub fn scale_i420(src: &VideoFrame, dst: &mut VideoFrame) {
     if src.width == dst.width && src.height == dst.height {
@@ -143,6 +163,30 @@ pub fn scale_i420(src: &VideoFrame, dst: &mut VideoFrame) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rgba_goes_to_i420_and_back() {
+        // Four 2x2 blocks: white, black, a red and a blue (chroma is shared per block).
+        let colours = [[255, 255, 255], [0, 0, 0], [200, 40, 30], [20, 60, 210]];
+        let (w, h) = (4, 4);
+        let mut rgba = vec![0u8; w * h * 4];
+        for y in 0..h {
+            for x in 0..w {
+                let colour = colours[(y / 2) * 2 + x / 2];
+                rgba[(y * w + x) * 4..][..3].copy_from_slice(&colour);
+            }
+        }
+        let mut frame = VideoFrame::new(w, h);
+        rgba_to_i420(&rgba, w, h, &mut frame);
+        let mut back = Vec::new();
+        i420_to_rgba(&frame, &mut back);
+        for (n, (a, b)) in rgba.chunks(4).zip(back.chunks(4)).enumerate() {
+            for c in 0..3 {
+                assert!(a[c].abs_diff(b[c]) <= 6, "pixel {n}: {a:?} came back {b:?}");
+            }
+            assert_eq!(b[3], 255);
+        }
+    }
 
     #[test]
     fn rgb_converts_and_scales_to_i420() {

@@ -12,7 +12,7 @@ pub mod reorder;
 pub mod sequence;
 pub mod tone;
 
-pub use frame::{VideoFrame, rgb_to_i420, rgba_to_i420, scale_i420};
+pub use frame::{VideoFrame, i420_to_rgba, rgb_to_i420, rgba_to_i420, scale_i420};
 
 use crate::rt::MaybeSend;
 
