@@ -57,7 +57,8 @@ pub struct VideoMaterial {
 pub struct PanelUniform {
     /// Shown before the first picture and while the camera is off.
     pub placeholder: Vec4,
-    /// x: 1 when showing video; y, z: the picture's width and height.
+    /// x: 1 when showing video; y, z: the picture's width and height; w: 1 to show it
+    /// mirrored (the self-view, as a mirror shows us).
     pub state: Vec4,
 }
 
@@ -350,7 +351,10 @@ impl VideoSurface<'_> {
         *self.image = images.add(fresh);
         if let Some(mut material) = videos.get_mut(self.material) {
             material.planes = self.image.clone();
-            material.panel.state = Vec4::new(1.0, frame.width as f32, frame.height as f32, 0.0);
+            // (w: mirrored, as set when the material was made.)
+            let mirrored = material.panel.state.w;
+            material.panel.state =
+                Vec4::new(1.0, frame.width as f32, frame.height as f32, mirrored);
         }
     }
 }

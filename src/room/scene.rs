@@ -229,7 +229,8 @@ fn spawn_viewer(
         planes: image.clone(),
         panel: PanelUniform {
             placeholder: LinearRgba::rgb(0.1, 0.1, 0.12).to_vec4(),
-            state: Vec4::ZERO,
+            // Mirrored, as a mirror shows us.
+            state: Vec4::new(0.0, 0.0, 0.0, 1.0),
         },
     });
     // The interface has a camera of its own, over the whole window, so the room's camera can

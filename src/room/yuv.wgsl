@@ -7,7 +7,7 @@
 
 struct PanelUniform {
     placeholder: vec4<f32>,
-    // x: 1 when a picture is there; y: width; z: height.
+    // x: 1 when a picture is there; y: width; z: height; w: 1 to mirror it.
     state: vec4<f32>,
 }
 
@@ -27,7 +27,8 @@ fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
     }
     let w = u32(panel.state.y);
     let h = u32(panel.state.z);
-    let x = min(u32(in.uv.x * f32(w)), w - 1u);
+    let across = select(in.uv.x, 1.0 - in.uv.x, panel.state.w > 0.5);
+    let x = min(u32(across * f32(w)), w - 1u);
     let y = min(u32(in.uv.y * f32(h)), h - 1u);
     let luma = textureLoad(planes, vec2<u32>(x, y), 0).r;
     let u = chroma(w * h, x / 2u, y / 2u, w);

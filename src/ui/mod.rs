@@ -14,6 +14,7 @@ use crate::audio::{Ears, MeetingMode};
 use crate::call::{Call, Command, Connection};
 use crate::devices::{Devices, SourceState};
 use crate::participants::{Departing, Muted, Participant, Speaking};
+use crate::room::avatar::SelfView;
 use crate::room::layout::PANEL_HEIGHT;
 use crate::room::wall::{SharedScreen, Wall};
 use crate::settings::Settings;
@@ -212,6 +213,7 @@ struct RoomUi<'w, 's> {
         Without<Departing>,
     >,
     shared_screens: Query<'w, 's, (&'static SharedScreen, &'static GlobalTransform)>,
+    self_view: Query<'w, 's, (&'static GlobalTransform, &'static Visibility), With<SelfView>>,
 }
 
 fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
@@ -230,6 +232,7 @@ fn draw_room_ui(mut contexts: EguiContexts, mut room: RoomUi) -> Result {
     draw_stats(&ctx, &room);
     draw_name_tags(&ctx, &room);
     draw_screen_tags(&ctx, &room);
+    draw_self_view_tag(&ctx, &room);
     draw_invitation(&ctx, &mut room);
     Ok(())
 }
@@ -747,6 +750,40 @@ fn draw_stats(ctx: &egui::Context, room: &RoomUi) {
                     ui.end_row();
                 }
             });
+        });
+}
+
+/// "You" over the self-view (the picture-in-picture of what our camera sends, mirrored).
+fn draw_self_view_tag(ctx: &egui::Context, room: &RoomUi) {
+    let (Some((camera, camera_transform)), Some((view, visibility))) =
+        (room.cameras.iter().next(), room.self_view.iter().next())
+    else {
+        return;
+    };
+    if visibility == Visibility::Hidden {
+        return;
+    }
+    // The quad is 0.24 x 0.18 m: its top-left corner.
+    let corner = view.transform_point(Vec3::new(-0.12, 0.09, 0.0));
+    let Ok(at) = camera.world_to_viewport(camera_transform, corner) else {
+        return;
+    };
+    egui::Area::new(egui::Id::new("self-view-tag"))
+        .fixed_pos(egui::pos2(at.x + 4.0, at.y + 4.0))
+        .interactable(false)
+        .order(egui::Order::Middle)
+        .show(ctx, |ui| {
+            egui::Frame::new()
+                .fill(egui::Color32::from_black_alpha(170))
+                .corner_radius(4.0)
+                .inner_margin(egui::Margin::symmetric(5, 1))
+                .show(ui, |ui| {
+                    ui.label(
+                        egui::RichText::new("You")
+                            .small()
+                            .color(egui::Color32::WHITE),
+                    );
+                });
         });
 }
 
