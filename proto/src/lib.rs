@@ -56,4 +56,9 @@ pub use message::{
 /// state, or a commit did not apply): the next commit removes its old leaf and adds the new
 /// one, and members accept removing someone present only so. A client comes back on a resumed
 /// connection that way too.
-pub const PROTOCOL_VERSION: u16 = 7;
+///
+/// 8: shared screens. A participant may publish a second video track, its screen
+/// ([`TrackSource::Screen`], with layers of its own); the relay serves it before any camera and
+/// whole unless a viewer's view puts it out of sight. A client of 7 would take it for a second
+/// camera and show it on the sharer's panel.
+pub const PROTOCOL_VERSION: u16 = 8;
