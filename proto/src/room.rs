@@ -27,7 +27,7 @@ use crate::link::{LinkEstimate, LinkSample};
 use crate::media::MediaFrame;
 use crate::message::{
     FromRelay, Grants, LayerInfo, LeaveReason, ParticipantId, ParticipantInfo, Pose, Resume,
-    ToRelay, TrackId, TrackKind, TrackSource,
+    ToRelay, TrackId, TrackInfo, TrackKind, TrackSource,
 };
 use crate::{Error, PROTOCOL_VERSION, Result};
 
@@ -344,15 +344,8 @@ impl Room {
     /// growing and another picture paused for good).
     pub fn track_layers(&self, track: TrackId, now: Instant) -> Vec<LayerInfo> {
         let mut layers = self
-            .members
-            .get(&track.participant)
-            .and_then(|m| {
-                m.info
-                    .tracks
-                    .iter()
-                    .find(|(index, _)| *index == track.index)
-            })
-            .map(|(_, info)| info.layer_list())
+            .track_info(track)
+            .map(TrackInfo::layer_list)
             .unwrap_or_default();
         for (n, layer) in layers.iter_mut().enumerate() {
             if let Some(rate) = self.rates.get(&(track, n as u8))
@@ -367,13 +360,18 @@ impl Room {
 
     /// Where a published track's media comes from.
     fn track_source(&self, track: TrackId) -> Option<TrackSource> {
+        self.track_info(track).map(|info| info.source)
+    }
+
+    /// What a published track carries, if it is published.
+    fn track_info(&self, track: TrackId) -> Option<&TrackInfo> {
         let member = self.members.get(&track.participant)?;
         member
             .info
             .tracks
             .iter()
             .find(|(index, _)| *index == track.index)
-            .map(|(_, info)| info.source)
+            .map(|(_, info)| info)
     }
 
     /// Counts a video frame into its layer's rate.
@@ -477,13 +475,7 @@ impl Room {
 
     /// The kind of a published track, if it is published.
     pub fn track_kind(&self, track: TrackId) -> Option<TrackKind> {
-        let member = self.members.get(&track.participant)?;
-        member
-            .info
-            .tracks
-            .iter()
-            .find(|(index, _)| *index == track.index)
-            .map(|(_, info)| info.kind)
+        self.track_info(track).map(|info| info.kind)
     }
 
     /// Someone joins: they get a welcome with the roster, the others hear of them.

@@ -1373,17 +1373,21 @@ fn subscribing_again_restarts_the_track_at_a_keyframe() {
 
 // ----- Layers ------------------------------------------------------------------------------
 
+/// Layers of (width, height, fps, kb/s), smallest first.
+fn layers(list: &[(u16, u16, u8, u32)]) -> Vec<LayerInfo> {
+    list.iter()
+        .map(|&(width, height, fps, kbps)| LayerInfo {
+            width,
+            height,
+            fps,
+            kbps,
+        })
+        .collect()
+}
+
 fn layered_info() -> TrackInfo {
     TrackInfo {
-        layers: [(160, 120, 15, 80), (320, 240, 30, 250), (640, 480, 30, 700)]
-            .into_iter()
-            .map(|(width, height, fps, kbps)| LayerInfo {
-                width,
-                height,
-                fps,
-                kbps,
-            })
-            .collect(),
+        layers: layers(&[(160, 120, 15, 80), (320, 240, 30, 250), (640, 480, 30, 700)]),
         ..video_info()
     }
 }
@@ -1671,15 +1675,7 @@ fn a_shared_screen_is_on_every_wall_and_goes_first() {
         source: TrackSource::Screen,
         width: 1920,
         height: 1080,
-        layers: [(480, 270, 5, 100), (960, 540, 5, 300), (1920, 1080, 5, 600)]
-            .into_iter()
-            .map(|(width, height, fps, kbps)| LayerInfo {
-                width,
-                height,
-                fps,
-                kbps,
-            })
-            .collect(),
+        layers: layers(&[(480, 270, 5, 100), (960, 540, 5, 300), (1920, 1080, 5, 600)]),
         ..video_info()
     };
     publish(&mut room, sam, 2, screen_info, t0);

@@ -62,6 +62,27 @@ pub struct PanelUniform {
     pub state: Vec4,
 }
 
+impl VideoMaterial {
+    /// A surface showing `placeholder` (linear RGBA) until its first picture, with its 2x2
+    /// texture; `mirrored` shows its pictures as a mirror would.
+    pub fn blank(
+        placeholder: Vec4,
+        mirrored: bool,
+        images: &mut Assets<Image>,
+        videos: &mut Assets<VideoMaterial>,
+    ) -> (Handle<Image>, Handle<VideoMaterial>) {
+        let image = images.add(planes_image(2, 2));
+        let material = videos.add(VideoMaterial {
+            planes: image.clone(),
+            panel: PanelUniform {
+                placeholder,
+                state: Vec4::new(0.0, 0.0, 0.0, if mirrored { 1.0 } else { 0.0 }),
+            },
+        });
+        (image, material)
+    }
+}
+
 impl Material for VideoMaterial {
     fn fragment_shader() -> ShaderRef {
         "embedded://rotunda/room/yuv.wgsl".into()
@@ -158,14 +179,8 @@ fn dress_panel(
         return;
     };
     let colour = participant_color(participant.id.0);
-    let image = images.add(planes_image(2, 2));
-    let material = videos.add(VideoMaterial {
-        planes: image.clone(),
-        panel: PanelUniform {
-            placeholder: LinearRgba::from(colour).to_vec4(),
-            state: Vec4::ZERO,
-        },
-    });
+    let placeholder = LinearRgba::from(colour).to_vec4();
+    let (image, material) = VideoMaterial::blank(placeholder, false, &mut images, &mut videos);
     let frame = standard.add(StandardMaterial {
         base_color: Color::srgb(0.08, 0.08, 0.1),
         emissive: LinearRgba::BLACK,

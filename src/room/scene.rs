@@ -18,7 +18,7 @@ use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
 
 use super::avatar::{Avatar, SelfView};
 use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS, WALL_HEIGHT};
-use super::panel::{PanelUniform, VideoMaterial, planes_image};
+use super::panel::VideoMaterial;
 use crate::audio::Ears;
 use crate::settings::Settings;
 
@@ -224,15 +224,9 @@ fn spawn_viewer(
     mut images: ResMut<Assets<Image>>,
     mut videos: ResMut<Assets<VideoMaterial>>,
 ) {
-    let image = images.add(planes_image(2, 2));
-    let material = videos.add(VideoMaterial {
-        planes: image.clone(),
-        panel: PanelUniform {
-            placeholder: LinearRgba::rgb(0.1, 0.1, 0.12).to_vec4(),
-            // Mirrored, as a mirror shows us.
-            state: Vec4::new(0.0, 0.0, 0.0, 1.0),
-        },
-    });
+    // Mirrored, as a mirror shows us.
+    let placeholder = LinearRgba::rgb(0.1, 0.1, 0.12).to_vec4();
+    let (image, material) = VideoMaterial::blank(placeholder, true, &mut images, &mut videos);
     // The interface has a camera of its own, over the whole window, so the room's camera can
     // render only where the side panels leave room.
     egui_settings.auto_create_primary_context = false;

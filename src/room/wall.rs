@@ -10,7 +10,7 @@ use bevy::prelude::*;
 use rotunda_proto::ParticipantId;
 
 use super::layout::{EYE_HEIGHT, WALL_HEIGHT};
-use super::panel::{PanelUniform, VideoMaterial, VideoSurface, planes_image};
+use super::panel::{VideoMaterial, VideoSurface};
 use crate::AppSystems;
 use crate::audio::Ears;
 use crate::call::{Call, CallRejoined, ParticipantLeft, ScreenShared, ScreenStopped};
@@ -152,15 +152,9 @@ fn dress_screen(
     mut images: ResMut<Assets<Image>>,
     mut videos: ResMut<Assets<VideoMaterial>>,
 ) {
-    let image = images.add(planes_image(2, 2));
-    let material = videos.add(VideoMaterial {
-        planes: image.clone(),
-        panel: PanelUniform {
-            // Dark until the first picture.
-            placeholder: Vec4::new(0.02, 0.02, 0.03, 1.0),
-            state: Vec4::ZERO,
-        },
-    });
+    // Dark until the first picture.
+    let placeholder = Vec4::new(0.02, 0.02, 0.03, 1.0);
+    let (image, material) = VideoMaterial::blank(placeholder, false, &mut images, &mut videos);
     commands.entity(add.entity).insert((
         Mesh3d(meshes.add(Rectangle::new(1.0, 1.0))),
         MeshMaterial3d(material.clone()),

@@ -768,22 +768,40 @@ fn draw_self_view_tag(ctx: &egui::Context, room: &RoomUi) {
     let Ok(at) = camera.world_to_viewport(camera_transform, corner) else {
         return;
     };
-    egui::Area::new(egui::Id::new("self-view-tag"))
-        .fixed_pos(egui::pos2(at.x + 4.0, at.y + 4.0))
+    show_tag(
+        ctx,
+        egui::Id::new("self-view-tag"),
+        egui::pos2(at.x + 4.0, at.y + 4.0),
+        egui::Align2::LEFT_TOP,
+        |ui| {
+            ui.label(
+                egui::RichText::new("You")
+                    .small()
+                    .color(egui::Color32::WHITE),
+            );
+        },
+    );
+}
+
+/// A tag over the room's view with its `pivot` at `at`: a dark rounded box, not clickable.
+fn show_tag(
+    ctx: &egui::Context,
+    id: egui::Id,
+    at: egui::Pos2,
+    pivot: egui::Align2,
+    contents: impl FnOnce(&mut egui::Ui),
+) {
+    egui::Area::new(id)
+        .fixed_pos(at)
+        .pivot(pivot)
         .interactable(false)
         .order(egui::Order::Middle)
         .show(ctx, |ui| {
             egui::Frame::new()
                 .fill(egui::Color32::from_black_alpha(170))
-                .corner_radius(4.0)
-                .inner_margin(egui::Margin::symmetric(5, 1))
-                .show(ui, |ui| {
-                    ui.label(
-                        egui::RichText::new("You")
-                            .small()
-                            .color(egui::Color32::WHITE),
-                    );
-                });
+                .corner_radius(6.0)
+                .inner_margin(egui::Margin::symmetric(8, 3))
+                .show(ui, contents);
         });
 }
 
@@ -803,24 +821,19 @@ fn draw_screen_tags(ctx: &egui::Context, room: &RoomUi) {
             .iter()
             .find(|(p, ..)| p.id == screen.id)
             .map_or_else(|| screen.id.to_string(), |(p, ..)| p.name.clone());
-        egui::Area::new(egui::Id::new(("screen-tag", screen.id.0)))
-            .fixed_pos(egui::pos2(at.x, at.y))
-            .pivot(egui::Align2::CENTER_TOP)
-            .interactable(false)
-            .order(egui::Order::Middle)
-            .show(ctx, |ui| {
-                egui::Frame::new()
-                    .fill(egui::Color32::from_black_alpha(170))
-                    .corner_radius(6.0)
-                    .inner_margin(egui::Margin::symmetric(8, 3))
-                    .show(ui, |ui| {
-                        ui.label(
-                            egui::RichText::new(format!("{name}'s screen"))
-                                .color(egui::Color32::WHITE)
-                                .strong(),
-                        );
-                    });
-            });
+        show_tag(
+            ctx,
+            egui::Id::new(("screen-tag", screen.id.0)),
+            egui::pos2(at.x, at.y),
+            egui::Align2::CENTER_TOP,
+            |ui| {
+                ui.label(
+                    egui::RichText::new(format!("{name}'s screen"))
+                        .color(egui::Color32::WHITE)
+                        .strong(),
+                );
+            },
+        );
     }
 }
 
@@ -842,43 +855,35 @@ fn draw_name_tags(ctx: &egui::Context, room: &RoomUi) {
         {
             continue;
         }
-        egui::Area::new(egui::Id::new(("tag", participant.id.0)))
-            .fixed_pos(egui::pos2(at.x, at.y))
-            .pivot(egui::Align2::CENTER_BOTTOM)
-            .interactable(false)
-            .order(egui::Order::Middle)
-            .show(ctx, |ui| {
-                egui::Frame::new()
-                    .fill(egui::Color32::from_black_alpha(170))
-                    .corner_radius(6.0)
-                    .inner_margin(egui::Margin::symmetric(8, 3))
-                    .show(ui, |ui| {
-                        ui.horizontal(|ui| {
-                            let (dot, _) = ui
-                                .allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
-                            let colour = if muted.audio {
-                                egui::Color32::from_rgb(220, 70, 70)
-                            } else if speaking.0 > 0.15 {
-                                egui::Color32::from_rgb(90, 230, 120)
-                            } else {
-                                egui::Color32::from_gray(110)
-                            };
-                            ui.painter().circle_filled(dot.center(), 4.5, colour);
-                            ui.label(
-                                egui::RichText::new(&participant.name)
-                                    .color(egui::Color32::WHITE)
-                                    .strong(),
-                            );
-                            if reconnecting {
-                                ui.colored_label(
-                                    egui::Color32::from_rgb(240, 180, 60),
-                                    "reconnecting",
-                                );
-                            } else if muted.audio {
-                                ui.colored_label(egui::Color32::LIGHT_RED, "muted");
-                            }
-                        });
-                    });
-            });
+        show_tag(
+            ctx,
+            egui::Id::new(("tag", participant.id.0)),
+            egui::pos2(at.x, at.y),
+            egui::Align2::CENTER_BOTTOM,
+            |ui| {
+                ui.horizontal(|ui| {
+                    let (dot, _) =
+                        ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                    let colour = if muted.audio {
+                        egui::Color32::from_rgb(220, 70, 70)
+                    } else if speaking.0 > 0.15 {
+                        egui::Color32::from_rgb(90, 230, 120)
+                    } else {
+                        egui::Color32::from_gray(110)
+                    };
+                    ui.painter().circle_filled(dot.center(), 4.5, colour);
+                    ui.label(
+                        egui::RichText::new(&participant.name)
+                            .color(egui::Color32::WHITE)
+                            .strong(),
+                    );
+                    if reconnecting {
+                        ui.colored_label(egui::Color32::from_rgb(240, 180, 60), "reconnecting");
+                    } else if muted.audio {
+                        ui.colored_label(egui::Color32::LIGHT_RED, "muted");
+                    }
+                });
+            },
+        );
     }
 }

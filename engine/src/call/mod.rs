@@ -1104,18 +1104,10 @@ impl Call {
             return;
         }
         if let Some(camera) = &self.camera {
-            let spec = camera.top();
-            let layers = camera.layer_infos();
+            let info = video_track(camera, TrackSource::Camera);
             self.send(ToRelay::Publish {
                 index: VIDEO_INDEX,
-                info: TrackInfo {
-                    kind: TrackKind::Video,
-                    codec: VIDEO_CODEC.into(),
-                    source: TrackSource::Camera,
-                    width: spec.width as u16,
-                    height: spec.height as u16,
-                    layers,
-                },
+                info,
             });
         }
         if self.screen.is_some() && self.screen_on {
@@ -1144,18 +1136,10 @@ impl Call {
         let Some(screen) = &self.screen else {
             return;
         };
-        let spec = screen.top();
-        let layers = screen.layer_infos();
+        let info = video_track(screen, TrackSource::Screen);
         self.send(ToRelay::Publish {
             index: SCREEN_INDEX,
-            info: TrackInfo {
-                kind: TrackKind::Video,
-                codec: VIDEO_CODEC.into(),
-                source: TrackSource::Screen,
-                width: spec.width as u16,
-                height: spec.height as u16,
-                layers,
-            },
+            info,
         });
     }
 
@@ -1719,6 +1703,19 @@ impl std::fmt::Debug for Call {
             .field("you", &self.you)
             .field("present", &self.present)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a video track of ours (the camera or the screen) is announced.
+fn video_track(camera: &Camera, source: TrackSource) -> TrackInfo {
+    let spec = camera.top();
+    TrackInfo {
+        kind: TrackKind::Video,
+        codec: VIDEO_CODEC.into(),
+        source,
+        width: spec.width as u16,
+        height: spec.height as u16,
+        layers: camera.layer_infos(),
     }
 }
 
