@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use rotunda_engine::call::{Action, Joined, Sources};
 use rotunda_engine::codec::native::NativeCodecs;
-use rotunda_engine::{Call, CallConfig, CallEvent, Command, Error, JoinOptions, VideoSpec};
+use rotunda_engine::{
+    Call, CallConfig, CallEvent, Command, Error, JoinOptions, SCREEN_INDEX, VideoSpec,
+};
 use rotunda_proto::room::{Room, RoomConfig};
-use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, Pose, TrackKind};
+use rotunda_proto::{FromRelay, LeaveReason, ParticipantId, Pose, TrackKind, TrackSource};
 use web_time::Instant;
 
 /// The simulation's step.
@@ -778,4 +780,112 @@ fn chat_after_a_relay_restart_is_numbered_on_for_the_application() {
         lines.windows(2).all(|pair| pair[1].0 > pair[0].0),
         "numbers only grow: {lines:?}"
     );
+}
+
+/// A call that can share a screen (the marked pattern stands in for it), not sharing yet.
+fn sharer(name: &str) -> CallConfig {
+    let mut config = config(name, false);
+    config.screen = Some(VideoSpec {
+        width: 320,
+        height: 180,
+        fps: 5,
+    });
+    config
+}
+
+/// Screen frames `index` decoded of `from`'s.
+fn screen_decoded(sim: &Sim, index: usize, from: &str) -> u64 {
+    sim.report(index)
+        .peers
+        .get(from)
+        .map_or(0, |peer| peer.screen_frames_decoded)
+}
+
+/// Whether `index` heard `from`'s screen track published (`true`) or withdrawn (`false`) last.
+fn screen_shown(sim: &Sim, index: usize, from: ParticipantId) -> Option<bool> {
+    events_of(sim, index).iter().rev().find_map(|e| match e {
+        CallEvent::Relay(FromRelay::TrackPublished { track, info })
+            if track.participant == from && info.source == TrackSource::Screen =>
+        {
+            Some(true)
+        }
+        CallEvent::Relay(FromRelay::TrackUnpublished { track })
+            if track.participant == from && track.index == SCREEN_INDEX =>
+        {
+            Some(false)
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn a_screen_shared_reaches_the_others_and_stops_when_sharing_stops() {
+    let mut sim = Sim::new();
+    let ada = sim.add(sharer("ada"));
+    let bob = sim.add(config("bob", true));
+    sim.run_for(Duration::from_secs(1));
+    let ada_id = sim.peers[ada].id.expect("joined");
+    assert_eq!(screen_shown(&sim, bob, ada_id), None, "nothing shared yet");
+    assert_eq!(
+        sim.report(ada).screen_frames_sent,
+        0,
+        "nothing captured yet"
+    );
+
+    sim.command(ada, Command::Screen(true));
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(screen_shown(&sim, bob, ada_id), Some(true));
+    let decoded = screen_decoded(&sim, bob, "ada");
+    let peer = sim.report(bob).peers["ada"].clone();
+    assert!(
+        decoded >= 12,
+        "bob decoded {decoded} of ada's screen: {peer:?}"
+    );
+    assert_eq!(peer.screen_marks, Some(ada_id.0 as u16), "{peer:?}");
+    assert_eq!(peer.screen_size.as_deref(), Some("320x180"));
+    assert_eq!(peer.video_frames_received, 0, "a screen is not a camera");
+
+    sim.command(ada, Command::Screen(false));
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(screen_shown(&sim, bob, ada_id), Some(false));
+    let stopped = screen_decoded(&sim, bob, "ada");
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(
+        screen_decoded(&sim, bob, "ada"),
+        stopped,
+        "nothing after the stop"
+    );
+}
+
+#[test]
+fn sharing_started_while_away_is_announced_when_the_place_is_taken_back() {
+    let mut sim = Sim::new();
+    let ada = sim.add(sharer("ada"));
+    let bob = sim.add(config("bob", true));
+    sim.run_for(Duration::from_secs(1));
+    let ada_id = sim.peers[ada].id.expect("joined");
+    sim.peers[ada].cut = true;
+    sim.run_for(Duration::from_millis(2_200));
+    // Shared while rejoining: nothing can go out yet.
+    sim.command(ada, Command::Screen(true));
+    sim.peers[ada].cut = false;
+    sim.run_until(Duration::from_secs(3), |sim| {
+        events_of(sim, ada)
+            .iter()
+            .any(|e| matches!(e, CallEvent::Rejoined { .. }))
+    });
+    assert!(
+        sim.report(ada).reconnections[0].resumed,
+        "the place was kept"
+    );
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(screen_shown(&sim, bob, ada_id), Some(true));
+    assert!(screen_decoded(&sim, bob, "ada") >= 10);
+    // And stopped while away again: withdrawn when back.
+    sim.peers[ada].cut = true;
+    sim.run_for(Duration::from_millis(2_200));
+    sim.command(ada, Command::Screen(false));
+    sim.peers[ada].cut = false;
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(screen_shown(&sim, bob, ada_id), Some(false));
 }

@@ -233,9 +233,11 @@ pub struct Call {
     chat_lines: u64,
     // What we publish.
     camera: Option<Camera>,
-    /// The shared screen, when there is one to share; `screen_on` while it is shared.
+    /// The shared screen, when there is one to share; `screen_on` while it is shared;
+    /// `screen_announced` while the relay's room holds its track (a kept place keeps it).
     screen: Option<Camera>,
     screen_on: bool,
+    screen_announced: bool,
     microphone: Option<Microphone>,
     // Who else is here, and what we receive.
     names: HashMap<ParticipantId, String>,
@@ -331,6 +333,7 @@ impl Call {
             chat_lines: 0,
             camera,
             screen_on: share_screen,
+            screen_announced: false,
             screen,
             microphone,
             names: HashMap::new(),
@@ -475,6 +478,8 @@ impl Call {
         // were away: the mute state goes again); a new one announces them.
         if resumed {
             self.send_mute();
+            // Shared or stopped while away: the kept place hears of it now.
+            self.sync_screen();
         } else {
             self.publish();
             // A new place in the relay's room, or a new room (a restarted relay counts anew).
@@ -1110,9 +1115,9 @@ impl Call {
                 info,
             });
         }
-        if self.screen.is_some() && self.screen_on {
-            self.publish_screen();
-        }
+        // A new place holds no track of ours yet.
+        self.screen_announced = false;
+        self.sync_screen();
         if self.microphone.is_some() {
             self.send(ToRelay::Publish {
                 index: AUDIO_INDEX,
@@ -1131,40 +1136,43 @@ impl Call {
         }
     }
 
-    /// Announces the shared screen's track.
-    fn publish_screen(&mut self) {
-        let Some(screen) = &self.screen else {
-            return;
-        };
-        let info = video_track(screen, TrackSource::Screen);
-        self.send(ToRelay::Publish {
-            index: SCREEN_INDEX,
-            info,
-        });
+    /// Starts or stops sharing the screen (when there is one to share); the relay hears of it
+    /// now, or when we are back in the room.
+    fn share_screen(&mut self, on: bool) {
+        if self.screen.is_some() {
+            self.screen_on = on;
+            self.sync_screen();
+        }
     }
 
-    /// Starts or stops sharing the screen (when there is one to share).
-    fn share_screen(&mut self, on: bool) {
-        if self.screen.is_none() || self.screen_on == on {
+    /// Announces the shared screen's track, or withdraws it, when the relay's room holds
+    /// otherwise than we share.
+    fn sync_screen(&mut self) {
+        if self.phase != Phase::Joined || !self.grants.publish {
             return;
         }
-        self.screen_on = on;
-        if self.phase != Phase::Joined || !self.grants.publish {
-            return; // announced (or not) when we join
-        }
-        if on {
-            if let Some(screen) = &mut self.screen {
+        let Some(screen) = &mut self.screen else {
+            return;
+        };
+        match (self.screen_on, self.screen_announced) {
+            (true, false) => {
                 screen.want_keyframes();
+                let info = video_track(screen, TrackSource::Screen);
+                self.screen_announced = true;
+                self.send(ToRelay::Publish {
+                    index: SCREEN_INDEX,
+                    info,
+                });
             }
-            self.publish_screen();
-        } else {
-            // Its encoders are freed; the relay says again who takes it when it is back.
-            if let Some(screen) = &mut self.screen {
+            (false, true) => {
+                // Its encoders are freed; the relay says again who takes it when it is back.
                 screen.stop();
+                self.screen_announced = false;
+                self.send(ToRelay::Unpublish {
+                    index: SCREEN_INDEX,
+                });
             }
-            self.send(ToRelay::Unpublish {
-                index: SCREEN_INDEX,
-            });
+            _ => {}
         }
     }
 
