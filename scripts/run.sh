@@ -15,6 +15,8 @@ cargo build --quiet --workspace --bins
 bash scripts/web.sh
 # This checkout's bundle, even when the relay was built from another one sharing the target dir.
 export ROTUNDA_WEB_ROOT="${ROTUNDA_WEB_ROOT:-$PWD/wasm/dist}"
+# The client reads its assets (assets/: the interface font) from here.
+export BEVY_ASSET_ROOT="${BEVY_ASSET_ROOT:-$PWD}"
 bin="$CARGO_TARGET_DIR/debug"
 room="${ROTUNDA_ROOM:-lobby}"
 name="${ROTUNDA_NAME:-${USER:-guest}}"

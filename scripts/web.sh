@@ -6,7 +6,8 @@
 # - both in a content-addressed folder b-<hash>/ (cached by browsers for a year), every module
 #   and script beside its brotli and gzip forms (the relay sends those to browsers that take
 #   them);
-# - index.html, which names that folder and loads the room with a progress bar.
+# - index.html, which names that folder and loads the room with a progress bar;
+# - assets/, the room's assets (as natively: its font), compressed likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -49,6 +50,12 @@ hash="$(cat "$out.new"/bundle/* | sha256sum | cut -c1-16)"
 bundle="b-$hash"
 mv "$out.new/bundle" "$out.new/$bundle"
 for file in "$out.new/$bundle"/*.wasm "$out.new/$bundle"/*.js; do
+    brotli --quality=9 --keep --force "$file"
+    gzip -9 --keep --force "$file"
+done
+# The room's assets (its font), where the client asks for them: beside index.html.
+cp -r assets "$out.new/assets"
+for file in "$out.new"/assets/fonts/*.ttf; do
     brotli --quality=9 --keep --force "$file"
     gzip -9 --keep --force "$file"
 done

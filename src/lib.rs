@@ -91,7 +91,12 @@ pub fn app(settings: Settings) -> App {
                 }),
                 ..default()
             })
-            .set(log),
+            .set(log)
+            // Our assets carry no .meta files: none is asked for (a 404 each in the browser).
+            .set(bevy::asset::AssetPlugin {
+                meta_check: bevy::asset::AssetMetaCheck::Never,
+                ..default()
+            }),
     )
     .add_plugins(bevy_egui::EguiPlugin::default())
     .insert_resource(settings)

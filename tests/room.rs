@@ -54,6 +54,12 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
     }
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "viewer failed: {log}");
+    // Its assets (the interface font) were found in assets/.
+    let said = format!("{}{log}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        said.contains("the interface font is installed"),
+        "the interface font was not loaded: {said}"
+    );
 
     let report: BotReport =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats written"))

@@ -2,6 +2,7 @@
 //! participants list, chat, statistics overlay (F3), name tags over the panels, and badges for
 //! devices that did not work. Keys: M microphone, V camera, F3 statistics, Enter chat.
 
+mod fonts;
 pub mod model;
 
 use bevy::camera::Viewport;
@@ -29,6 +30,7 @@ pub fn logic_plugin(app: &mut App) {
 
 /// Drawing and keys.
 pub(super) fn plugin(app: &mut App) {
+    app.add_plugins(fonts::plugin);
     app.init_resource::<FullWindow>();
     app.add_systems(Update, handle_keys.run_if(in_state(Screen::InRoom)));
     app.add_systems(OnExit(Screen::InRoom), |mut full: ResMut<FullWindow>| {
