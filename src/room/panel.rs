@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use bevy::asset::{RenderAssetUsages, embedded_asset};
+use bevy::asset::RenderAssetUsages;
 use bevy::pbr::{Material, MaterialPlugin};
 use bevy::prelude::*;
 use bevy::render::render_resource::{
@@ -26,7 +26,6 @@ use crate::call::{Call, CallRejoined, Command, Pictures};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 
 pub(super) fn plugin(app: &mut App) {
-    embedded_asset!(app, "yuv.wgsl");
     app.add_plugins(MaterialPlugin::<VideoMaterial>::default());
     app.add_observer(dress_panel);
     app.add_systems(
@@ -40,6 +39,9 @@ pub(super) fn plugin(app: &mut App) {
             .in_set(AppSystems::Present),
     );
 }
+
+/// The panels' shader, under the assets folder.
+pub const PANEL_SHADER: &str = "shaders/yuv.wgsl";
 
 /// A panel's material: the picture's planes and how to draw them.
 #[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
@@ -85,7 +87,8 @@ impl VideoMaterial {
 
 impl Material for VideoMaterial {
     fn fragment_shader() -> ShaderRef {
-        "embedded://rotunda/room/yuv.wgsl".into()
+        // An asset: with `--features hot-reload`, an edit shows in the running room.
+        PANEL_SHADER.into()
     }
 }
 
