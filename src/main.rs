@@ -215,7 +215,7 @@ struct BotArgs {
     #[arg(long)]
     share_screen: bool,
     /// The most a shared screen is sent at, WIDTHxHEIGHT@FPS (a smaller screen at its own size).
-    #[arg(long, default_value = "1920x1080@5", requires = "share_screen")]
+    #[arg(long, default_value_t = rotunda::devices::SHARED_MOST, requires = "share_screen")]
     screen: VideoSpec,
 }
 

@@ -63,6 +63,24 @@ impl Avatar {
     fn rotation(&self) -> Quat {
         Quat::from_euler(EulerRot::YXZ, self.yaw, self.pitch, 0.0)
     }
+
+    /// Moves the viewer (`transform`) a `blend` share of the way to `position`, turning the
+    /// shorter way toward heading `yaw` (and toward `pitch`, when given).
+    pub fn glide(
+        &mut self,
+        transform: &mut Transform,
+        (position, yaw, pitch): (Vec3, f32, Option<f32>),
+        blend: f32,
+    ) {
+        transform.translation = transform.translation.lerp(position, blend);
+        let turn = (yaw - self.yaw + std::f32::consts::PI).rem_euclid(std::f32::consts::TAU)
+            - std::f32::consts::PI;
+        self.yaw += turn * blend;
+        if let Some(pitch) = pitch {
+            self.pitch += (pitch - self.pitch) * blend;
+        }
+        transform.rotation = self.rotation();
+    }
 }
 
 /// How fast the viewer glides to a new place in the ring (1/s).
@@ -143,11 +161,7 @@ fn keep_place(
             continue;
         };
         let blend = 1.0 - (-GLIDE_RATE * time.delta_secs()).exp();
-        transform.translation = transform.translation.lerp(position, blend);
-        let turn = (yaw - avatar.yaw + std::f32::consts::PI).rem_euclid(std::f32::consts::TAU)
-            - std::f32::consts::PI;
-        avatar.yaw += turn * blend;
-        transform.rotation = avatar.rotation();
+        avatar.glide(&mut transform, (position, yaw, None), blend);
     }
 }
 

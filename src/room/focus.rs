@@ -227,12 +227,7 @@ pub fn follow_focus(
     // The ring does not move a viewer who looks at someone.
     avatar.moved = true;
     let blend = 1.0 - (-GLIDE_RATE * time.delta_secs()).exp();
-    transform.translation = transform.translation.lerp(position, blend);
-    let turn = (yaw - avatar.yaw + std::f32::consts::PI).rem_euclid(std::f32::consts::TAU)
-        - std::f32::consts::PI;
-    avatar.yaw += turn * blend;
-    avatar.pitch += (pitch - avatar.pitch) * blend;
-    transform.rotation = Quat::from_euler(EulerRot::YXZ, avatar.yaw, avatar.pitch, 0.0);
+    avatar.glide(&mut transform, (position, yaw, Some(pitch)), blend);
     if focus.target.is_none() && transform.translation.distance(position) < 0.02 {
         // Back: the ring moves the viewer again, unless they had walked away before.
         avatar.moved = focus.before.is_some_and(|b| b.3);
