@@ -7,7 +7,7 @@
 #   and script beside its brotli and gzip forms (the relay sends those to browsers that take
 #   them);
 # - index.html, which names that folder and loads the room with a progress bar;
-# - assets/, the room's assets (as natively: its font), compressed likewise.
+# - assets/, the room's assets (as natively: its font, its sounds), compressed likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -53,9 +53,9 @@ for file in "$out.new/$bundle"/*.wasm "$out.new/$bundle"/*.js; do
     brotli --quality=9 --keep --force "$file"
     gzip -9 --keep --force "$file"
 done
-# The room's assets (its font), where the client asks for them: beside index.html.
+# The room's assets (its font, its sounds), where the client asks for them: beside index.html.
 cp -r assets "$out.new/assets"
-for file in "$out.new"/assets/fonts/*.ttf; do
+for file in "$out.new"/assets/fonts/*.ttf "$out.new"/assets/sounds/*.wav; do
     brotli --quality=9 --keep --force "$file"
     gzip -9 --keep --force "$file"
 done

@@ -148,6 +148,10 @@ struct RoomArgs {
     /// Start with spatial audio off (every voice centred).
     #[arg(long)]
     meeting_mode: bool,
+    /// Start without the room's short sounds (joins, leaves, chat lines); the top bar turns
+    /// them back on.
+    #[arg(long)]
+    no_sounds: bool,
 }
 
 #[derive(clap::Args)]
@@ -338,6 +342,7 @@ fn run_room(args: RoomArgs) -> anyhow::Result<()> {
         screenshot: args.screenshot,
         screenshot_after: args.screenshot_after,
         meeting_mode: args.meeting_mode,
+        sounds: !args.no_sounds,
         chat: args.chat,
         chat_with: args.chat_with,
         canvas: None,

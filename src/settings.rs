@@ -91,6 +91,8 @@ pub struct Settings {
     pub screenshot_after: Duration,
     /// Start with spatial audio off.
     pub meeting_mode: bool,
+    /// Play the room's short sounds (someone joining or leaving, a chat line).
+    pub sounds: bool,
     /// Lines said in the chat once, right after joining.
     pub chat: Vec<String>,
     /// Say `chat` only once this many people (us included) are in the room.
@@ -131,6 +133,7 @@ impl Default for Settings {
             screenshot: None,
             screenshot_after: Duration::from_secs(8),
             meeting_mode: false,
+            sounds: true,
             chat: Vec::new(),
             chat_with: 0,
             canvas: None,

@@ -8,11 +8,12 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy::time::TimeUpdateStrategy;
 use bevy::transform::TransformPlugin;
+use rotunda::audio::sounds::{Cue, PlayCue, SoundsOn, decide_cues};
 use rotunda::audio::{AudioScene, Ears, MeetingMode};
 use rotunda::call::{
     CallEnded, CallJoined, CallReconnecting, CallRejoined, ChatReceived, Connection, Error,
-    ParticipantJoined, ParticipantLeft, ParticipantMoved, ParticipantMuted, ScreenShared,
-    ScreenStopped,
+    ParticipantArrived, ParticipantJoined, ParticipantLeft, ParticipantMoved, ParticipantMuted,
+    ScreenShared, ScreenStopped,
 };
 use rotunda::participants::{Arriving, Departing, Muted, Participant, Roster, Target};
 use rotunda::room::avatar::{Avatar, place_in_ring};
@@ -809,4 +810,90 @@ fn pinning_the_focused_person_puts_their_picture_first_and_whole() {
     // P again unpins.
     press(&mut app, KeyCode::KeyP);
     assert_eq!(app.world().resource::<Pinned>().0, None);
+}
+
+/// Every cue the room decided to play, in order.
+#[derive(Resource, Default)]
+struct Heard(Vec<PlayCue>);
+
+fn heard(app: &mut App) -> Vec<(Cue, Vec3)> {
+    std::mem::take(&mut app.world_mut().resource_mut::<Heard>().0)
+        .into_iter()
+        .map(|cue| (cue.cue, cue.at))
+        .collect()
+}
+
+#[test]
+fn a_sound_marks_who_comes_goes_or_chats_from_where_they_stand() {
+    let mut app = app();
+    app.init_resource::<Heard>();
+    app.add_systems(
+        Update,
+        (|mut cues: MessageReader<PlayCue>, mut heard: ResMut<Heard>| {
+            heard.0.extend(cues.read().copied());
+        })
+        .after(decide_cues),
+    );
+    let chat = |seq: u64, from: u32| ChatReceived {
+        seq,
+        from: ParticipantId(from),
+        name: format!("p{from}"),
+        text: "hello".into(),
+    };
+    // Joining: those already there and the chat history they said make no sound.
+    join(&mut app, 1, &[(2, "alice")]);
+    app.world_mut().write_message(chat(1, 2));
+    run(&mut app, 20);
+    assert_eq!(heard(&mut app), [], "the room as it was is quiet");
+
+    // Bob comes in: a chime from where his panel will stand.
+    app.world_mut()
+        .write_message(ParticipantArrived(ParticipantId(3)));
+    app.world_mut()
+        .write_message(ParticipantJoined(info(3, "bob")));
+    run(&mut app, 2);
+    let bob = app
+        .world()
+        .get::<Target>(entity(&app, 3).expect("bob"))
+        .copied();
+    let bob = bob.expect("bob's target");
+    assert!(bob.placed);
+    assert_eq!(heard(&mut app), [(Cue::Join, bob.position)]);
+
+    // Alice says something: a blip from her panel; our own line is silent.
+    run(&mut app, 8);
+    let alice_at = position(&app, 2);
+    app.world_mut().write_message(chat(2, 2));
+    app.world_mut().write_message(chat(3, 1));
+    run(&mut app, 1);
+    let cues = heard(&mut app);
+    assert_eq!(cues.len(), 1, "{cues:?}");
+    assert_eq!(cues[0].0, Cue::Chat);
+    assert!(
+        cues[0].1.distance(alice_at) < 1e-3,
+        "{cues:?} vs {alice_at}"
+    );
+    assert!(cues[0].1.distance(bob.position) > 0.5, "not from bob");
+
+    // Alice leaves: a falling chime from where she stood.
+    let alice_at = position(&app, 2);
+    app.world_mut().write_message(ParticipantLeft {
+        id: ParticipantId(2),
+        reason: LeaveReason::Left,
+    });
+    run(&mut app, 1);
+    let cues = heard(&mut app);
+    assert_eq!(cues.len(), 1, "{cues:?}");
+    assert_eq!(cues[0].0, Cue::Leave);
+    assert!(cues[0].1.distance(alice_at) < 0.2, "{cues:?} vs {alice_at}");
+
+    // With the sounds off (the top bar's switch), nothing plays.
+    app.world_mut().resource_mut::<SoundsOn>().0 = false;
+    app.world_mut().write_message(chat(4, 3));
+    app.world_mut().write_message(ParticipantLeft {
+        id: ParticipantId(3),
+        reason: LeaveReason::Left,
+    });
+    run(&mut app, 3);
+    assert_eq!(heard(&mut app), []);
 }

@@ -354,6 +354,17 @@ async fn run(scenario: Scenario) -> Outcome {
 /// screenshots.
 fn check_room(outcome: &Outcome) {
     let mut failures = check_reports(&outcome.reports);
+    // The bot came in after the pages had settled in the room: each page played the room's
+    // sounds (fetched beside the bundle) for its coming and its hello.
+    for (name, report) in outcome.reports.iter().filter(|(name, _)| *name != "bot") {
+        let played = |sound: &str| report.sounds_played.get(sound).copied().unwrap_or(0);
+        if played("join") < 1 || played("chat") < 1 {
+            failures.push(format!(
+                "{name} played no sound for the bot: {:?}",
+                report.sounds_played
+            ));
+        }
+    }
     for line in outcome.driver.lines().filter(|l| l.starts_with("load ")) {
         // load NAME wire N bytes unpacked N bytes first-frame N ms
         let words: Vec<&str> = line.split_whitespace().collect();

@@ -42,9 +42,32 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
         .arg(&shot)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let viewer = viewer
+    let mut viewer = viewer
         .spawn()
         .expect("xvfb-run starts (apt-get install xvfb mesa-vulkan-drivers)");
+    // Once the viewer has taken its screenshot (well settled in the room), carol comes in,
+    // says hello and goes: the viewer plays a sound for each.
+    let stderr = viewer.stderr.take().expect("stderr piped");
+    let (shot_taken, mut taken) = tokio::sync::oneshot::channel();
+    let reading = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let (mut log, mut shot_taken) = (String::new(), Some(shot_taken));
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("taking the screenshot")
+                && let Some(tell) = shot_taken.take()
+            {
+                let _ = tell.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let carol = tokio::time::timeout(PATIENCE * 6, &mut taken)
+        .await
+        .is_ok_and(|taken| taken.is_ok())
+        .then(|| spawn_bot(&relay, "room", "carol", Duration::from_secs(3), 4));
     let output = tokio::time::timeout(PATIENCE * 6, viewer.wait_with_output())
         .await
         .expect("the viewer finishes within two minutes")
@@ -52,19 +75,36 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
     for bot in &bots {
         bot.abort();
     }
-    let log = String::from_utf8_lossy(&output.stderr);
+    let log = reading.await.expect("the viewer's log is read");
     assert!(output.status.success(), "viewer failed: {log}");
-    // Its assets (the interface font) were found in assets/.
+    assert!(
+        carol.is_some(),
+        "the viewer never took its screenshot: {log}"
+    );
+    // Its assets (the interface font, the sounds) were found in assets/.
     let said = format!("{}{log}", String::from_utf8_lossy(&output.stdout));
     assert!(
         said.contains("the interface font is installed"),
         "the interface font was not loaded: {said}"
+    );
+    assert!(
+        said.contains("the room's sounds are loaded"),
+        "the sounds were not loaded: {said}"
     );
 
     let report: BotReport =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats written"))
             .expect("stats parse");
     check_media(&report);
+    // Carol's coming and going were heard once each, her line at least (alice's and bob's
+    // hellos, said as the viewer joined, are silent unless the room took long to let them be
+    // said).
+    let played = |name: &str| report.sounds_played.get(name).copied().unwrap_or(0);
+    assert!(
+        played("join") == 1 && played("leave") == 1 && (1..=3).contains(&played("chat")),
+        "{:?}",
+        report.sounds_played
+    );
     // The room is end-to-end encrypted (as by default) and the viewer held its keys.
     assert!(report.e2ee && report.safety_code.is_some(), "{report:?}");
     assert!(

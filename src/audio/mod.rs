@@ -3,6 +3,8 @@
 //! to place each voice there; and every participant's speaking glow follows its voice's level.
 //! The devices themselves are [`crate::devices`]'s; the mixing is the engine's.
 
+pub mod sounds;
+
 use bevy::prelude::*;
 use bevy::transform::TransformSystems;
 use rotunda_engine::audio::Scene;
@@ -30,6 +32,7 @@ pub struct AudioScene(pub Scene);
 
 /// Placing voices and showing who speaks, without devices (what tests build on).
 pub fn logic_plugin(app: &mut App) {
+    app.add_plugins(sounds::logic_plugin);
     app.init_resource::<MeetingMode>();
     app.init_resource::<AudioScene>();
     app.configure_sets(
@@ -44,6 +47,7 @@ pub fn logic_plugin(app: &mut App) {
 
 /// The settings' meeting mode at start.
 pub(super) fn plugin(app: &mut App) {
+    app.add_plugins(sounds::plugin);
     app.add_systems(Startup, apply_settings);
 }
 

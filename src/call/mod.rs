@@ -39,6 +39,7 @@ pub(super) fn plugin(app: &mut App) {
         .add_message::<CallReconnecting>()
         .add_message::<CallRejoined>()
         .add_message::<ParticipantJoined>()
+        .add_message::<ParticipantArrived>()
         .add_message::<ParticipantLeft>()
         .add_message::<ParticipantMoved>()
         .add_message::<ParticipantMuted>()
@@ -97,6 +98,11 @@ pub struct CallRejoined {
 /// Someone is in the room (already there when we joined, or joining after).
 #[derive(Message, Debug, Clone)]
 pub struct ParticipantJoined(pub ParticipantInfo);
+
+/// Someone came into the room while we are in it (besides [`ParticipantJoined`], which also
+/// names those already there when we joined).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParticipantArrived(pub ParticipantId);
 
 /// Someone left.
 #[derive(Message, Debug, Clone)]
@@ -295,6 +301,7 @@ struct CallMessages<'w> {
     reconnecting: MessageWriter<'w, CallReconnecting>,
     rejoined: MessageWriter<'w, CallRejoined>,
     participants: MessageWriter<'w, ParticipantJoined>,
+    arrived: MessageWriter<'w, ParticipantArrived>,
     left: MessageWriter<'w, ParticipantLeft>,
     moved: MessageWriter<'w, ParticipantMoved>,
     muted: MessageWriter<'w, ParticipantMuted>,
@@ -393,7 +400,10 @@ fn drain_call(
                 }
             }
             CallEvent::Relay(message) => match message {
-                FromRelay::ParticipantJoined(info) => out.joined_participant(info),
+                FromRelay::ParticipantJoined(info) => {
+                    out.arrived.write(ParticipantArrived(info.id));
+                    out.joined_participant(info);
+                }
                 FromRelay::TrackPublished { track, info } if info.source == TrackSource::Screen => {
                     out.shared.write(ScreenShared(track.participant));
                 }

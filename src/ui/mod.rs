@@ -11,6 +11,7 @@ use bevy::prelude::*;
 use bevy_egui::input::EguiWantsInput;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
+use crate::audio::sounds::SoundsOn;
 use crate::audio::{Ears, MeetingMode};
 use crate::call::{Call, Command, Connection};
 use crate::devices::{Devices, SourceState};
@@ -197,6 +198,7 @@ struct RoomUi<'w, 's> {
     stats: Res<'w, CallStats>,
     devices: ResMut<'w, Devices>,
     meeting: ResMut<'w, MeetingMode>,
+    sounds: ResMut<'w, SoundsOn>,
     panels: ResMut<'w, Panels>,
     log: ResMut<'w, ChatLog>,
     allowed: Res<'w, Allowed>,
@@ -409,6 +411,7 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
         stats,
         devices,
         meeting,
+        sounds,
         panels,
         log,
         allowed,
@@ -472,6 +475,8 @@ fn draw_top_bar(ui: &mut egui::Ui, room: &mut RoomUi, width: f32) {
             }
             ui.checkbox(&mut meeting.0, "Meeting mode")
                 .on_hover_text("Every voice centred, as in a flat call");
+            ui.checkbox(&mut sounds.0, "Sounds")
+                .on_hover_text("A chime when someone comes or goes, a blip for a chat line");
             ui.separator();
             let chat_label = if log.unread > 0 && !panels.chat {
                 format!("Chat ({})", log.unread)

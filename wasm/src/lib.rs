@@ -113,6 +113,7 @@ fn settings_from_page() -> Result<Settings, String> {
         );
     }
     settings.meeting_mode = param("meeting").is_some();
+    settings.sounds = param("sounds").as_deref() != Some("off");
     // `frames=continuous`: draw back to back even on a software renderer (the call runs in a
     // worker of its own and does not need the page's thread).
     if param("frames").as_deref() == Some("continuous") {

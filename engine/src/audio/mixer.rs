@@ -1,7 +1,9 @@
 //! What the speakers play: every remote voice, pulled from its queue and placed by the
-//! [`SpatialMixer`] where the application says its panel stands.
+//! [`SpatialMixer`] where the application says its panel stands, and the application's short
+//! sounds (someone joining, leaving, a chat line), each played once from where it happened.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rotunda_proto::ParticipantId;
 use serde::{Deserialize, Serialize};
@@ -20,12 +22,37 @@ pub struct Scene {
     pub meeting_mode: bool,
 }
 
+/// Longest sound the application may load: 2 s at 48 kHz.
+pub const MAX_SOUND_SAMPLES: usize = 2 * 48_000;
+/// Most sounds the application may load.
+pub const MAX_SOUNDS: usize = 16;
+
+/// A sound the mixer would not take or play.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SoundError {
+    /// Longer than [`MAX_SOUND_SAMPLES`].
+    #[error("the sound {name:?} lasts {samples} samples, more than {MAX_SOUND_SAMPLES} (2 s)")]
+    TooLong {
+        /// Its name.
+        name: String,
+        /// Its length.
+        samples: usize,
+    },
+    /// [`MAX_SOUNDS`] are loaded already.
+    #[error("{MAX_SOUNDS} sounds are loaded already; {0:?} is one too many")]
+    TooMany(String),
+    /// No sound was loaded by that name.
+    #[error("no sound {0:?} was loaded")]
+    Unknown(String),
+}
+
 /// The voices, the spatial mixer and the buffers to mix them with.
 pub struct Mixer {
     spatial: SpatialMixer,
     scratch: HashMap<u32, Vec<f32>>,
     stereo: Vec<f32>,
     ids: Vec<ParticipantId>,
+    sounds: HashMap<String, Arc<[f32]>>,
 }
 
 impl Default for Mixer {
@@ -35,6 +62,7 @@ impl Default for Mixer {
             scratch: HashMap::new(),
             stereo: Vec::new(),
             ids: Vec::new(),
+            sounds: HashMap::new(),
         }
     }
 }
@@ -56,6 +84,38 @@ impl Mixer {
                 self.spatial.set_source(id.0, *position);
             }
         }
+    }
+
+    /// Keeps `samples` (mono, 48 kHz) as the sound `name`, replacing one of that name;
+    /// samples that are not finite become silence.
+    pub fn load_sound(&mut self, name: String, mut samples: Vec<f32>) -> Result<(), SoundError> {
+        if samples.len() > MAX_SOUND_SAMPLES {
+            return Err(SoundError::TooLong {
+                name,
+                samples: samples.len(),
+            });
+        }
+        if self.sounds.len() >= MAX_SOUNDS && !self.sounds.contains_key(&name) {
+            return Err(SoundError::TooMany(name));
+        }
+        for sample in &mut samples {
+            if !sample.is_finite() {
+                *sample = 0.0;
+            }
+        }
+        self.sounds.insert(name, samples.into());
+        Ok(())
+    }
+
+    /// Plays the sound `name` once from world position `at` (placed like a voice standing
+    /// there). `Ok(false)`: not now, because as many sounds as may play at once play already
+    /// or `at` is no position.
+    pub fn play(&mut self, name: &str, at: [f32; 3]) -> Result<bool, SoundError> {
+        let samples = self
+            .sounds
+            .get(name)
+            .ok_or_else(|| SoundError::Unknown(name.to_owned()))?;
+        Ok(self.spatial.play(samples.clone(), at))
     }
 
     /// Forgets someone who left.
@@ -126,6 +186,67 @@ mod tests {
         }
         // Head shadow and the interaural delay at ~460 Hz: clearly louder, not silent left.
         assert!(right > left * 1.2, "left {left} right {right}");
+    }
+
+    fn energy(out: &[f32]) -> (f32, f32) {
+        out.chunks(2)
+            .fold((0.0, 0.0), |(l, r), f| (l + f[0] * f[0], r + f[1] * f[1]))
+    }
+
+    #[test]
+    fn a_sound_plays_once_from_where_it_happened() {
+        let mut mixer = Mixer::default();
+        let mut voices = Voices::default();
+        let chime: Vec<f32> = (0..1500).map(|i| (i as f32 * 0.06).sin() * 0.5).collect();
+        mixer.load_sound("join".into(), chime).expect("loaded");
+        // On the listener's left (-x): the left ear hears it first and louder.
+        assert_eq!(mixer.play("join", [-2.0, 0.0, 0.0]), Ok(true));
+        let mut out = vec![0.0; 1920];
+        mixer.render(&mut voices, &mut out);
+        let (left, right) = energy(&out);
+        assert!(left > right * 1.2, "left {left} right {right}");
+        // It ends: 1500 samples are two blocks of 960, and then silence.
+        mixer.render(&mut voices, &mut out);
+        assert!(energy(&out).0 > 0.0);
+        mixer.render(&mut voices, &mut out);
+        assert_eq!(energy(&out), (0.0, 0.0));
+        assert_eq!(mixer.spatial().one_shots(), 0);
+    }
+
+    #[test]
+    fn sounds_are_bounded_and_unknown_ones_are_refused() {
+        let mut mixer = Mixer::default();
+        let too_long = vec![0.0; MAX_SOUND_SAMPLES + 1];
+        assert!(matches!(
+            mixer.load_sound("long".into(), too_long),
+            Err(SoundError::TooLong { .. })
+        ));
+        assert_eq!(
+            mixer.play("nothing", [0.0; 3]),
+            Err(SoundError::Unknown("nothing".into()))
+        );
+        for i in 0..MAX_SOUNDS {
+            mixer
+                .load_sound(format!("s{i}"), vec![0.1; 10])
+                .expect("room");
+        }
+        assert_eq!(
+            mixer.load_sound("one more".into(), vec![0.1; 10]),
+            Err(SoundError::TooMany("one more".into()))
+        );
+        // Replacing one by name is fine; a burst plays only its first few at once.
+        mixer
+            .load_sound("s0".into(), vec![f32::NAN; 960])
+            .expect("replaced");
+        let played = (0..10)
+            .filter(|_| mixer.play("s0", [1.0, 0.0, 0.0]) == Ok(true))
+            .count();
+        assert_eq!(played, crate::audio::spatial::MAX_ONE_SHOTS);
+        assert_eq!(mixer.play("s0", [f32::NAN, 0.0, 0.0]), Ok(false));
+        // Its NaN samples were made silence.
+        let mut out = vec![0.0; 1920];
+        mixer.render(&mut Voices::default(), &mut out);
+        assert!(out.iter().all(|s| *s == 0.0));
     }
 
     #[test]

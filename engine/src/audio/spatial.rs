@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::f32::consts::{FRAC_PI_2, PI};
+use std::sync::Arc;
 
 /// Sample rate of all input and output audio, in Hz.
 pub const SAMPLE_RATE: f32 = 48_000.0;
@@ -37,6 +38,9 @@ const BASE_DELAY: f32 = 1.0;
 const MAX_DELAY: f32 = (HISTORY_LEN - 4) as f32;
 /// Below this magnitude the soft clipper is exactly linear.
 const SOFT_CLIP_KNEE: f32 = 0.8;
+/// Most one-shot sounds playing at once: a burst (a crowd arriving) plays its first few, not
+/// a din.
+pub const MAX_ONE_SHOTS: usize = 4;
 
 /// Listener head pose: position and orientation as unit forward and right vectors
 /// (y is up, right-handed, like Bevy: forward of an unrotated camera is -Z, right is +X).
@@ -364,12 +368,24 @@ struct Slot {
     last_block: Option<u64>,
 }
 
-/// All voices, keyed by `u32` participant id.
+/// A short sound played once from a place (someone joining, leaving, a chat line).
+#[derive(Clone, Debug)]
+struct OneShot {
+    samples: Arc<[f32]>,
+    /// The next sample to play.
+    next: usize,
+    position: [f32; 3],
+    voice: Voice,
+}
+
+/// All voices, keyed by `u32` participant id, and the one-shot sounds playing.
 #[derive(Clone, Debug)]
 pub struct SpatialMixer {
     scene: Scene,
     block: u64,
     slots: HashMap<u32, Slot>,
+    one_shots: Vec<OneShot>,
+    scratch: Vec<f32>,
 }
 
 impl SpatialMixer {
@@ -384,7 +400,32 @@ impl SpatialMixer {
             scene,
             block: 0,
             slots: HashMap::new(),
+            one_shots: Vec::new(),
+            scratch: Vec::new(),
         }
+    }
+
+    /// Plays `samples` (mono, 48 kHz) once from world position `position`, placed like a
+    /// voice there (or centred in meeting mode), mixed into the next blocks. Refused (false)
+    /// while [`MAX_ONE_SHOTS`] play already, or when the position is not finite.
+    pub fn play(&mut self, samples: Arc<[f32]>, position: [f32; 3]) -> bool {
+        if self.one_shots.len() >= MAX_ONE_SHOTS || !position.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        let mut voice = Voice::new();
+        voice.set_target(self.scene.target(Some(position)));
+        self.one_shots.push(OneShot {
+            samples,
+            next: 0,
+            position,
+            voice,
+        });
+        true
+    }
+
+    /// One-shot sounds still playing.
+    pub fn one_shots(&self) -> usize {
+        self.one_shots.len()
     }
 
     /// Updates the listener's head pose; every voice glides to its new placement.
@@ -441,6 +482,19 @@ impl SpatialMixer {
             slot.last_block = Some(block);
             slot.voice.render_add(samples, out);
         }
+        let frames = out.len() / 2;
+        for shot in &mut self.one_shots {
+            // Its remaining samples, then silence to the block's end (the delay line's tail).
+            let rest = shot.samples.get(shot.next..).unwrap_or_default();
+            let take = rest.len().min(frames);
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&rest[..take]);
+            self.scratch.resize(frames, 0.0);
+            shot.voice.render_add(&self.scratch, out);
+            shot.next += frames;
+        }
+        self.one_shots
+            .retain(|shot| shot.next < shot.samples.len() + HISTORY_LEN);
         self.block = block.wrapping_add(1);
         out.iter_mut().for_each(|s| *s = soft_clip(*s));
     }
@@ -448,6 +502,10 @@ impl SpatialMixer {
     fn retarget_all(&mut self) {
         for slot in self.slots.values_mut() {
             slot.voice.set_target(self.scene.target(slot.position));
+        }
+        for shot in &mut self.one_shots {
+            shot.voice
+                .set_target(self.scene.target(Some(shot.position)));
         }
     }
 }

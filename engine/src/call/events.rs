@@ -34,6 +34,22 @@ pub enum Command {
     /// How everyone's picture appears on screen now (every frame, or whenever it changes); the
     /// relay hears when that changes which size of a picture is needed.
     View(Vec<PanelView>),
+    /// Keep a short sound (mono, 48 kHz, at most 2 s) under a name, to play with
+    /// [`Command::Play`].
+    Sound {
+        /// Its name.
+        name: String,
+        /// Its samples.
+        samples: Vec<f32>,
+    },
+    /// Play a sound loaded with [`Command::Sound`] once, from a place in the room (as a voice
+    /// standing there would be heard).
+    Play {
+        /// Which sound.
+        sound: String,
+        /// From where, metres.
+        at: [f32; 3],
+    },
     /// Leave the room and end the call.
     Leave,
 }

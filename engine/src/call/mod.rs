@@ -826,6 +826,16 @@ impl Call {
                 }
             }
             Command::View(panels) => self.view.set(panels),
+            Command::Sound { name, samples } => {
+                if let Err(error) = self.mixer.load_sound(name, samples) {
+                    tracing::warn!("{error}");
+                }
+            }
+            Command::Play { sound, at } => match self.mixer.play(&sound, at) {
+                Ok(true) => *self.stats.sounds_played.entry(sound).or_default() += 1,
+                Ok(false) => {}
+                Err(error) => tracing::warn!("{error}"),
+            },
             Command::Leave => self.leave(now),
         }
     }

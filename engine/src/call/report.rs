@@ -111,6 +111,9 @@ pub struct BotReport {
     pub decode_errors: u64,
     /// Chat lines received, in the room's order (own lines included).
     pub chat_received: Vec<ChatLine>,
+    /// The application's short sounds played (someone joining, leaving, a chat line), by name.
+    #[serde(default)]
+    pub sounds_played: BTreeMap<String, u64>,
     /// Names of participants whose leaving was announced.
     pub left: Vec<String>,
     /// Video frames sent (every layer's).

@@ -132,6 +132,8 @@ pub(super) struct Stats {
     /// Counters of earlier sessions, by name.
     archived: Vec<(String, ParticipantId, PeerStats)>,
     pub decode_errors: u64,
+    /// The application's sounds played, by name.
+    pub sounds_played: BTreeMap<String, u64>,
     /// From asking for a larger layer of a video to its first frame, in ms.
     pub layer_switch_ms: Reservoir,
     /// Counters at the last live snapshot, per participant.
@@ -189,6 +191,7 @@ impl Stats {
     /// counters into today's by name.
     pub fn finish(&self, report: &mut BotReport, names: &HashMap<ParticipantId, String>) {
         report.decode_errors = self.decode_errors;
+        report.sounds_played = self.sounds_played.clone();
         report.layer_switches = self.layer_switch_ms.samples.len() as u64;
         report.layer_switch_ms_p50 = percentile(&self.layer_switch_ms.samples, 0.5);
         report.layer_switch_ms_p95 = percentile(&self.layer_switch_ms.samples, 0.95);
