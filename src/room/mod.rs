@@ -3,6 +3,7 @@
 
 pub mod avatar;
 pub mod focus;
+pub mod hall;
 pub mod layout;
 pub mod panel;
 mod scene;
@@ -15,6 +16,7 @@ use bevy::prelude::*;
 pub(super) fn plugin(app: &mut App) {
     app.add_plugins((
         scene::plugin,
+        hall::plugin,
         panel::plugin,
         avatar::plugin,
         view::plugin,

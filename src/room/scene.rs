@@ -1,7 +1,6 @@
-//! The hall: floor, walls, centre piece, lamps; and the camera that is the viewer's eyes.
+//! The camera that is the viewer's eyes, and how often the room is drawn.
 
 use std::collections::VecDeque;
-use std::f32::consts::{FRAC_PI_2, TAU};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,14 +16,14 @@ use bevy::winit::{UpdateMode, WinitSettings};
 use bevy_egui::{EguiGlobalSettings, PrimaryEguiContext};
 
 use super::avatar::{Avatar, SelfView};
-use super::layout::{self, EYE_HEIGHT, ROOM_RADIUS, WALL_HEIGHT};
+use super::layout::{self, EYE_HEIGHT};
 use super::panel::VideoMaterial;
 use crate::audio::Ears;
 use crate::settings::Settings;
 
 pub(super) fn plugin(app: &mut App) {
     app.insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.08)));
-    app.add_systems(Startup, (build_hall, spawn_viewer));
+    app.add_systems(Startup, spawn_viewer);
     app.add_systems(Update, spare_software_renderer.run_if(run_once));
     app.add_systems(
         PostUpdate,
@@ -278,129 +277,6 @@ fn spawn_viewer(
 
 fn layout_start() -> f32 {
     super::layout::MIN_RADIUS
-}
-
-fn build_hall(
-    mut commands: Commands,
-    mut meshes: ResMut<Assets<Mesh>>,
-    mut materials: ResMut<Assets<StandardMaterial>>,
-) {
-    // Floor: warm wood, with a darker inlaid ring where the panels stand.
-    commands.spawn((
-        Mesh3d(meshes.add(Circle::new(ROOM_RADIUS))),
-        MeshMaterial3d(materials.add(StandardMaterial {
-            base_color: Color::srgb(0.42, 0.30, 0.22),
-            perceptual_roughness: 0.7,
-            ..default()
-        })),
-        // Just above the wall cylinder's bottom cap, which would otherwise fight with it.
-        Transform::from_xyz(0.0, 0.01, 0.0).with_rotation(Quat::from_rotation_x(-FRAC_PI_2)),
-    ));
-    commands.spawn((
-        Mesh3d(meshes.add(Annulus::new(2.2, 2.5))),
-        MeshMaterial3d(materials.add(StandardMaterial {
-            base_color: Color::srgb(0.78, 0.62, 0.36),
-            metallic: 0.6,
-            perceptual_roughness: 0.35,
-            ..default()
-        })),
-        Transform::from_xyz(0.0, 0.02, 0.0).with_rotation(Quat::from_rotation_x(-FRAC_PI_2)),
-    ));
-    // Walls: a cylinder seen from inside; its top cap is the ceiling.
-    let wall = materials.add(StandardMaterial {
-        base_color: Color::srgb(0.86, 0.83, 0.78),
-        perceptual_roughness: 0.9,
-        cull_mode: None,
-        double_sided: true,
-        ..default()
-    });
-    commands.spawn((
-        Mesh3d(
-            meshes.add(
-                Cylinder::new(ROOM_RADIUS, WALL_HEIGHT)
-                    .mesh()
-                    .resolution(96),
-            ),
-        ),
-        MeshMaterial3d(wall),
-        Transform::from_xyz(0.0, WALL_HEIGHT / 2.0, 0.0),
-    ));
-    // Pilasters around the wall.
-    let column = meshes.add(Cylinder::new(0.25, WALL_HEIGHT));
-    let stone = materials.add(StandardMaterial {
-        base_color: Color::srgb(0.95, 0.93, 0.88),
-        perceptual_roughness: 0.5,
-        ..default()
-    });
-    for i in 0..16 {
-        let angle = i as f32 / 16.0 * TAU;
-        let r = ROOM_RADIUS - 0.3;
-        commands.spawn((
-            Mesh3d(column.clone()),
-            MeshMaterial3d(stone.clone()),
-            Transform::from_xyz(r * angle.sin(), WALL_HEIGHT / 2.0, r * angle.cos()),
-        ));
-    }
-    // The centre piece: a low round table with a glowing top.
-    commands.spawn((
-        Mesh3d(meshes.add(Cylinder::new(0.7, 0.5))),
-        MeshMaterial3d(materials.add(StandardMaterial {
-            base_color: Color::srgb(0.20, 0.22, 0.28),
-            metallic: 0.3,
-            perceptual_roughness: 0.4,
-            ..default()
-        })),
-        Transform::from_xyz(0.0, 0.25, 0.0),
-    ));
-    commands.spawn((
-        Mesh3d(meshes.add(Cylinder::new(0.55, 0.02))),
-        MeshMaterial3d(materials.add(StandardMaterial {
-            base_color: Color::srgb(0.4, 0.7, 1.0),
-            emissive: LinearRgba::rgb(0.6, 1.4, 3.0),
-            ..default()
-        })),
-        Transform::from_xyz(0.0, 0.51, 0.0),
-    ));
-    // Light: a warm key light from above, and lamps around the hall.
-    commands.spawn((
-        PointLight {
-            intensity: 4_000_000.0,
-            range: 40.0,
-            color: Color::srgb(1.0, 0.92, 0.8),
-            shadow_maps_enabled: true,
-            shadow_depth_bias: 0.08,
-            ..default()
-        },
-        Transform::from_xyz(0.0, 7.0, 0.0),
-    ));
-    let lamp = meshes.add(Sphere::new(0.15));
-    let lamp_glow = materials.add(StandardMaterial {
-        base_color: Color::srgb(1.0, 0.85, 0.6),
-        emissive: LinearRgba::rgb(8.0, 5.5, 3.0),
-        ..default()
-    });
-    for i in 0..8 {
-        let angle = (i as f32 + 0.5) / 8.0 * TAU;
-        let r = ROOM_RADIUS - 1.0;
-        let position = Vec3::new(r * angle.sin(), 3.2, r * angle.cos());
-        commands.spawn((
-            Mesh3d(lamp.clone()),
-            MeshMaterial3d(lamp_glow.clone()),
-            Transform::from_translation(position),
-        ));
-        // Every other lamp lights the hall; the rest only glow.
-        if i % 2 == 0 {
-            commands.spawn((
-                PointLight {
-                    intensity: 500_000.0,
-                    range: 20.0,
-                    color: Color::srgb(1.0, 0.8, 0.6),
-                    ..default()
-                },
-                Transform::from_translation(position),
-            ));
-        }
-    }
 }
 
 #[cfg(test)]
