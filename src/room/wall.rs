@@ -4,9 +4,16 @@
 //!
 //! [`logic_plugin`] keeps one [`SharedScreen`] per sharer, in the order they started, with its
 //! [`WallSlot`] (tests run it on a bare app); [`plugin`] draws them with the panels' video
-//! material, each from the call's screen pictures.
+//! material, each from the call's screen pictures. A double-click on a screen asks for it over
+//! the whole window ([`OpenScreen`]).
 
+use std::time::Duration;
+
+use bevy::input::ButtonState;
+use bevy::input::mouse::MouseButtonInput;
 use bevy::prelude::*;
+use bevy::window::PrimaryWindow;
+use bevy_egui::input::EguiWantsInput;
 use rotunda_proto::ParticipantId;
 
 use super::layout::{EYE_HEIGHT, WALL_HEIGHT};
@@ -32,6 +39,7 @@ const MIN_DISTANCE: f32 = 2.0;
 /// Keeping track of who shares a screen.
 pub fn logic_plugin(app: &mut App) {
     app.init_resource::<Wall>();
+    app.add_message::<OpenScreen>();
     app.add_systems(Update, follow_shares.in_set(AppSystems::Update));
     app.add_systems(OnEnter(Screen::Connecting), clear_wall);
     app.add_systems(OnExit(Screen::InRoom), clear_wall);
@@ -44,6 +52,84 @@ pub(super) fn plugin(app: &mut App) {
         Update,
         (place_wall, upload_screens).in_set(AppSystems::Present),
     );
+    app.add_systems(
+        Update,
+        double_click_screen
+            .in_set(AppSystems::RecordInput)
+            .run_if(in_state(Screen::InRoom)),
+    );
+}
+
+/// Someone asked to see this shared screen over the whole window (by double-clicking it).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenScreen(pub ParticipantId);
+
+/// Two clicks at most this far apart in time make a double-click...
+pub const DOUBLE_CLICK: Duration = Duration::from_millis(500);
+/// ...and at most this far apart on the screen, in logical pixels.
+const DOUBLE_CLICK_SLOP: f32 = 6.0;
+
+/// The shared screen a ray from the eye meets first, if any: each is a unit square scaled,
+/// turned and placed by its transform.
+pub fn screen_under<'a>(
+    ray: Ray3d,
+    screens: impl IntoIterator<Item = (&'a SharedScreen, &'a GlobalTransform)>,
+) -> Option<ParticipantId> {
+    screens
+        .into_iter()
+        .filter_map(|(screen, transform)| {
+            let (scale, rotation, centre) = transform.to_scale_rotation_translation();
+            let distance = ray.intersect_plane(centre, InfinitePlane3d::new(rotation * Vec3::Z))?;
+            let local = rotation.inverse() * (ray.get_point(distance) - centre);
+            let inside =
+                local.x.abs() <= scale.x.abs() / 2.0 && local.y.abs() <= scale.y.abs() / 2.0;
+            inside.then_some((distance, screen.id))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, id)| id)
+}
+
+/// Two quick clicks on a shared screen open it over the whole window. Clicks are counted from
+/// the button's events, not its state: on a slow renderer both can fall in one frame.
+fn double_click_screen(
+    (mut presses, wants, time): (
+        MessageReader<MouseButtonInput>,
+        Option<Res<EguiWantsInput>>,
+        Res<Time<Real>>,
+    ),
+    windows: Query<&Window, With<PrimaryWindow>>,
+    cameras: Query<(&Camera, &GlobalTransform), With<Ears>>,
+    screens: Query<(&SharedScreen, &GlobalTransform)>,
+    mut last: Local<Option<(Duration, Vec2)>>,
+    mut open: MessageWriter<OpenScreen>,
+) {
+    let clicks = presses
+        .read()
+        .filter(|event| event.button == MouseButton::Left && event.state == ButtonState::Pressed)
+        .count();
+    if clicks == 0 || wants.is_some_and(|w| w.wants_pointer_input()) {
+        return;
+    }
+    let Some(cursor) = windows.iter().next().and_then(Window::cursor_position) else {
+        return;
+    };
+    let now = time.elapsed();
+    let double = clicks >= 2
+        || last.take().is_some_and(|(at, from)| {
+            now.saturating_sub(at) <= DOUBLE_CLICK && from.distance(cursor) <= DOUBLE_CLICK_SLOP
+        });
+    if !double {
+        *last = Some((now, cursor));
+        return;
+    }
+    let Some((camera, eye)) = cameras.iter().next() else {
+        return;
+    };
+    if let Ok(ray) = camera.viewport_to_world(eye, cursor)
+        && let Some(id) = screen_under(ray, screens.iter())
+    {
+        open.write(OpenScreen(id));
+    }
 }
 
 /// The screens shared now, in the order they started.
@@ -231,6 +317,34 @@ fn upload_screens(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ray_finds_the_screen_it_meets() {
+        // Two screens 2 m wide and 1 m tall, side by side 5 m ahead, facing the eye.
+        let screen = |id: u32, x: f32| {
+            (
+                SharedScreen {
+                    id: ParticipantId(id),
+                },
+                GlobalTransform::from(
+                    Transform::from_xyz(x, 2.0, -5.0).with_scale(Vec3::new(2.0, 1.0, 1.0)),
+                ),
+            )
+        };
+        let screens = [screen(1, -1.1), screen(2, 1.1)];
+        let eye = Vec3::new(0.0, 2.0, 0.0);
+        let toward = |x: f32, y: f32| {
+            Ray3d::new(eye, Dir3::new(Vec3::new(x, y, -5.0)).expect("a direction"))
+        };
+        let under = |ray| screen_under(ray, screens.iter().map(|(s, t)| (s, t)));
+        assert_eq!(under(toward(-1.5, 0.2)), Some(ParticipantId(1)));
+        assert_eq!(under(toward(1.5, -0.4)), Some(ParticipantId(2)));
+        // Between them, above them, or looking away: none.
+        assert_eq!(under(toward(0.0, 0.0)), None);
+        assert_eq!(under(toward(-1.1, 0.7)), None);
+        let behind = Ray3d::new(eye, Dir3::Z);
+        assert_eq!(under(behind), None);
+    }
 
     #[test]
     fn the_wall_stays_in_view_and_under_the_ceiling() {

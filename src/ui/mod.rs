@@ -18,7 +18,7 @@ use crate::devices::{Devices, SourceState};
 use crate::participants::{Departing, Muted, Participant, Speaking};
 use crate::room::avatar::SelfView;
 use crate::room::layout::PANEL_HEIGHT;
-use crate::room::wall::{SharedScreen, Wall};
+use crate::room::wall::{OpenScreen, SharedScreen, Wall};
 use crate::settings::Settings;
 use crate::state::Screen;
 use model::{Allowed, CallStats, ChatLog, Invitation, Panels, ParticipantRows, Secured};
@@ -352,8 +352,12 @@ fn handle_keys(
     call: Option<Res<Call>>,
     mut devices: ResMut<Devices>,
     mut panels: ResMut<Panels>,
-    (wall, mut full): (Res<Wall>, ResMut<FullWindow>),
+    (wall, mut full, mut opened): (Res<Wall>, ResMut<FullWindow>, MessageReader<OpenScreen>),
 ) {
+    // A double-click on a screen on the wall: that one over the whole window.
+    for OpenScreen(id) in opened.read() {
+        full.showing = Some(*id);
+    }
     if wants.is_some_and(|w| w.wants_keyboard_input()) {
         return;
     }
