@@ -848,7 +848,29 @@ fn draw_screen_tags(ctx: &egui::Context, room: &RoomUi) {
     }
 }
 
-/// Name tags above every panel in sight, with the microphone state and a speaking dot.
+/// How loud a voice is now: four bars of rising height, lit from the left as the level rises
+/// (0..1; the first lights at [`model::SPEAKING_LEVEL`]).
+fn voice_meter(ui: &mut egui::Ui, level: f32) {
+    let (area, _) = ui.allocate_exact_size(egui::vec2(14.0, 11.0), egui::Sense::hover());
+    for bar in 0..4u8 {
+        let lit =
+            level > model::SPEAKING_LEVEL + f32::from(bar) * (1.0 - model::SPEAKING_LEVEL) / 4.0;
+        let height = 4.0 + 2.3 * f32::from(bar);
+        let left = area.left() + f32::from(bar) * 3.6;
+        let rect = egui::Rect::from_min_max(
+            egui::pos2(left, area.bottom() - height),
+            egui::pos2(left + 2.4, area.bottom()),
+        );
+        let colour = if lit {
+            egui::Color32::from_rgb(90, 230, 120)
+        } else {
+            egui::Color32::from_gray(110)
+        };
+        ui.painter().rect_filled(rect, 0.5, colour);
+    }
+}
+
+/// Name tags above every panel in sight, with the microphone state and a voice meter.
 fn draw_name_tags(ctx: &egui::Context, room: &RoomUi) {
     let Some((camera, camera_transform)) = room.cameras.iter().next() else {
         return;
@@ -873,16 +895,17 @@ fn draw_name_tags(ctx: &egui::Context, room: &RoomUi) {
             egui::Align2::CENTER_BOTTOM,
             |ui| {
                 ui.horizontal(|ui| {
-                    let (dot, _) =
-                        ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
-                    let colour = if muted.audio {
-                        egui::Color32::from_rgb(220, 70, 70)
-                    } else if speaking.0 > 0.15 {
-                        egui::Color32::from_rgb(90, 230, 120)
+                    if muted.audio {
+                        let (dot, _) =
+                            ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                        ui.painter().circle_filled(
+                            dot.center(),
+                            4.5,
+                            egui::Color32::from_rgb(220, 70, 70),
+                        );
                     } else {
-                        egui::Color32::from_gray(110)
-                    };
-                    ui.painter().circle_filled(dot.center(), 4.5, colour);
+                        voice_meter(ui, speaking.0);
+                    }
                     ui.label(
                         egui::RichText::new(&participant.name)
                             .color(egui::Color32::WHITE)

@@ -53,6 +53,9 @@ fn note_security(mut changed: MessageReader<SecurityChanged>, mut secured: ResMu
     }
 }
 
+/// A voice at least this loud (0..1, as [`Speaking`]) counts as speaking.
+pub const SPEAKING_LEVEL: f32 = 0.15;
+
 /// One chat line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatLine {
@@ -296,7 +299,7 @@ fn list_participants(
             name: participant.name.clone(),
             audio_muted: muted.audio,
             video_muted: muted.video,
-            speaking: speaking.0 > 0.15 && !muted.audio,
+            speaking: speaking.0 > SPEAKING_LEVEL && !muted.audio,
             you: false,
         })
         .collect();
