@@ -55,7 +55,7 @@ for file in "$out.new/$bundle"/*.wasm "$out.new/$bundle"/*.js; do
 done
 # The room's assets (its font, its sounds), where the client asks for them: beside index.html.
 cp -r assets "$out.new/assets"
-for file in "$out.new"/assets/fonts/*.ttf "$out.new"/assets/sounds/*.wav; do
+for file in "$out.new"/assets/fonts/*.ttf "$out.new"/assets/fonts/*.otf "$out.new"/assets/sounds/*.wav; do
     brotli --quality=9 --keep --force "$file"
     gzip -9 --keep --force "$file"
 done

@@ -36,6 +36,8 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
     viewer
         .args(["--cert-hash", &hex(&relay.hash)])
         .args(["--duration", STAY, "--screenshot-after", SCREENSHOT_AFTER])
+        // A line in Chinese, Japanese and Korean: the CJK font is fetched for it.
+        .args(["--chat", "你好 こんにちは 안녕하세요"])
         .arg("--stats-json")
         .arg(&stats)
         .arg("--screenshot")
@@ -90,6 +92,10 @@ async fn viewer_sees_and_hears_two_bots_in_a_lit_room() {
     assert!(
         said.contains("the room's sounds are loaded"),
         "the sounds were not loaded: {said}"
+    );
+    assert!(
+        said.contains("the font fonts/NotoSansCJK-subset.otf is installed"),
+        "the CJK font was not loaded for the viewer's line: {said}"
     );
 
     let report: BotReport =
