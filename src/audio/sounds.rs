@@ -17,6 +17,7 @@ use bevy::asset::io::Reader;
 use bevy::asset::{AssetLoader, LoadContext};
 use bevy::prelude::*;
 use rotunda_engine::audio::resample::Resampler;
+use rotunda_engine::media::SAMPLE_RATE;
 use rotunda_proto::ParticipantId;
 
 use crate::AppSystems;
@@ -26,8 +27,6 @@ use crate::call::{
 use crate::participants::{Participant, Roster, Target};
 use crate::settings::Settings;
 
-/// What the mixer plays: 48 kHz mono.
-const RATE: u32 = 48_000;
 /// Longest sound kept: the engine's limit (2 s).
 const LONGEST: usize = rotunda_engine::audio::mixer::MAX_SOUND_SAMPLES;
 /// After joining (or rejoining), what arrives at once is the room as it was: no sounds.
@@ -238,13 +237,13 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Vec<f32>, String> {
         .chunks(channels)
         .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
         .collect();
-    let mut resampler = Resampler::new(spec.sample_rate, RATE)?;
+    let mut resampler = Resampler::new(spec.sample_rate, SAMPLE_RATE)?;
     let wanted =
-        (mono.len() as u64 * u64::from(RATE) / u64::from(spec.sample_rate.max(1))) as usize;
+        (mono.len() as u64 * u64::from(SAMPLE_RATE) / u64::from(spec.sample_rate.max(1))) as usize;
     let mut out = Vec::with_capacity(wanted);
     resampler.push(&mono, &mut out);
     if resampler.is_active() {
-        // Flush what the resampler holds back, then drop its delay's worth of silence.
+        // Flush what the resampler holds back; the sound keeps its own length below.
         resampler.push(&vec![0.0; spec.sample_rate as usize / 10], &mut out);
     }
     out.truncate(wanted.min(LONGEST));

@@ -9,7 +9,7 @@ use bevy_egui::input::EguiWantsInput;
 use rotunda_proto::ParticipantId;
 
 use super::avatar::Avatar;
-use super::layout::{EYE_HEIGHT, PANEL_HEIGHT, PANEL_WIDTH};
+use super::layout::{EYE_HEIGHT, PANEL_HEIGHT, PANEL_WIDTH, ray_meets_rect};
 use super::view::Pinned;
 use crate::AppSystems;
 use crate::audio::Ears;
@@ -134,13 +134,8 @@ fn pick_panel(
     let hit = panels
         .iter()
         .filter_map(|(participant, transform)| {
-            let (scale, rotation, centre) = transform.to_scale_rotation_translation();
-            let normal = rotation * Vec3::Z;
-            let distance = ray.intersect_plane(centre, InfinitePlane3d::new(normal))?;
-            let local = rotation.inverse() * (ray.get_point(distance) - centre);
-            let inside = local.x.abs() <= PANEL_WIDTH / 2.0 * scale.x
-                && local.y.abs() <= PANEL_HEIGHT / 2.0 * scale.y;
-            inside.then_some((distance, participant.id))
+            let panel = Vec2::new(PANEL_WIDTH, PANEL_HEIGHT);
+            ray_meets_rect(ray, transform, panel).map(|distance| (distance, participant.id))
         })
         .min_by(|a, b| a.0.total_cmp(&b.0));
     if let (Some((_, id)), Some((avatar, transform))) = (hit, avatars.iter().next()) {

@@ -1,5 +1,5 @@
 //! Where panels stand: a ring around the room's centre, wide enough that neighbours never
-//! overlap, every slot facing the centre.
+//! overlap, every slot facing the centre; and whether a ray from the eye meets a panel.
 
 use std::f32::consts::TAU;
 
@@ -124,6 +124,16 @@ pub fn panel_position(pose: Pose) -> Vec3 {
         flat
     };
     Vec3::new(flat.x, PANEL_CENTER_Y, flat.y)
+}
+
+/// How far along `ray` it meets a flat rectangle `size` wide and tall (before the transform's
+/// scale), centred at `transform` and facing along its Z axis; `None` when it passes beside.
+pub fn ray_meets_rect(ray: Ray3d, transform: &GlobalTransform, size: Vec2) -> Option<f32> {
+    let (scale, rotation, centre) = transform.to_scale_rotation_translation();
+    let distance = ray.intersect_plane(centre, InfinitePlane3d::new(rotation * Vec3::Z))?;
+    let local = rotation.inverse() * (ray.get_point(distance) - centre);
+    let half = size * scale.truncate().abs() / 2.0;
+    (local.x.abs() <= half.x && local.y.abs() <= half.y).then_some(distance)
 }
 
 /// The room camera's vertical field of view in a wide view.

@@ -16,7 +16,7 @@ use bevy::window::PrimaryWindow;
 use bevy_egui::input::EguiWantsInput;
 use rotunda_proto::ParticipantId;
 
-use super::layout::{EYE_HEIGHT, WALL_HEIGHT};
+use super::layout::{EYE_HEIGHT, WALL_HEIGHT, ray_meets_rect};
 use super::panel::{VideoMaterial, VideoSurface};
 use crate::AppSystems;
 use crate::audio::Ears;
@@ -78,12 +78,7 @@ pub fn screen_under<'a>(
     screens
         .into_iter()
         .filter_map(|(screen, transform)| {
-            let (scale, rotation, centre) = transform.to_scale_rotation_translation();
-            let distance = ray.intersect_plane(centre, InfinitePlane3d::new(rotation * Vec3::Z))?;
-            let local = rotation.inverse() * (ray.get_point(distance) - centre);
-            let inside =
-                local.x.abs() <= scale.x.abs() / 2.0 && local.y.abs() <= scale.y.abs() / 2.0;
-            inside.then_some((distance, screen.id))
+            ray_meets_rect(ray, transform, Vec2::ONE).map(|distance| (distance, screen.id))
         })
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, id)| id)

@@ -103,7 +103,7 @@ fn want_cjk(
     if asked.0 {
         return;
     }
-    let needed = needs_cjk(&settings.name)
+    let needed = (settings.is_changed() && needs_cjk(&settings.name))
         || (roster.is_changed() && needs_cjk(&roster.your_name))
         || names.iter().any(|p| needs_cjk(&p.name))
         || (log.is_changed()

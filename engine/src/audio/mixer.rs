@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Voices;
 use super::spatial::{DistanceModel, Listener, SpatialMixer};
+use crate::media::SAMPLE_RATE;
 
 /// Where the listener's head is and where every voice stands, as the application sees the room.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,8 +23,8 @@ pub struct Scene {
     pub meeting_mode: bool,
 }
 
-/// Longest sound the application may load: 2 s at 48 kHz.
-pub const MAX_SOUND_SAMPLES: usize = 2 * 48_000;
+/// Longest sound the application may load: 2 s.
+pub const MAX_SOUND_SAMPLES: usize = 2 * SAMPLE_RATE as usize;
 /// Most sounds the application may load.
 pub const MAX_SOUNDS: usize = 16;
 
@@ -179,11 +180,7 @@ mod tests {
         for _ in 0..3 {
             mixer.render(&mut voices, &mut out);
         }
-        let (mut left, mut right) = (0.0f32, 0.0f32);
-        for frame in out.chunks(2) {
-            left += frame[0] * frame[0];
-            right += frame[1] * frame[1];
-        }
+        let (left, right) = energy(&out);
         // Head shadow and the interaural delay at ~460 Hz: clearly louder, not silent left.
         assert!(right > left * 1.2, "left {left} right {right}");
     }
